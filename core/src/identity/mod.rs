@@ -1,0 +1,44 @@
+//! Who a user is: the RSA key pair, the onion key, and the certificate binding them.
+
+mod certificate;
+mod onion_address;
+mod onion_key;
+mod rsa_key;
+
+pub use certificate::{CertificateError, Ed25519Signature, KEY_BINDING_CONTEXT, KeyBindingCertificate};
+pub use onion_address::{OnionAddress, OnionAddressError};
+pub use onion_key::{OnionIdentity, OnionKeyError, TOR_SECRET_KEY_HEADER, verify_onion_signature};
+pub use rsa_key::{ALLOWED_RSA_BITS, Fingerprint, RsaIdentity, RsaKeyError, RsaPublicKey};
+
+use crate::nick::Nick;
+
+/// Everything a peer proves itself with: RSA keys, onion key, nick, and the certificate.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The nick this identity registers under.
+    pub nick: Nick,
+    /// The RSA key pair (handshake signatures, key transport).
+    pub rsa: RsaIdentity,
+    /// The onion service key.
+    pub onion: OnionIdentity,
+    /// The onion key's certificate over `nick` and the RSA public key.
+    pub certificate: KeyBindingCertificate,
+}
+
+impl Identity {
+    /// Assembles an identity, issuing its certificate.
+    pub fn new(nick: Nick, rsa: RsaIdentity, onion: OnionIdentity) -> Self {
+        let certificate = KeyBindingCertificate::issue(&onion, nick.clone(), rsa.public().clone());
+        Self {
+            nick,
+            rsa,
+            onion,
+            certificate,
+        }
+    }
+
+    /// The onion address of this identity.
+    pub fn address(&self) -> OnionAddress {
+        self.onion.address()
+    }
+}

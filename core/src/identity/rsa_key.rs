@@ -1,0 +1,259 @@
+//! The lasting RSA identity: key pair, SPKI DER public key, fingerprint.
+
+use core::fmt;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Key sizes we generate and accept from others. Anything else is refused: smaller is weak,
+/// larger lets a peer make us spend seconds verifying.
+pub const ALLOWED_RSA_BITS: [usize; 2] = [2048, 3072];
+
+/// Why an RSA key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RsaKeyError {
+    /// Not a valid SPKI DER / PKCS#8 encoding of an RSA key.
+    #[error("not a valid RSA key encoding")]
+    Malformed,
+    /// A valid key of a size we do not use.
+    #[error("RSA key of {0} bits; only 2048 and 3072 bits are accepted")]
+    Size(usize),
+    /// Key generation or an RSA operation failed.
+    #[error("RSA operation failed")]
+    Operation,
+}
+
+/// An RSA public key with its SPKI DER encoding, which is what is signed, hashed and sent.
+#[derive(Clone)]
+pub struct RsaPublicKey {
+    key: rsa::PublicKey,
+    der: Vec<u8>,
+}
+
+impl RsaPublicKey {
+    /// Parses and checks an SPKI DER public key.
+    pub fn from_der(der: &[u8]) -> Result<Self, RsaKeyError> {
+        let key = rsa::PublicKey::from_public_key_der(der).map_err(|_| RsaKeyError::Malformed)?;
+        let bits = key.size() * 8;
+        if !ALLOWED_RSA_BITS.contains(&bits) {
+            return Err(RsaKeyError::Size(bits));
+        }
+        // Keep the canonical re-encoding, so equal keys compare equal byte for byte.
+        let der = key
+            .to_public_key_der()
+            .map_err(|_| RsaKeyError::Malformed)?
+            .into_vec();
+        Ok(Self { key, der })
+    }
+
+    /// The SPKI DER encoding.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.key.size() * 8
+    }
+
+    /// SHA-256 of the SPKI DER encoding.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint(Sha256::digest(&self.der).into())
+    }
+
+    /// Verifies an RSA-PSS-SHA256 signature (salt of 32 bytes) over `message`.
+    pub fn verify_pss(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.pss_verify::<Sha256>(message, signature).is_ok()
+    }
+
+    /// RSA-OAEP-SHA256 encryption of a short secret to this key.
+    pub fn encrypt_oaep(
+        &self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, RsaKeyError> {
+        self.key
+            .oaep_encrypt_with_rng::<Sha256, _>(rng, plaintext)
+            .map_err(|_| RsaKeyError::Operation)
+    }
+}
+
+impl PartialEq for RsaPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+impl Eq for RsaPublicKey {}
+
+impl fmt::Debug for RsaPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RsaPublicKey({} bits, {})", self.bits(), self.fingerprint())
+    }
+}
+
+impl Serialize for RsaPublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.der)
+    }
+}
+
+impl<'de> Deserialize<'de> for RsaPublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let der = <&[u8]>::deserialize(d)?;
+        RsaPublicKey::from_der(der).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The lasting RSA key pair of a user.
+#[derive(Clone)]
+pub struct RsaIdentity {
+    private: rsa::PrivateKey,
+    public: RsaPublicKey,
+}
+
+impl RsaIdentity {
+    /// Generates a new key pair of `bits` (2048 or 3072).
+    pub fn generate(rng: &mut impl CryptoRng, bits: usize) -> Result<Self, RsaKeyError> {
+        if !ALLOWED_RSA_BITS.contains(&bits) {
+            return Err(RsaKeyError::Size(bits));
+        }
+        let private = rsa::PrivateKey::new(rng, bits).map_err(|_| RsaKeyError::Operation)?;
+        Self::from_private(private)
+    }
+
+    fn from_private(private: rsa::PrivateKey) -> Result<Self, RsaKeyError> {
+        let der = private
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|_| RsaKeyError::Malformed)?;
+        let public = RsaPublicKey::from_der(der.as_bytes())?;
+        Ok(Self { private, public })
+    }
+
+    /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, RsaKeyError> {
+        let private = rsa::PrivateKey::from_pkcs8_pem(pem).map_err(|_| RsaKeyError::Malformed)?;
+        Self::from_private(private)
+    }
+
+    /// Writes the private key as PKCS#8 PEM. The returned string is wiped when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, RsaKeyError> {
+        self.private
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| RsaKeyError::Operation)
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &RsaPublicKey {
+        &self.public
+    }
+
+    /// RSA-PSS-SHA256 signature over `message`, with blinding and salt from `rng`.
+    pub fn sign_pss(
+        &self,
+        rng: &mut impl CryptoRng,
+        message: &[u8],
+    ) -> Result<Vec<u8>, RsaKeyError> {
+        self.private
+            .pss_sign_with_rng::<Sha256, _>(rng, message)
+            .map_err(|_| RsaKeyError::Operation)
+    }
+
+    /// RSA-OAEP-SHA256 decryption (blinded with `rng`).
+    pub fn decrypt_oaep(
+        &self,
+        rng: &mut impl CryptoRng,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, RsaKeyError> {
+        self.private
+            .oaep_decrypt_with_rng::<Sha256, _>(rng, ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|_| RsaKeyError::Operation)
+    }
+}
+
+impl fmt::Debug for RsaIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RsaIdentity({:?})", self.public)
+    }
+}
+
+/// SHA-256 of a public key's SPKI DER, shown as 16 groups of 4 hex digits for reading aloud.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, pair) in self.0.chunks(2).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{:02X}{:02X}", pair[0], pair[1])?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_keys;
+
+    #[test]
+    fn pem_round_trip_keeps_the_key() {
+        let id = test_keys::rsa(0);
+        let pem = id.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = RsaIdentity::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(back.public(), id.public());
+    }
+
+    #[test]
+    fn garbage_pem_and_der_are_rejected() {
+        assert_eq!(
+            RsaIdentity::from_pkcs8_pem("not a key").unwrap_err(),
+            RsaKeyError::Malformed
+        );
+        assert_eq!(
+            RsaPublicKey::from_der(&[0x30, 0x03, 1, 2, 3]).unwrap_err(),
+            RsaKeyError::Malformed
+        );
+    }
+
+    #[test]
+    fn signatures_verify_only_for_the_signed_message_and_key() {
+        let mut rng = test_keys::rng(1);
+        let a = test_keys::rsa(0);
+        let b = test_keys::rsa(1);
+        let sig = a.sign_pss(&mut rng, b"hello").unwrap();
+        assert!(a.public().verify_pss(b"hello", &sig));
+        assert!(!a.public().verify_pss(b"hellO", &sig));
+        assert!(!b.public().verify_pss(b"hello", &sig));
+    }
+
+    #[test]
+    fn oaep_round_trip() {
+        let mut rng = test_keys::rng(2);
+        let a = test_keys::rsa(0);
+        let ct = a.public().encrypt_oaep(&mut rng, b"secret").unwrap();
+        assert_eq!(&a.decrypt_oaep(&mut rng, &ct).unwrap()[..], b"secret");
+        assert!(test_keys::rsa(1).decrypt_oaep(&mut rng, &ct).is_err());
+    }
+
+    #[test]
+    fn fingerprint_is_grouped_hex() {
+        let fp = test_keys::rsa(0).public().fingerprint().to_string();
+        assert_eq!(fp.len(), 16 * 4 + 15);
+        assert!(fp.split(' ').all(|g| g.len() == 4));
+    }
+}

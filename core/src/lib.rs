@@ -1,0 +1,21 @@
+//! # p2pchat-core
+//!
+//! The sans-IO protocol core of p2pchat: wire formats, identities and cryptography, the
+//! peer handshake, chat sessions, and the state machines of a peer and of the registry.
+//!
+//! Nothing here touches a socket, a clock, a thread or a global RNG. Callers feed inputs
+//! with `handle_input(now, ..)` and user commands, then drain `poll_output()` until it
+//! returns `None`, and call `handle_timeout(now)` at `poll_timeout()`. See
+//! `docs/PROTOCOL.md` for the wire protocol.
+#![forbid(unsafe_code)]
+
+pub mod frame;
+pub mod identity;
+pub mod nick;
+pub mod time;
+
+#[cfg(any(test, feature = "test-keys"))]
+pub mod test_keys;
+
+pub use nick::Nick;
+pub use time::Instant;
