@@ -19,3 +19,6 @@ pub mod test_keys;
 
 pub use nick::Nick;
 pub use time::Instant;
+pub mod handshake;
+pub mod peer_wire;
+pub mod session;

@@ -1,0 +1,151 @@
+//! Messages peers exchange on a chat connection (see docs/PROTOCOL.md, "Peer protocol").
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::KeyBindingCertificate;
+use crate::nick::Nick;
+
+/// Longest reason text a peer may attach to a denial or close, in bytes.
+pub const MAX_REASON_LEN: usize = 200;
+/// Longest chat message text, in bytes of UTF-8.
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
+
+/// One frame on a peer connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// Initiator → responder, first frame.
+    Hello(Hello),
+    /// Responder → initiator: its half of the handshake, signed.
+    Challenge(Challenge),
+    /// Initiator → responder: the encrypted secret and the initiator's signature.
+    Finish(Finish),
+    /// Either side, before keys exist: the handshake is refused.
+    Reject(RejectReason),
+    /// Everything after the handshake: an AEAD-sealed [`SessionMessage`].
+    Sealed(Sealed),
+}
+
+/// The initiator's opening: who it is, who it thinks it is calling, and its fresh values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Fresh random nonce.
+    pub nonce: [u8; 32],
+    /// Fresh X25519 public key.
+    pub ephemeral: [u8; 32],
+    /// The initiator's certificate: its onion address, nick and RSA key, signed by the onion key.
+    pub certificate: KeyBindingCertificate,
+    /// The port the initiator's onion service listens on.
+    pub port: u16,
+    /// The nick the initiator believes it dialed.
+    pub responder: Nick,
+    /// The initiator's chat instance (message ids are scoped to it).
+    pub instance: u64,
+}
+
+/// The signed part of the responder's [`Challenge`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeBody {
+    /// Fresh random nonce.
+    pub nonce: [u8; 32],
+    /// Fresh X25519 public key.
+    pub ephemeral: [u8; 32],
+    /// The responder's certificate.
+    pub certificate: KeyBindingCertificate,
+    /// The responder's chat instance.
+    pub instance: u64,
+}
+
+/// The responder's half of the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// What is signed.
+    pub body: ChallengeBody,
+    /// RSA-PSS-SHA256 by the responder's RSA key over the transcript (docs/PROTOCOL.md).
+    pub signature: Vec<u8>,
+}
+
+/// The initiator's closing handshake message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finish {
+    /// A fresh 32-byte secret, RSA-OAEP-SHA256 encrypted to the responder's key.
+    pub encrypted_secret: Vec<u8>,
+    /// RSA-PSS-SHA256 by the initiator's RSA key over the transcript.
+    pub signature: Vec<u8>,
+}
+
+/// Why a handshake was refused before any keys existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The responder is not the nick the initiator asked for.
+    #[error("the peer at that address is not the user you asked for")]
+    WrongResponder,
+    /// The initiator's nick is not registered, so its key cannot be checked.
+    #[error("the peer could not find you in the registry; register first")]
+    UnknownInitiator,
+    /// The initiator's key differs from the registry record or pinned contact.
+    #[error("the peer says your key does not match the registry record for your nick")]
+    KeyMismatch,
+    /// A certificate or signature did not verify.
+    #[error("the peer could not verify your certificate or signature")]
+    BadProof,
+    /// The responder has too many chats or pending requests.
+    #[error("the peer is busy (too many chats); try again later")]
+    Busy,
+    /// Both sides dialed each other at once; the other connection is kept.
+    #[error("both sides connected at once; the other connection is used")]
+    Simultaneous,
+    /// The responder is shutting down.
+    #[error("the peer is shutting down")]
+    ShuttingDown,
+    /// The peer sent something the protocol does not allow at that point.
+    #[error("protocol violation")]
+    ProtocolViolation,
+    /// The responder's registry lookup did not answer in time.
+    #[error("the peer could not reach its registry to check your key")]
+    RegistryUnavailable,
+}
+
+/// An AEAD-sealed session message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The sender's per-direction counter; also the nonce.
+    pub counter: u64,
+    /// ChaCha20-Poly1305 ciphertext with its tag.
+    pub ciphertext: Vec<u8>,
+}
+
+/// What travels inside a [`Sealed`] frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionMessage {
+    /// Responder: the user accepted the chat.
+    Accept,
+    /// Responder: the user denied the chat, with a reason for the initiator.
+    Deny {
+        /// Free text, at most [`MAX_REASON_LEN`] bytes.
+        reason: String,
+    },
+    /// A chat message.
+    Message {
+        /// Sender-chosen id, increasing by one per message within the sender's instance.
+        id: u64,
+        /// The text, at most [`MAX_MESSAGE_LEN`] bytes.
+        text: String,
+    },
+    /// Acknowledges every message up to and including `id`.
+    Ack {
+        /// The highest id received.
+        id: u64,
+    },
+    /// Asks to end the chat.
+    Close {
+        /// Free text, at most [`MAX_REASON_LEN`] bytes.
+        reason: String,
+    },
+    /// Confirms a [`SessionMessage::Close`]; the chat is over.
+    CloseAck,
+    /// Keep-alive request.
+    Ping,
+    /// Keep-alive answer.
+    Pong,
+}
