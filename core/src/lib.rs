@@ -19,6 +19,8 @@ pub mod test_keys;
 
 pub use nick::Nick;
 pub use time::Instant;
+pub mod conn;
 pub mod handshake;
+pub mod registry;
 pub mod peer_wire;
 pub mod session;

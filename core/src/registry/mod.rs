@@ -1,0 +1,13 @@
+//! The registry: who is online. Wire messages and the server's sans-IO state machine.
+
+mod server;
+mod wire;
+
+pub use server::{Registry, RegistryConfig, RegistryOutput, RegistryFull};
+pub use wire::{
+    ClientMessage, MAX_PAGE, Presence, REGISTRATION_CONTEXT, RegisterError, Registration,
+    ServerError, ServerMessage, UserRecord, registration_signed_bytes,
+};
+
+#[cfg(test)]
+mod tests;

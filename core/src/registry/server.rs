@@ -1,0 +1,401 @@
+//! The registry server's state machine.
+//!
+//! The runtime calls [`Registry::accept_connection`] for each new connection, feeds bytes
+//! with [`Registry::handle_received`] and closures with [`Registry::handle_closed`], drains
+//! [`Registry::poll_output`], and calls [`Registry::handle_timeout`] at
+//! [`Registry::poll_timeout`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use core::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, Rng, SeedableRng};
+
+use super::wire::*;
+use crate::conn::ConnId;
+use crate::frame::{FrameDecoder, decode_body, encode_frame};
+use crate::identity::{Ed25519Signature, KeyBindingCertificate, OnionAddress, RsaPublicKey};
+use crate::nick::Nick;
+use crate::time::Instant;
+
+/// Limits of a registry. Every one bounds what a client can make it hold or do.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Most registered users.
+    pub max_users: usize,
+    /// Most open connections (registered or not).
+    pub max_connections: usize,
+    /// A connection silent this long is dropped (clients ping well within it).
+    pub heartbeat_timeout: Duration,
+    /// Token bucket: messages a client may send in a burst.
+    pub burst: u32,
+    /// Token bucket: sustained messages per second.
+    pub per_second: u32,
+    /// Registration attempts allowed per connection.
+    pub max_register_attempts: u8,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_users: 100_000,
+            max_connections: 120_000,
+            heartbeat_timeout: Duration::from_secs(90),
+            burst: 50,
+            per_second: 20,
+            max_register_attempts: 5,
+        }
+    }
+}
+
+/// What the registry asks its runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryOutput {
+    /// Send these bytes (one or more whole frames) on `conn`.
+    Transmit {
+        /// Where.
+        conn: ConnId,
+        /// What.
+        bytes: Vec<u8>,
+    },
+    /// Close `conn` once what was queued before is sent.
+    Close {
+        /// Which.
+        conn: ConnId,
+    },
+}
+
+/// The registry cannot take another connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the registry holds its maximum number of connections")]
+pub struct RegistryFull;
+
+struct Client {
+    decoder: FrameDecoder,
+    challenge: [u8; 32],
+    /// Canonical nick, once registered.
+    registered: Option<String>,
+    subscribed: bool,
+    deadline: Instant,
+    /// Token bucket, in thousandths of a message.
+    tokens_milli: u64,
+    refilled_at: Instant,
+    register_attempts: u8,
+}
+
+struct User {
+    record: UserRecord,
+    conn: ConnId,
+}
+
+/// The registry server's state.
+pub struct Registry {
+    config: RegistryConfig,
+    rng: ChaCha20Rng,
+    next_conn: u64,
+    clients: BTreeMap<ConnId, Client>,
+    users: BTreeMap<String, User>,
+    onions: BTreeMap<OnionAddress, String>,
+    deadlines: BTreeSet<(Instant, ConnId)>,
+    outputs: VecDeque<RegistryOutput>,
+}
+
+impl Registry {
+    /// A registry whose randomness derives from `rng` (OS RNG in production, seeded in tests).
+    pub fn new(config: RegistryConfig, rng: &mut impl CryptoRng) -> Self {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        Self {
+            config,
+            rng: ChaCha20Rng::from_seed(seed),
+            next_conn: 0,
+            clients: BTreeMap::new(),
+            users: BTreeMap::new(),
+            onions: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Number of registered users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// A new connection arrived: returns its id (and queues the challenge), or refuses it.
+    pub fn accept_connection(&mut self, now: Instant) -> Result<ConnId, RegistryFull> {
+        if self.clients.len() >= self.config.max_connections {
+            return Err(RegistryFull);
+        }
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let mut challenge = [0u8; 32];
+        self.rng.fill_bytes(&mut challenge);
+        let deadline = now + self.config.heartbeat_timeout;
+        self.clients.insert(
+            conn,
+            Client {
+                decoder: FrameDecoder::new(),
+                challenge,
+                registered: None,
+                subscribed: false,
+                deadline,
+                tokens_milli: u64::from(self.config.burst) * 1000,
+                refilled_at: now,
+                register_attempts: 0,
+            },
+        );
+        self.deadlines.insert((deadline, conn));
+        self.send(conn, &ServerMessage::Challenge { nonce: challenge });
+        Ok(conn)
+    }
+
+    /// Bytes arrived on `conn`.
+    pub fn handle_received(&mut self, now: Instant, conn: ConnId, mut bytes: &[u8]) {
+        loop {
+            let Some(client) = self.clients.get_mut(&conn) else { return };
+            let body = match client.decoder.decode(&mut bytes) {
+                Ok(Some(body)) => body,
+                Ok(None) => return,
+                Err(_) => return self.fail(conn, ServerError::Malformed),
+            };
+            if !Self::take_token(&self.config, client, now) {
+                return self.fail(conn, ServerError::RateLimited);
+            }
+            self.touch(now, conn);
+            match decode_body::<ClientMessage>(&body) {
+                Ok(message) => self.handle_message(conn, message),
+                Err(_) => return self.fail(conn, ServerError::Malformed),
+            }
+        }
+    }
+
+    /// The connection closed (either side): the user it registered leaves.
+    pub fn handle_closed(&mut self, conn: ConnId) {
+        if let Some(client) = self.clients.remove(&conn) {
+            self.deadlines.remove(&(client.deadline, conn));
+            if let Some(nick) = client.registered {
+                self.remove_user(&nick);
+            }
+        }
+    }
+
+    /// When [`Registry::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Drops every connection whose heartbeat deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, conn)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.fail(conn, ServerError::Timeout);
+        }
+    }
+
+    /// Tells every client the registry is going away and closes every connection.
+    pub fn shutdown(&mut self) {
+        let conns: Vec<ConnId> = self.clients.keys().copied().collect();
+        for conn in conns {
+            self.send(conn, &ServerMessage::ShuttingDown);
+            self.outputs.push_back(RegistryOutput::Close { conn });
+            self.handle_closed(conn);
+        }
+    }
+
+    /// The next thing for the runtime to do.
+    pub fn poll_output(&mut self) -> Option<RegistryOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn take_token(config: &RegistryConfig, client: &mut Client, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(client.refilled_at);
+        let refill = (elapsed.as_micros() as u64).saturating_mul(u64::from(config.per_second)) / 1000;
+        let cap = u64::from(config.burst) * 1000;
+        client.tokens_milli = client.tokens_milli.saturating_add(refill).min(cap);
+        client.refilled_at = now;
+        if client.tokens_milli < 1000 {
+            return false;
+        }
+        client.tokens_milli -= 1000;
+        true
+    }
+
+    fn touch(&mut self, now: Instant, conn: ConnId) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            self.deadlines.remove(&(client.deadline, conn));
+            client.deadline = now + self.config.heartbeat_timeout;
+            self.deadlines.insert((client.deadline, conn));
+        }
+    }
+
+    fn handle_message(&mut self, conn: ConnId, message: ClientMessage) {
+        match message {
+            ClientMessage::Register(reg) => self.register(conn, reg),
+            ClientMessage::Lookup { request, nick } => {
+                let record = Nick::new(&nick)
+                    .ok()
+                    .and_then(|n| self.users.get(&n.canonical()))
+                    .map(|u| u.record.clone());
+                self.send(conn, &ServerMessage::LookupResult { request, record });
+            }
+            ClientMessage::List {
+                request,
+                prefix,
+                after,
+                limit,
+            } => {
+                let (users, more) = self.page(&prefix, after.as_deref(), limit);
+                self.send(conn, &ServerMessage::Page { request, users, more });
+            }
+            ClientMessage::Subscribe => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.subscribed = true;
+                }
+            }
+            ClientMessage::Unregister => {
+                let nick = self.clients.get_mut(&conn).and_then(|c| c.registered.take());
+                match nick {
+                    Some(nick) => {
+                        self.remove_user(&nick);
+                        self.send(conn, &ServerMessage::Unregistered);
+                    }
+                    None => self.fail(conn, ServerError::NotRegistered),
+                }
+            }
+            ClientMessage::Ping => self.send(conn, &ServerMessage::Pong),
+        }
+    }
+
+    fn page(&self, prefix: &str, after: Option<&str>, limit: u16) -> (Vec<UserRecord>, bool) {
+        let prefix = prefix.to_ascii_lowercase();
+        let limit = usize::from(limit.clamp(1, MAX_PAGE));
+        // Every key iterated is >= prefix, so the first one without it ends the scan.
+        let start = match after.map(str::to_ascii_lowercase) {
+            Some(a) if a >= prefix => core::ops::Bound::Excluded(a),
+            _ => core::ops::Bound::Included(prefix.clone()),
+        };
+        let mut users = Vec::with_capacity(limit);
+        let mut more = false;
+        for (key, user) in self.users.range((start, core::ops::Bound::Unbounded)) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if users.len() == limit {
+                more = true;
+                break;
+            }
+            users.push(user.record.clone());
+        }
+        (users, more)
+    }
+
+    fn register(&mut self, conn: ConnId, reg: Registration) {
+        let Some(client) = self.clients.get_mut(&conn) else { return };
+        client.register_attempts = client.register_attempts.saturating_add(1);
+        if client.register_attempts > self.config.max_register_attempts {
+            return self.fail(conn, ServerError::TooManyAttempts);
+        }
+        if client.registered.is_some() {
+            return self.send(conn, &ServerMessage::RegisterRejected(RegisterError::AlreadyRegistered));
+        }
+        let challenge = client.challenge;
+        let reply = match self.validate(&challenge, reg) {
+            Ok(record) => self.insert_user(conn, record),
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(()) => self.send(conn, &ServerMessage::Registered),
+            Err(e) => self.send(conn, &ServerMessage::RegisterRejected(e)),
+        }
+    }
+
+    fn validate(&self, challenge: &[u8; 32], reg: Registration) -> Result<UserRecord, RegisterError> {
+        let nick = Nick::new(&reg.nick).map_err(|_| RegisterError::InvalidNick)?;
+        if ed25519_dalek::VerifyingKey::from_bytes(&reg.onion).is_err() {
+            return Err(RegisterError::InvalidOnion);
+        }
+        let onion = OnionAddress::from_public_key(reg.onion);
+        let rsa = RsaPublicKey::from_der(&reg.rsa_public_key).map_err(|_| RegisterError::InvalidKey)?;
+        if reg.port == 0 {
+            return Err(RegisterError::InvalidPort);
+        }
+        let certificate = KeyBindingCertificate {
+            onion,
+            nick,
+            rsa,
+            signature: Ed25519Signature(reg.certificate_signature.0),
+        };
+        certificate.verify().map_err(|_| RegisterError::BadCertificate)?;
+        let signed = registration_signed_bytes(challenge, &certificate, reg.port);
+        if !certificate.rsa.verify_pss(&signed, &reg.challenge_signature) {
+            return Err(RegisterError::BadSignature);
+        }
+        Ok(UserRecord {
+            certificate,
+            port: reg.port,
+        })
+    }
+
+    fn insert_user(&mut self, conn: ConnId, record: UserRecord) -> Result<(), RegisterError> {
+        let key = record.nick().canonical();
+        if self.users.contains_key(&key) {
+            return Err(RegisterError::NickTaken);
+        }
+        if self.onions.contains_key(record.onion()) {
+            return Err(RegisterError::AddressTaken);
+        }
+        if self.users.len() >= self.config.max_users {
+            return Err(RegisterError::RegistryFull);
+        }
+        self.onions.insert(*record.onion(), key.clone());
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.registered = Some(key.clone());
+        }
+        self.broadcast(&ServerMessage::Presence(Presence::Joined(record.clone())), Some(conn));
+        self.users.insert(key, User { record, conn });
+        Ok(())
+    }
+
+    fn remove_user(&mut self, key: &str) {
+        if let Some(user) = self.users.remove(key) {
+            self.onions.remove(user.record.onion());
+            let left = ServerMessage::Presence(Presence::Left(user.record.nick().clone()));
+            self.broadcast(&left, Some(user.conn));
+        }
+    }
+
+    fn broadcast(&mut self, message: &ServerMessage, except: Option<ConnId>) {
+        let Ok(bytes) = encode_frame(message) else { return };
+        for (&conn, client) in &self.clients {
+            if client.subscribed && Some(conn) != except {
+                self.outputs.push_back(RegistryOutput::Transmit {
+                    conn,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, message: &ServerMessage) {
+        // Every server message fits a frame: pages are capped at MAX_PAGE records.
+        if let Ok(bytes) = encode_frame(message) {
+            self.outputs.push_back(RegistryOutput::Transmit { conn, bytes });
+        }
+    }
+
+    fn fail(&mut self, conn: ConnId, error: ServerError) {
+        if self.clients.contains_key(&conn) {
+            self.send(conn, &ServerMessage::Error(error));
+            self.outputs.push_back(RegistryOutput::Close { conn });
+            self.handle_closed(conn);
+        }
+    }
+}

@@ -1,0 +1,334 @@
+use super::*;
+use crate::conn::ConnId;
+use crate::frame::{FrameDecoder, decode_body, encode_frame};
+use crate::identity::{Ed25519Signature, Identity};
+use crate::test_keys;
+use crate::time::Instant;
+use core::time::Duration;
+
+struct Harness {
+    reg: Registry,
+    rng: rand_chacha::ChaCha20Rng,
+    decoders: std::collections::BTreeMap<ConnId, FrameDecoder>,
+    closed: Vec<ConnId>,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(config: RegistryConfig) -> Self {
+        let mut rng = test_keys::rng(42);
+        Self {
+            reg: Registry::new(config, &mut rng),
+            rng,
+            decoders: Default::default(),
+            closed: vec![],
+            now: Instant::ZERO,
+        }
+    }
+
+    fn connect(&mut self) -> (ConnId, [u8; 32]) {
+        let conn = self.reg.accept_connection(self.now).unwrap();
+        match self.drain(conn).as_slice() {
+            [ServerMessage::Challenge { nonce }] => (conn, *nonce),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, msg: &ClientMessage) -> Vec<ServerMessage> {
+        let bytes = encode_frame(msg).unwrap();
+        self.reg.handle_received(self.now, conn, &bytes);
+        self.drain(conn)
+    }
+
+    /// Everything queued for `conn`; other connections' output stays decodable later.
+    fn drain(&mut self, conn: ConnId) -> Vec<ServerMessage> {
+        let mut out = vec![];
+        let mut others = vec![];
+        while let Some(o) = self.reg.poll_output() {
+            match o {
+                RegistryOutput::Transmit { conn: c, bytes } if c == conn => {
+                    let d = self.decoders.entry(c).or_default();
+                    let mut input = &bytes[..];
+                    while let Some(body) = d.decode(&mut input).unwrap() {
+                        out.push(decode_body(&body).unwrap());
+                    }
+                }
+                RegistryOutput::Close { conn: c } => self.closed.push(c),
+                other => others.push(other),
+            }
+        }
+        out
+    }
+
+    fn registration(&mut self, id: &Identity, nonce: &[u8; 32], port: u16) -> Registration {
+        let sig = id
+            .rsa
+            .sign_pss(&mut self.rng, &registration_signed_bytes(nonce, &id.certificate, port))
+            .unwrap();
+        Registration {
+            nick: id.nick.to_string(),
+            onion: *id.address().public_key(),
+            port,
+            rsa_public_key: id.rsa.public().der().to_vec(),
+            certificate_signature: id.certificate.signature,
+            challenge_signature: sig,
+        }
+    }
+
+    fn register(&mut self, id: &Identity) -> (ConnId, Vec<ServerMessage>) {
+        let (conn, nonce) = self.connect();
+        let reg = self.registration(id, &nonce, 7000);
+        let reply = self.send(conn, &ClientMessage::Register(reg));
+        (conn, reply)
+    }
+}
+
+#[test]
+fn a_valid_registration_is_listed_and_looked_up() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let alice = test_keys::identity(0, "Alice");
+    let (_, reply) = h.register(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    let (c, _) = h.connect();
+    let reply = h.send(c, &ClientMessage::Lookup { request: 5, nick: "alice".into() });
+    let [ServerMessage::LookupResult { request: 5, record: Some(r) }] = reply.as_slice() else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(r.certificate, alice.certificate);
+    assert_eq!(r.port, 7000);
+}
+
+#[test]
+fn duplicate_nick_and_duplicate_onion_are_rejected() {
+    let mut h = Harness::new(RegistryConfig::default());
+    h.register(&test_keys::identity(0, "alice"));
+    let (_, reply) = h.register(&test_keys::identity(1, "ALICE"));
+    assert_eq!(reply, vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]);
+    // Same onion key (index 0), other nick and RSA key.
+    let same_onion = Identity::new(crate::Nick::new("bob").unwrap(), test_keys::rsa(2), test_keys::onion(0));
+    let (_, reply) = h.register(&same_onion);
+    assert_eq!(reply, vec![ServerMessage::RegisterRejected(RegisterError::AddressTaken)]);
+}
+
+#[test]
+fn a_certificate_from_another_onion_key_is_rejected() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let mallory = test_keys::identity(3, "mallory");
+    let victim = test_keys::identity(4, "victim");
+    let (conn, nonce) = h.connect();
+    let mut reg = h.registration(&mallory, &nonce, 7000);
+    // Mallory claims the victim's onion address with her own certificate signature.
+    reg.onion = *victim.address().public_key();
+    assert_eq!(
+        h.send(conn, &ClientMessage::Register(reg)),
+        vec![ServerMessage::RegisterRejected(RegisterError::BadCertificate)]
+    );
+}
+
+#[test]
+fn a_signature_over_another_challenge_is_rejected() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let alice = test_keys::identity(0, "alice");
+    let (_, old_nonce) = h.connect();
+    let (conn, _) = h.connect();
+    let reg = h.registration(&alice, &old_nonce, 7000);
+    assert_eq!(
+        h.send(conn, &ClientMessage::Register(reg)),
+        vec![ServerMessage::RegisterRejected(RegisterError::BadSignature)]
+    );
+}
+
+#[test]
+fn invalid_fields_get_their_own_rejections() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let alice = test_keys::identity(0, "alice");
+    let (conn, nonce) = h.connect();
+    let good = h.registration(&alice, &nonce, 7000);
+    let cases: Vec<(Registration, RegisterError)> = vec![
+        (Registration { nick: "a b".into(), ..good.clone() }, RegisterError::InvalidNick),
+        (Registration { rsa_public_key: vec![1, 2, 3], ..good.clone() }, RegisterError::InvalidKey),
+        (Registration { port: 0, ..good.clone() }, RegisterError::InvalidPort),
+        (
+            Registration { certificate_signature: Ed25519Signature([0; 64]), ..good.clone() },
+            RegisterError::BadCertificate,
+        ),
+    ];
+    for (reg, want) in cases {
+        assert_eq!(
+            h.send(conn, &ClientMessage::Register(reg)),
+            vec![ServerMessage::RegisterRejected(want)]
+        );
+    }
+}
+
+#[test]
+fn an_onion_key_that_is_not_a_curve_point_is_invalid_onion() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let alice = test_keys::identity(0, "alice");
+    let (conn, nonce) = h.connect();
+    let mut reg = h.registration(&alice, &nonce, 7000);
+    // y = 2 is not on the curve.
+    let mut bad = [0u8; 32];
+    bad[0] = 2;
+    reg.onion = bad;
+    assert_eq!(
+        h.send(conn, &ClientMessage::Register(reg)),
+        vec![ServerMessage::RegisterRejected(RegisterError::InvalidOnion)]
+    );
+}
+
+#[test]
+fn closing_the_connection_unregisters_and_pushes_left() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (watcher, _) = h.connect();
+    assert!(h.send(watcher, &ClientMessage::Subscribe).is_empty());
+    let (alice_conn, _) = h.register(&test_keys::identity(0, "alice"));
+    let pushed = h.drain(watcher);
+    assert!(matches!(pushed.as_slice(), []), "pushes were for the watcher: drained above");
+    h.reg.handle_closed(alice_conn);
+    let reply = h.send(watcher, &ClientMessage::Lookup { request: 1, nick: "alice".into() });
+    assert!(reply.contains(&ServerMessage::Presence(Presence::Left(crate::Nick::new("alice").unwrap()))));
+    assert!(reply.contains(&ServerMessage::LookupResult { request: 1, record: None }));
+}
+
+#[test]
+fn presence_joined_is_pushed_to_subscribers() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (watcher, _) = h.connect();
+    h.send(watcher, &ClientMessage::Subscribe);
+    let alice = test_keys::identity(0, "alice");
+    let (conn, nonce) = h.connect();
+    let reg = h.registration(&alice, &nonce, 7000);
+    let bytes = encode_frame(&ClientMessage::Register(reg)).unwrap();
+    h.reg.handle_received(h.now, conn, &bytes);
+    let pushed = h.drain(watcher);
+    assert!(matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.certificate == alice.certificate));
+}
+
+#[test]
+fn only_the_owner_connection_can_unregister() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (alice_conn, _) = h.register(&test_keys::identity(0, "alice"));
+    let (other, _) = h.connect();
+    assert_eq!(
+        h.send(other, &ClientMessage::Unregister),
+        vec![ServerMessage::Error(ServerError::NotRegistered)]
+    );
+    assert!(h.closed.contains(&other));
+    assert_eq!(h.reg.user_count(), 1);
+    assert_eq!(h.send(alice_conn, &ClientMessage::Unregister), vec![ServerMessage::Unregistered]);
+    assert_eq!(h.reg.user_count(), 0);
+}
+
+#[test]
+fn pages_follow_nick_order_with_prefix_and_continuation() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let nicks = ["ann", "anna", "annie", "bob", "ant", "zed"];
+    for (i, n) in nicks.iter().enumerate() {
+        h.register(&test_keys::identity(i, n));
+    }
+    let (c, _) = h.connect();
+    let page = |h: &mut Harness, after: Option<&str>| {
+        match h
+            .send(c, &ClientMessage::List { request: 1, prefix: "AN".into(), after: after.map(Into::into), limit: 2 })
+            .as_slice()
+        {
+            [ServerMessage::Page { users, more, .. }] => {
+                (users.iter().map(|u| u.nick().to_string()).collect::<Vec<_>>(), *more)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(page(&mut h, None), (vec!["ann".to_string(), "anna".into()], true));
+    assert_eq!(page(&mut h, Some("anna")), (vec!["annie".to_string(), "ant".into()], false));
+    assert_eq!(page(&mut h, Some("aaa")), (vec!["ann".to_string(), "anna".into()], true));
+}
+
+#[test]
+fn garbage_bytes_close_the_connection_with_an_error() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (c, _) = h.connect();
+    h.reg.handle_received(h.now, c, &[0, 0, 0, 3, 1, 0xff, 0xff]);
+    assert_eq!(h.drain(c), vec![ServerMessage::Error(ServerError::Malformed)]);
+    assert!(h.closed.contains(&c));
+    assert_eq!(h.reg.connection_count(), 0);
+}
+
+#[test]
+fn a_flood_of_messages_is_rate_limited() {
+    let mut h = Harness::new(RegistryConfig { burst: 5, per_second: 1, ..Default::default() });
+    let (c, _) = h.connect();
+    let mut bytes = vec![];
+    for _ in 0..6 {
+        bytes.extend(encode_frame(&ClientMessage::Ping).unwrap());
+    }
+    h.reg.handle_received(h.now, c, &bytes);
+    let out = h.drain(c);
+    assert_eq!(out.iter().filter(|m| **m == ServerMessage::Pong).count(), 5);
+    assert_eq!(out.last(), Some(&ServerMessage::Error(ServerError::RateLimited)));
+}
+
+#[test]
+fn tokens_refill_over_time() {
+    let mut h = Harness::new(RegistryConfig { burst: 1, per_second: 1, ..Default::default() });
+    let (c, _) = h.connect();
+    assert_eq!(h.send(c, &ClientMessage::Ping), vec![ServerMessage::Pong]);
+    h.now = h.now + Duration::from_secs(1);
+    assert_eq!(h.send(c, &ClientMessage::Ping), vec![ServerMessage::Pong]);
+}
+
+#[test]
+fn a_silent_client_times_out_and_its_user_leaves() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (alice, _) = h.register(&test_keys::identity(0, "alice"));
+    let deadline = h.reg.poll_timeout().unwrap();
+    h.reg.handle_timeout(deadline);
+    assert_eq!(h.drain(alice), vec![ServerMessage::Error(ServerError::Timeout)]);
+    assert_eq!(h.reg.user_count(), 0);
+    assert_eq!(h.reg.poll_timeout(), None);
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused() {
+    let mut h = Harness::new(RegistryConfig { max_connections: 2, ..Default::default() });
+    h.connect();
+    h.connect();
+    assert_eq!(h.reg.accept_connection(h.now), Err(RegistryFull));
+}
+
+#[test]
+fn registration_attempts_are_capped_per_connection() {
+    let mut h = Harness::new(RegistryConfig { max_register_attempts: 2, ..Default::default() });
+    let alice = test_keys::identity(0, "alice");
+    let (conn, nonce) = h.connect();
+    let mut reg = h.registration(&alice, &nonce, 7000);
+    reg.port = 0;
+    h.send(conn, &ClientMessage::Register(reg.clone()));
+    h.send(conn, &ClientMessage::Register(reg.clone()));
+    assert_eq!(
+        h.send(conn, &ClientMessage::Register(reg)),
+        vec![ServerMessage::Error(ServerError::TooManyAttempts)]
+    );
+}
+
+#[test]
+fn shutdown_tells_every_client() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (c, _) = h.connect();
+    h.reg.shutdown();
+    assert_eq!(h.drain(c), vec![ServerMessage::ShuttingDown]);
+    assert!(h.closed.contains(&c));
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_client_bytes_never_panic_and_never_leak_connections(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..8)) {
+        let mut h = Harness::new(RegistryConfig::default());
+        let (c, _) = h.connect();
+        for chunk in &chunks {
+            h.reg.handle_received(h.now, c, chunk);
+        }
+        while h.reg.poll_output().is_some() {}
+        proptest::prop_assert!(h.reg.connection_count() <= 1);
+    }
+}
