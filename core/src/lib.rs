@@ -22,5 +22,6 @@ pub use time::Instant;
 pub mod conn;
 pub mod handshake;
 pub mod registry;
+pub mod peer;
 pub mod peer_wire;
 pub mod session;

@@ -1,0 +1,628 @@
+//! Chat connections: the handshake on each side, sealed frames, keep-alives.
+
+use super::{ChatFailure, ChatState, CloseReason, ConnectionLost, Event, Input, Output, Peer};
+use crate::conn::ConnId;
+use crate::frame::{FrameDecoder, decode_body, encode_frame};
+use crate::handshake::{ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello};
+use crate::peer::AcceptPolicy;
+use crate::peer::registry_link::Pending;
+use crate::peer_wire::{MAX_MESSAGE_LEN, MAX_REASON_LEN, PeerFrame, RejectReason, SessionMessage};
+use crate::registry::UserRecord;
+use crate::session::SessionCipher;
+use crate::time::Instant;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(super) enum Stage {
+    /// Outbound, waiting for the transport.
+    Dialing(ExpectedPeer),
+    /// Outbound, `Hello` sent.
+    AwaitChallenge(Initiator),
+    /// Outbound, `Finish` sent; waiting for the peer's user.
+    AwaitDecision(SessionCipher, u64),
+    /// Inbound, nothing received yet.
+    AwaitHello,
+    /// Inbound, waiting for the registry record of the claimed nick.
+    AwaitLookup(Box<VerifiedHello>),
+    /// Inbound, `Challenge` sent.
+    AwaitFinish(Responder, Box<VerifiedHello>),
+    /// Inbound, authenticated, waiting for our user's decision.
+    AwaitUser {
+        request: u64,
+        cipher: SessionCipher,
+        peer_instance: u64,
+        hello: Box<VerifiedHello>,
+    },
+    /// Messages flow.
+    Established(SessionCipher),
+}
+
+/// One peer connection.
+#[derive(Debug)]
+pub(super) struct Conn {
+    decoder: FrameDecoder,
+    pub(super) outbound: bool,
+    pub(super) stage: Stage,
+    /// Give up (dial, handshake, decision or idle timeout) at this instant.
+    deadline: Instant,
+    keepalive_at: Option<Instant>,
+    /// The chat this connection serves, once known.
+    pub(super) nick: Option<crate::nick::Nick>,
+}
+
+impl Conn {
+    pub(super) fn inbound(deadline: Instant) -> Self {
+        Self {
+            decoder: FrameDecoder::new(),
+            outbound: false,
+            stage: Stage::AwaitHello,
+            deadline,
+            keepalive_at: None,
+            nick: None,
+        }
+    }
+
+    pub(super) fn outbound(expected: ExpectedPeer, deadline: Instant) -> Self {
+        Self {
+            decoder: FrameDecoder::new(),
+            outbound: true,
+            nick: Some(expected.nick.clone()),
+            stage: Stage::Dialing(expected),
+            deadline,
+            keepalive_at: None,
+        }
+    }
+
+    pub(super) fn is_pending_inbound(&self) -> bool {
+        !self.outbound && !matches!(self.stage, Stage::Established(_))
+    }
+
+    pub(super) fn is_dialing(&self) -> bool {
+        self.outbound && matches!(self.stage, Stage::Dialing(_) | Stage::AwaitChallenge(_))
+    }
+
+    pub(super) fn next_timer(&self) -> Option<Instant> {
+        Some(match self.keepalive_at {
+            Some(k) => k.min(self.deadline),
+            None => self.deadline,
+        })
+    }
+}
+
+fn clip(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+impl Peer {
+    pub(super) fn connection_input(&mut self, input: Input<'_>) {
+        match input {
+            Input::Connected { conn } => self.connected(conn),
+            Input::ConnectFailed { conn, reason } => {
+                self.conn_lost(conn, ConnectionLost::ConnectFailed(reason), false)
+            }
+            Input::Closed { conn } => self.conn_lost(conn, ConnectionLost::Closed, false),
+            Input::Received { conn, mut bytes } => loop {
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let body = match c.decoder.decode(&mut bytes) {
+                    Ok(Some(body)) => body,
+                    Ok(None) => return,
+                    Err(e) => return self.conn_lost(conn, ConnectionLost::Frame(e), true),
+                };
+                match decode_body::<PeerFrame>(&body) {
+                    Ok(frame) => self.frame(conn, body, frame),
+                    Err(e) => return self.conn_lost(conn, ConnectionLost::Frame(e), true),
+                }
+            },
+        }
+    }
+
+    fn connected(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Stage::Dialing(expected) = &c.stage else { return };
+        let expected = expected.clone();
+        let Some(nick) = c.nick.clone() else { return };
+        let instance = match self.chats.get(&nick) {
+            Some(chat) => chat.mailbox.instance,
+            None => return self.drop_conn(conn),
+        };
+        match Initiator::start(&mut self.rng, &self.identity, self.config.port, instance, expected) {
+            Ok((initiator, hello)) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.stage = Stage::AwaitChallenge(initiator);
+                    c.deadline = self.now + self.config.handshake_timeout;
+                }
+                self.transmit(conn, hello);
+            }
+            Err(_) => self.conn_lost(conn, ConnectionLost::Protocol("could not encode hello"), true),
+        }
+    }
+
+    fn frame(&mut self, conn: ConnId, body: Vec<u8>, frame: PeerFrame) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        // Any frame proves the connection alive.
+        if matches!(c.stage, Stage::Established(_)) {
+            c.deadline = self.now + self.config.idle_timeout;
+        }
+        let stage = std::mem::replace(&mut c.stage, Stage::AwaitHello);
+        match (stage, frame) {
+            (Stage::AwaitHello, PeerFrame::Hello(hello)) => self.on_hello(conn, body, hello),
+            (Stage::AwaitFinish(responder, hello), PeerFrame::Finish(finish)) => {
+                self.on_finish(conn, responder, *hello, &finish)
+            }
+            (Stage::AwaitChallenge(initiator), PeerFrame::Challenge(challenge)) => {
+                match initiator.on_challenge(&mut self.rng, &self.identity, &challenge) {
+                    Ok((finish, est)) => {
+                        self.set_stage(conn, Stage::AwaitDecision(est.cipher, est.peer_instance));
+                        self.transmit(conn, finish);
+                        if let Some(nick) = self.conn_nick(conn) {
+                            self.set_state(&nick, ChatState::AwaitingAcceptance);
+                        }
+                    }
+                    Err(e) => self.handshake_failed(conn, e),
+                }
+            }
+            (Stage::AwaitChallenge(_), PeerFrame::Reject(reason)) => {
+                self.handshake_failed(conn, HandshakeError::Rejected(reason))
+            }
+            (Stage::AwaitDecision(mut cipher, peer_instance), PeerFrame::Sealed(sealed)) => {
+                match cipher.open(&sealed) {
+                    Ok(SessionMessage::Accept) => {
+                        self.set_stage(conn, Stage::Established(cipher));
+                        self.chat_connected(conn, peer_instance);
+                    }
+                    Ok(SessionMessage::Deny { reason }) => {
+                        let nick = self.conn_nick(conn);
+                        self.drop_conn(conn);
+                        if let Some(nick) = nick {
+                            self.end_chat(&nick, CloseReason::Denied(clip(&reason)));
+                        }
+                    }
+                    Ok(_) => self.conn_lost(conn, ConnectionLost::Protocol("message before acceptance"), true),
+                    Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
+                }
+            }
+            (Stage::Established(mut cipher), PeerFrame::Sealed(sealed)) => match cipher.open(&sealed) {
+                Ok(message) => {
+                    self.set_stage(conn, Stage::Established(cipher));
+                    self.session_message(conn, message);
+                }
+                Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
+            },
+            (_, _) => self.conn_lost(conn, ConnectionLost::Protocol("unexpected frame"), true),
+        }
+    }
+
+    fn set_stage(&mut self, conn: ConnId, stage: Stage) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stage = stage;
+        }
+    }
+
+    fn conn_nick(&self, conn: ConnId) -> Option<crate::nick::Nick> {
+        self.conns.get(&conn).and_then(|c| c.nick.clone())
+    }
+
+    fn on_hello(&mut self, conn: ConnId, body: Vec<u8>, hello: crate::peer_wire::Hello) {
+        if self.shutdown.is_some() {
+            return self.reject(conn, RejectReason::ShuttingDown, None);
+        }
+        let hello = match VerifiedHello::check(&self.identity, body, hello) {
+            Ok(h) => h,
+            Err(HandshakeError::Rejected(reason)) => return self.reject(conn, reason, None),
+            Err(e) => return self.reject(conn, RejectReason::BadProof, Some((None, e))),
+        };
+        let nick = hello.hello.certificate.nick.clone();
+        if nick == self.identity.nick {
+            return self.reject(conn, RejectReason::ProtocolViolation, None);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.nick = Some(nick.clone());
+            c.deadline = self.now + self.config.handshake_timeout;
+        }
+        let chat = self.chats.get(&nick);
+        if chat.is_none() && self.chats.len() >= self.config.max_chats {
+            return self.reject(conn, RejectReason::Busy, None);
+        }
+        // Simultaneous dials: the connection dialed by the smaller onion address wins.
+        let ours_wins = self.identity.address() < hello.hello.certificate.onion;
+        let existing_is_ours = chat
+            .and_then(|c| c.conn)
+            .and_then(|e| self.conns.get(&e))
+            .is_some_and(|e| e.outbound);
+        if existing_is_ours && ours_wins {
+            return self.reject(conn, RejectReason::Simultaneous, None);
+        }
+        // The key to check: a pinned contact, a chat's verified peer, or the registry's record.
+        let known = self
+            .config
+            .pinned
+            .get(&nick)
+            .cloned()
+            .or_else(|| chat.and_then(|c| c.peer.as_ref()).map(|p| p.rsa.clone()));
+        match known {
+            Some(key) => self.respond(conn, hello, &key),
+            None => {
+                self.set_stage(conn, Stage::AwaitLookup(Box::new(hello)));
+                self.lookup(&nick, Pending::Incoming(conn));
+            }
+        }
+    }
+
+    pub(super) fn incoming_lookup_answered(&mut self, conn: ConnId, record: Option<UserRecord>) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Stage::AwaitLookup(hello) = std::mem::replace(&mut c.stage, Stage::AwaitHello) else {
+            return;
+        };
+        let claimed = &hello.hello.certificate;
+        let Some(record) = record else {
+            return self.reject(conn, RejectReason::UnknownInitiator, None);
+        };
+        if record.certificate.onion != claimed.onion && record.certificate.rsa == claimed.rsa {
+            let e = HandshakeError::BadCertificate("the registry lists another onion address for this nick");
+            return self.reject(conn, RejectReason::KeyMismatch, Some((Some(claimed.nick.clone()), e)));
+        }
+        let key = record.certificate.rsa.clone();
+        self.respond(conn, *hello, &key);
+    }
+
+    pub(super) fn incoming_registry_unavailable(&mut self, conn: ConnId) {
+        if self.conns.get(&conn).is_some_and(|c| matches!(c.stage, Stage::AwaitLookup(_))) {
+            self.reject(conn, RejectReason::RegistryUnavailable, None);
+        }
+    }
+
+    fn respond(&mut self, conn: ConnId, hello: VerifiedHello, expected: &crate::identity::RsaPublicKey) {
+        let nick = hello.hello.certificate.nick.clone();
+        let instance = match self.chats.get(&nick) {
+            Some(chat) => chat.mailbox.instance,
+            None => self.fresh_u64(),
+        };
+        match Responder::respond(&mut self.rng, &self.identity, instance, &hello, expected) {
+            Ok((responder, challenge)) => {
+                self.set_stage(conn, Stage::AwaitFinish(responder, Box::new(hello)));
+                self.transmit(conn, challenge);
+            }
+            Err(e @ HandshakeError::Impersonation { .. }) => {
+                self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)))
+            }
+            Err(e) => self.reject(conn, RejectReason::BadProof, Some((Some(nick), e))),
+        }
+    }
+
+    fn on_finish(
+        &mut self,
+        conn: ConnId,
+        responder: Responder,
+        hello: VerifiedHello,
+        finish: &crate::peer_wire::Finish,
+    ) {
+        let nick = hello.hello.certificate.nick.clone();
+        let est = match responder.on_finish(&mut self.rng, &self.identity, finish) {
+            Ok(est) => est,
+            Err(e) => return self.reject(conn, RejectReason::BadProof, Some((Some(nick), e))),
+        };
+        if self.chats.contains_key(&nick) {
+            // A known chat reconnecting: accept without asking again.
+            return self.accept_connection(conn, est.cipher, est.peer_instance, &hello);
+        }
+        match self.config.accept_policy {
+            AcceptPolicy::AcceptAll => self.accept_connection(conn, est.cipher, est.peer_instance, &hello),
+            AcceptPolicy::DenyAll => {
+                let mut cipher = est.cipher;
+                if let Ok(frame) = cipher.seal(&SessionMessage::Deny {
+                    reason: "this user does not accept chats".into(),
+                }) {
+                    self.transmit(conn, frame);
+                }
+                self.drop_conn(conn);
+            }
+            AcceptPolicy::Ask => {
+                let request = self.next_decision;
+                self.next_decision += 1;
+                self.decisions.insert(request, conn);
+                let cert = hello.hello.certificate.clone();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.deadline = self.now + self.config.decision_timeout;
+                    c.stage = Stage::AwaitUser {
+                        request,
+                        cipher: est.cipher,
+                        peer_instance: est.peer_instance,
+                        hello: Box::new(hello),
+                    };
+                }
+                self.emit(Event::ConnectionRequest {
+                    request,
+                    nick: cert.nick,
+                    onion: cert.onion,
+                    fingerprint: cert.rsa.fingerprint(),
+                });
+            }
+        }
+    }
+
+    /// Makes an authenticated inbound connection the chat's connection and says `Accept`.
+    pub(super) fn accept_connection(
+        &mut self,
+        conn: ConnId,
+        mut cipher: SessionCipher,
+        peer_instance: u64,
+        hello: &VerifiedHello,
+    ) {
+        let cert = &hello.hello.certificate;
+        let nick = cert.nick.clone();
+        let peer = ExpectedPeer {
+            nick: nick.clone(),
+            onion: cert.onion,
+            rsa: cert.rsa.clone(),
+        };
+        self.ensure_chat(&nick, Some(peer), hello.hello.port);
+        // The new connection replaces any other the chat had (the peer redialed, or won a
+        // simultaneous dial).
+        if let Some(old) = self.chats.get(&nick).and_then(|c| c.conn)
+            && old != conn
+        {
+            self.drop_conn(old);
+        }
+        match cipher.seal(&SessionMessage::Accept) {
+            Ok(frame) => self.transmit(conn, frame),
+            Err(e) => return self.conn_lost(conn, ConnectionLost::Session(e), true),
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stage = Stage::Established(cipher);
+            c.nick = Some(nick.clone());
+        }
+        if let Some(chat) = self.chats.get_mut(&nick) {
+            chat.conn = Some(conn);
+        }
+        self.chat_connected(conn, peer_instance);
+    }
+
+    /// The chat's connection is established: reset backoff, resend what is unacknowledged.
+    fn chat_connected(&mut self, conn: ConnId, peer_instance: u64) {
+        let Some(nick) = self.conn_nick(conn) else { return };
+        let now = self.now;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.deadline = now + self.config.idle_timeout;
+            c.keepalive_at = Some(now + self.config.keepalive_interval);
+        }
+        let Some(chat) = self.chats.get_mut(&nick) else { return self.drop_conn(conn) };
+        chat.conn = Some(conn);
+        chat.attempt = 0;
+        chat.mailbox.peer_instance(peer_instance);
+        chat.mailbox.connection_lost();
+        let closing = chat.closing.clone();
+        self.set_state(&nick, ChatState::Connected);
+        self.flush_outbox(&nick);
+        // A close requested while the connection was down goes out now.
+        if let Some(CloseReason::ByUs(reason)) = closing {
+            self.send_close(&nick, reason);
+        }
+        self.pump_dials();
+    }
+
+    /// Seals `message` on `conn` if it is established.
+    pub(super) fn seal_on(&mut self, conn: ConnId, message: &SessionMessage) -> bool {
+        let now = self.now;
+        let keepalive = self.config.keepalive_interval;
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let Stage::Established(cipher) = &mut c.stage else { return false };
+        match cipher.seal(message) {
+            Ok(frame) => {
+                c.keepalive_at = Some(now + keepalive);
+                self.transmit(conn, frame);
+                true
+            }
+            Err(e) => {
+                self.conn_lost(conn, ConnectionLost::Session(e), true);
+                false
+            }
+        }
+    }
+
+    fn session_message(&mut self, conn: ConnId, message: SessionMessage) {
+        let Some(nick) = self.conn_nick(conn) else { return };
+        match message {
+            SessionMessage::Message { id, text } => {
+                if text.len() > MAX_MESSAGE_LEN {
+                    return self.conn_lost(conn, ConnectionLost::Protocol("message over the size limit"), true);
+                }
+                let Some(chat) = self.chats.get_mut(&nick) else { return };
+                if chat.mailbox.receive(id) == super::Receipt::Deliver {
+                    self.emit(Event::Message {
+                        nick: nick.clone(),
+                        id,
+                        text,
+                    });
+                }
+                let upto = self.chats.get(&nick).map_or(id, |c| c.mailbox.received_upto());
+                self.seal_on(conn, &SessionMessage::Ack { id: upto });
+            }
+            SessionMessage::Ack { id } => {
+                let Some(chat) = self.chats.get_mut(&nick) else { return };
+                for id in chat.mailbox.ack(id) {
+                    self.emit(Event::Delivered {
+                        nick: nick.clone(),
+                        id,
+                    });
+                }
+                self.maybe_finish_shutdown();
+            }
+            SessionMessage::Close { reason } => {
+                self.seal_on(conn, &SessionMessage::CloseAck);
+                let now = self.now;
+                let grace = self.config.handshake_timeout;
+                if let Some(chat) = self.chats.get_mut(&nick) {
+                    if !matches!(chat.closing, Some(CloseReason::ByUs(_))) {
+                        chat.closing = Some(CloseReason::ByPeer(clip(&reason)));
+                    }
+                    chat.close_deadline = Some(now + grace);
+                }
+                self.set_state(&nick, ChatState::Closing);
+            }
+            SessionMessage::CloseAck => {
+                let reason = self.chats.get(&nick).and_then(|c| c.closing.clone());
+                match reason {
+                    Some(reason) => {
+                        self.drop_conn(conn);
+                        self.end_chat(&nick, reason);
+                    }
+                    None => self.conn_lost(conn, ConnectionLost::Protocol("close-ack without close"), true),
+                }
+            }
+            SessionMessage::Ping => {
+                self.seal_on(conn, &SessionMessage::Pong);
+            }
+            SessionMessage::Pong => {}
+            SessionMessage::Accept | SessionMessage::Deny { .. } => {
+                self.conn_lost(conn, ConnectionLost::Protocol("accept or deny after acceptance"), true)
+            }
+        }
+    }
+
+    fn handshake_failed(&mut self, conn: ConnId, error: HandshakeError) {
+        let nick = self.conn_nick(conn);
+        let permanent = match &error {
+            HandshakeError::Rejected(r) => matches!(
+                r,
+                RejectReason::WrongResponder
+                    | RejectReason::KeyMismatch
+                    | RejectReason::BadProof
+                    | RejectReason::ProtocolViolation
+            ),
+            HandshakeError::Impersonation { .. }
+            | HandshakeError::BadCertificate(_)
+            | HandshakeError::BadSignature
+            | HandshakeError::BadEphemeral => true,
+            _ => false,
+        };
+        if permanent {
+            self.drop_conn(conn);
+            if let Some(nick) = nick {
+                self.end_chat(&nick, CloseReason::Failed(ChatFailure::Handshake(error)));
+            }
+        } else {
+            let reason = match error {
+                HandshakeError::Rejected(RejectReason::Simultaneous) => ConnectionLost::Superseded,
+                e => ConnectionLost::Handshake(e),
+            };
+            self.conn_lost(conn, reason, true);
+        }
+    }
+
+    /// Refuses an inbound handshake; reports it to the user if it looked like an attack.
+    fn reject(&mut self, conn: ConnId, reason: RejectReason, report: Option<(Option<crate::nick::Nick>, HandshakeError)>) {
+        if let Ok(frame) = encode_frame(&PeerFrame::Reject(reason)) {
+            self.transmit(conn, frame);
+        }
+        self.drop_conn(conn);
+        if let Some((nick, reason)) = report {
+            self.emit(Event::IncomingRejected { nick, reason });
+        }
+    }
+
+    /// Forgets a connection and tells the runtime to close it.
+    pub(super) fn drop_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Stage::AwaitUser { request, .. } = c.stage {
+                self.decisions.remove(&request);
+            }
+            self.outputs.push_back(Output::Close { conn });
+            if let Some(nick) = c.nick
+                && let Some(chat) = self.chats.get_mut(&nick)
+                && chat.conn == Some(conn)
+            {
+                chat.conn = None;
+                chat.mailbox.connection_lost();
+            }
+            self.pump_dials();
+        }
+    }
+
+    /// A connection ended abnormally. `close` says whether the runtime must still close it.
+    pub(super) fn conn_lost(&mut self, conn: ConnId, reason: ConnectionLost, close: bool) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        if close {
+            self.outputs.push_back(Output::Close { conn });
+        }
+        if let Stage::AwaitUser { request, .. } = c.stage {
+            self.decisions.remove(&request);
+        }
+        let Some(nick) = c.nick else { return self.pump_dials() };
+        let Some(chat) = self.chats.get_mut(&nick) else { return self.pump_dials() };
+        if chat.conn != Some(conn) {
+            return self.pump_dials();
+        }
+        chat.conn = None;
+        chat.mailbox.connection_lost();
+        if let Some(closing) = chat.closing.clone()
+            && chat.state == ChatState::Closing
+        {
+            // The peer closed the stream after our CloseAck (or during our close).
+            self.end_chat(&nick, closing);
+            return self.pump_dials();
+        }
+        self.emit(Event::ConnectionLost {
+            nick: nick.clone(),
+            reason: reason.clone(),
+        });
+        self.attempt_failed(&nick, reason.to_string());
+        self.pump_dials();
+    }
+
+    pub(super) fn connection_timeouts(&mut self) {
+        let now = self.now;
+        let due: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| {
+                if c.deadline <= now {
+                    Some((*id, true))
+                } else if c.keepalive_at.is_some_and(|k| k <= now) {
+                    Some((*id, false))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (conn, expired) in due {
+            if expired {
+                self.conn_lost(conn, ConnectionLost::Timeout, true);
+            } else {
+                self.seal_on(conn, &SessionMessage::Ping);
+            }
+        }
+    }
+
+    /// Opens connections for chats waiting to dial, within the concurrent-dial limit.
+    pub(super) fn pump_dials(&mut self) {
+        let dialing = self.conns.values().filter(|c| c.is_dialing()).count();
+        let free = self.config.max_concurrent_dials.saturating_sub(dialing);
+        if free == 0 {
+            return;
+        }
+        let waiting: Vec<crate::nick::Nick> = self
+            .chats
+            .iter()
+            .filter(|(_, c)| c.state == ChatState::Connecting && c.conn.is_none() && c.peer.is_some())
+            .map(|(n, _)| n.clone())
+            .take(free)
+            .collect();
+        for nick in waiting {
+            let Some(chat) = self.chats.get(&nick) else { continue };
+            let Some(peer) = chat.peer.clone() else { continue };
+            let port = chat.port;
+            let conn = self.alloc_conn();
+            let deadline = self.now + self.config.dial_timeout;
+            let target = super::Target::Peer { onion: peer.onion, port };
+            self.conns.insert(conn, Conn::outbound(peer, deadline));
+            if let Some(chat) = self.chats.get_mut(&nick) {
+                chat.conn = Some(conn);
+            }
+            self.outputs.push_back(Output::Connect { conn, target });
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The peer's side of the registry protocol: register, look up, list, presence, heartbeat,
+//! and reconnection with backoff.
+
+use std::collections::BTreeMap;
+
+use super::{Event, Input, Output, Peer, Target};
+use crate::conn::ConnId;
+use crate::frame::{FrameDecoder, decode_body, encode_frame};
+use crate::nick::Nick;
+use crate::registry::{
+    ClientMessage, MAX_PAGE, Presence, Registration, ServerMessage, UserRecord,
+    registration_signed_bytes,
+};
+use crate::time::Instant;
+
+/// Most registry requests waiting for the connection to open.
+const MAX_QUEUED: usize = 256;
+
+/// Why a registry request was made, so its answer can be routed.
+#[derive(Debug, Clone)]
+pub(super) enum Pending {
+    /// `connect(nick)` needs the peer's record.
+    Connect(Nick),
+    /// An incoming handshake on this connection needs the initiator's record.
+    Incoming(ConnId),
+    /// `refresh_users`.
+    List,
+}
+
+/// The registry connection and what is in flight on it.
+#[derive(Debug, Default)]
+pub(super) struct RegistryLink {
+    pub(super) conn: Option<ConnId>,
+    connected: bool,
+    decoder: FrameDecoder,
+    challenge: Option<[u8; 32]>,
+    want_registered: bool,
+    registered: bool,
+    queued: Vec<Vec<u8>>,
+    pending: BTreeMap<u32, (Pending, Instant)>,
+    next_request: u32,
+    next_ping: Option<Instant>,
+    retry_at: Option<Instant>,
+    attempt: u32,
+}
+
+impl RegistryLink {
+    pub(super) fn next_timer(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.next_ping
+            .into_iter()
+            .chain(self.retry_at)
+            .chain(self.pending.values().map(|(_, t)| *t))
+    }
+
+    /// Queues `Unregister` if registered; false if there is nothing to unregister.
+    pub(super) fn unregister(&mut self) -> bool {
+        self.want_registered = false;
+        if !(self.registered && self.connected) {
+            return false;
+        }
+        if let Ok(bytes) = encode_frame(&ClientMessage::Unregister) {
+            self.queued.push(bytes);
+        }
+        true
+    }
+}
+
+impl Peer {
+    /// Registers with the registry (connecting to it first if needed), and keeps the
+    /// registration alive: after a lost connection it reconnects and registers again.
+    pub fn register(&mut self, now: Instant) {
+        self.now = now;
+        self.registry.want_registered = true;
+        if self.registry.registered {
+            return;
+        }
+        if self.registry.challenge.is_some() {
+            self.send_registration();
+        } else {
+            self.ensure_registry();
+        }
+    }
+
+    /// Asks for a page of online users whose nick starts with `prefix`, after `after`.
+    /// The answer arrives as [`Event::Users`].
+    pub fn refresh_users(&mut self, now: Instant, prefix: &str, after: Option<&Nick>) {
+        self.now = now;
+        let request = self.registry_request(Pending::List);
+        let message = ClientMessage::List {
+            request,
+            prefix: prefix.to_owned(),
+            after: after.map(|n| n.to_string()),
+            limit: MAX_PAGE,
+        };
+        self.registry_send(&message);
+    }
+
+    pub(super) fn lookup(&mut self, nick: &Nick, purpose: Pending) {
+        let request = self.registry_request(purpose);
+        self.registry_send(&ClientMessage::Lookup {
+            request,
+            nick: nick.to_string(),
+        });
+    }
+
+    fn registry_request(&mut self, purpose: Pending) -> u32 {
+        let request = self.registry.next_request;
+        self.registry.next_request = request.wrapping_add(1);
+        let deadline = self.now + self.config.registry_timeout;
+        self.registry.pending.insert(request, (purpose, deadline));
+        request
+    }
+
+    fn registry_send(&mut self, message: &ClientMessage) {
+        let Ok(bytes) = encode_frame(message) else { return };
+        if self.registry.connected {
+            if let Some(conn) = self.registry.conn {
+                self.transmit(conn, bytes);
+            }
+        } else {
+            if self.registry.queued.len() < MAX_QUEUED {
+                self.registry.queued.push(bytes);
+            }
+            self.ensure_registry();
+        }
+    }
+
+    pub(super) fn flush_registry(&mut self) {
+        if !self.registry.connected {
+            return;
+        }
+        let Some(conn) = self.registry.conn else { return };
+        for bytes in std::mem::take(&mut self.registry.queued) {
+            self.transmit(conn, bytes);
+        }
+    }
+
+    fn ensure_registry(&mut self) {
+        if self.registry.conn.is_some() || self.registry.retry_at.is_some() || self.done {
+            return;
+        }
+        let conn = self.alloc_conn();
+        self.registry.conn = Some(conn);
+        self.registry.decoder = FrameDecoder::new();
+        self.outputs.push_back(Output::Connect {
+            conn,
+            target: Target::Registry,
+        });
+    }
+
+    fn send_registration(&mut self) {
+        let (Some(challenge), Some(conn)) = (self.registry.challenge, self.registry.conn) else {
+            return;
+        };
+        let id = &self.identity;
+        let signed = registration_signed_bytes(&challenge, &id.certificate, self.config.port);
+        let Ok(signature) = id.rsa.sign_pss(&mut self.rng, &signed) else {
+            return self.registry_lost("could not sign the registration".into());
+        };
+        let registration = Registration {
+            nick: id.nick.to_string(),
+            onion: *id.address().public_key(),
+            port: self.config.port,
+            rsa_public_key: id.rsa.public().der().to_vec(),
+            certificate_signature: id.certificate.signature,
+            challenge_signature: signature,
+        };
+        if let Ok(bytes) = encode_frame(&ClientMessage::Register(registration)) {
+            self.transmit(conn, bytes);
+        }
+    }
+
+    pub(super) fn registry_input(&mut self, input: Input<'_>) {
+        match input {
+            Input::Connected { .. } => {
+                self.registry.connected = true;
+                self.registry.attempt = 0;
+                self.registry.next_ping = Some(self.now + self.config.registry_ping_interval);
+                self.registry_send(&ClientMessage::Subscribe);
+                self.flush_registry();
+            }
+            Input::ConnectFailed { reason, .. } => self.registry_lost(reason),
+            Input::Closed { .. } => self.registry_lost("the registry closed the connection".into()),
+            Input::Received { mut bytes, .. } => loop {
+                let body = match self.registry.decoder.decode(&mut bytes) {
+                    Ok(Some(body)) => body,
+                    Ok(None) => return,
+                    Err(e) => return self.registry_lost(format!("the registry sent an unreadable frame: {e}")),
+                };
+                match decode_body::<ServerMessage>(&body) {
+                    Ok(message) => self.registry_message(message),
+                    Err(e) => return self.registry_lost(format!("the registry sent an unreadable message: {e}")),
+                }
+                if self.registry.conn.is_none() {
+                    return;
+                }
+            },
+        }
+    }
+
+    fn registry_message(&mut self, message: ServerMessage) {
+        match message {
+            ServerMessage::Challenge { nonce } => {
+                self.registry.challenge = Some(nonce);
+                if self.registry.want_registered && !self.registry.registered {
+                    self.send_registration();
+                }
+            }
+            ServerMessage::Registered => {
+                self.registry.registered = true;
+                self.emit(Event::Registered);
+            }
+            ServerMessage::RegisterRejected(e) => {
+                self.registry.want_registered = false;
+                self.emit(Event::RegistrationFailed(e));
+            }
+            ServerMessage::LookupResult { request, record } => {
+                if let Some((purpose, _)) = self.registry.pending.remove(&request) {
+                    let record = record.filter(|r| r.certificate.verify().is_ok());
+                    self.lookup_answered(purpose, record);
+                }
+            }
+            ServerMessage::Page { request, users, more } => {
+                if self.registry.pending.remove(&request).is_some() {
+                    // A record whose certificate does not verify is the registry lying.
+                    let users: Vec<UserRecord> =
+                        users.into_iter().filter(|u| u.certificate.verify().is_ok()).collect();
+                    self.emit(Event::Users { users, more });
+                }
+            }
+            ServerMessage::Presence(p) => {
+                let valid = match &p {
+                    Presence::Joined(r) => r.certificate.verify().is_ok(),
+                    Presence::Left(_) => true,
+                };
+                if valid {
+                    self.emit(Event::Presence(p));
+                }
+            }
+            ServerMessage::Unregistered => {
+                self.registry.registered = false;
+                self.emit(Event::Unregistered);
+                if self.shutdown.is_some() {
+                    self.finish_shutdown();
+                }
+            }
+            ServerMessage::Pong => {}
+            ServerMessage::Error(e) => {
+                self.emit(Event::RegistryError(e));
+            }
+            ServerMessage::ShuttingDown => self.registry_lost("the registry is shutting down".into()),
+        }
+    }
+
+    fn lookup_answered(&mut self, purpose: Pending, record: Option<UserRecord>) {
+        match purpose {
+            Pending::Connect(nick) => self.connect_lookup_answered(&nick, record),
+            Pending::Incoming(conn) => self.incoming_lookup_answered(conn, record),
+            Pending::List => {}
+        }
+    }
+
+    fn lookup_failed(&mut self, purpose: Pending, reason: &str) {
+        match purpose {
+            Pending::Connect(nick) => self.attempt_failed(&nick, format!("registry lookup failed: {reason}")),
+            Pending::Incoming(conn) => self.incoming_registry_unavailable(conn),
+            Pending::List => self.emit(Event::RegistryLost {
+                reason: format!("user list not received: {reason}"),
+                retry_at: self.registry.retry_at,
+            }),
+        }
+    }
+
+    fn registry_lost(&mut self, reason: String) {
+        if let Some(conn) = self.registry.conn.take() {
+            self.outputs.push_back(Output::Close { conn });
+        }
+        let was_registered = self.registry.registered;
+        self.registry.connected = false;
+        self.registry.registered = false;
+        self.registry.challenge = None;
+        self.registry.next_ping = None;
+        self.registry.queued.clear();
+        if self.shutdown.is_some() {
+            return self.finish_shutdown();
+        }
+        let retry = self.registry.want_registered || was_registered;
+        self.registry.retry_at = if retry {
+            self.registry.attempt = self.registry.attempt.saturating_add(1);
+            let jitter = self.jitter();
+            Some(self.now + self.config.backoff.delay(self.registry.attempt, jitter))
+        } else {
+            None
+        };
+        self.emit(Event::RegistryLost {
+            reason: reason.clone(),
+            retry_at: self.registry.retry_at,
+        });
+        for (_, (purpose, _)) in std::mem::take(&mut self.registry.pending) {
+            self.lookup_failed(purpose, &reason);
+        }
+    }
+
+    pub(super) fn registry_timeout(&mut self) {
+        let now = self.now;
+        if self.registry.retry_at.is_some_and(|t| t <= now) {
+            self.registry.retry_at = None;
+            self.ensure_registry();
+        }
+        if self.registry.next_ping.is_some_and(|t| t <= now) {
+            self.registry.next_ping = Some(now + self.config.registry_ping_interval);
+            self.registry_send(&ClientMessage::Ping);
+        }
+        let expired: Vec<u32> = self
+            .registry
+            .pending
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(r, _)| *r)
+            .collect();
+        for request in expired {
+            if let Some((purpose, _)) = self.registry.pending.remove(&request) {
+                self.lookup_failed(purpose, "the registry did not answer in time");
+            }
+        }
+    }
+}
