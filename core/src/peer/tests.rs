@@ -1,0 +1,782 @@
+//! Scenario tests: one registry and several peers in memory, like quinn's `Pair`.
+
+use std::collections::{BTreeMap, VecDeque};
+use core::time::Duration;
+
+use super::*;
+use crate::conn::ConnId;
+use crate::handshake::HandshakeError;
+use crate::registry::{RegisterError, Registry, RegistryConfig, RegistryOutput};
+use crate::test_keys;
+
+/// Who owns an end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Host {
+    Registry,
+    Peer(usize),
+}
+
+type End = (Host, ConnId);
+
+enum Delivery {
+    Connected,
+    Failed(String),
+    Bytes(Vec<u8>),
+    Closed,
+}
+
+struct World {
+    now: Instant,
+    registry: Registry,
+    peers: Vec<Peer>,
+    events: Vec<Vec<Event>>,
+    links: BTreeMap<End, End>,
+    queue: VecDeque<(End, Delivery)>,
+    /// Every byte each end sent, in order (for replay attacks).
+    sent: BTreeMap<End, Vec<u8>>,
+    /// Flip a byte in the next frame `host` sends on a peer connection.
+    tamper_next: Option<usize>,
+    offline: Vec<bool>,
+}
+
+impl World {
+    fn new(nicks: &[&str], config: PeerConfig) -> Self {
+        let mut rng = test_keys::rng(7);
+        let registry = Registry::new(RegistryConfig::default(), &mut rng);
+        let peers = nicks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Peer::new(config.clone(), test_keys::identity(i, n), &mut rng, Instant::ZERO))
+            .collect();
+        Self {
+            now: Instant::ZERO,
+            registry,
+            peers,
+            events: vec![vec![]; nicks.len()],
+            links: BTreeMap::new(),
+            queue: VecDeque::new(),
+            sent: BTreeMap::new(),
+            tamper_next: None,
+            offline: vec![false; nicks.len()],
+        }
+    }
+
+    fn nick(&self, i: usize) -> Nick {
+        self.peers[i].identity().nick.clone()
+    }
+
+    /// Runs until nothing is left to deliver.
+    fn run(&mut self) {
+        for _ in 0..100_000 {
+            let mut progressed = false;
+            for i in 0..self.peers.len() {
+                while let Some(out) = self.peers[i].poll_output() {
+                    progressed = true;
+                    self.peer_output(i, out);
+                }
+            }
+            while let Some(out) = self.registry.poll_output() {
+                progressed = true;
+                match out {
+                    RegistryOutput::Transmit { conn, bytes } => self.transmit((Host::Registry, conn), bytes),
+                    RegistryOutput::Close { conn } => self.close((Host::Registry, conn)),
+                }
+            }
+            if let Some((end, d)) = self.queue.pop_front() {
+                progressed = true;
+                self.deliver(end, d);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("the world did not settle");
+    }
+
+    /// Advances virtual time by `d`, firing every timer on the way.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.run();
+            let next = self
+                .peers
+                .iter()
+                .filter_map(Peer::poll_timeout)
+                .chain(self.registry.poll_timeout())
+                .filter(|t| *t <= end)
+                .min();
+            let Some(t) = next else { break };
+            self.now = self.now.max(t);
+            for p in &mut self.peers {
+                if p.poll_timeout().is_some_and(|x| x <= self.now) {
+                    p.handle_timeout(self.now);
+                }
+            }
+            self.registry.handle_timeout(self.now);
+        }
+        self.now = end;
+    }
+
+    fn peer_output(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Connect { conn, target } => {
+                let from = (Host::Peer(i), conn);
+                let to = match target {
+                    Target::Registry => self.registry.accept_connection(self.now).ok().map(|c| (Host::Registry, c)),
+                    Target::Peer { onion, .. } => self
+                        .peers
+                        .iter()
+                        .position(|p| p.identity().address() == onion)
+                        .filter(|j| !self.offline[*j])
+                        .and_then(|j| self.peers[j].accept_incoming(self.now).ok().map(|c| (Host::Peer(j), c))),
+                };
+                match to {
+                    Some(to) => {
+                        self.links.insert(from, to);
+                        self.links.insert(to, from);
+                        self.queue.push_back((from, Delivery::Connected));
+                    }
+                    None => self.queue.push_back((from, Delivery::Failed("connection refused".into()))),
+                }
+            }
+            Output::Transmit { conn, mut bytes } => {
+                if self.tamper_next == Some(i) && bytes.len() > 40 {
+                    self.tamper_next = None;
+                    let last = bytes.len() - 1;
+                    bytes[last] ^= 0x80;
+                }
+                self.transmit((Host::Peer(i), conn), bytes)
+            }
+            Output::Close { conn } => self.close((Host::Peer(i), conn)),
+            Output::Event(e) => self.events[i].push(e),
+        }
+    }
+
+    fn transmit(&mut self, from: End, bytes: Vec<u8>) {
+        self.sent.entry(from).or_default().extend_from_slice(&bytes);
+        if let Some(to) = self.links.get(&from) {
+            self.queue.push_back((*to, Delivery::Bytes(bytes)));
+        }
+    }
+
+    fn close(&mut self, from: End) {
+        if let Some(to) = self.links.remove(&from) {
+            self.links.remove(&to);
+            self.queue.push_back((to, Delivery::Closed));
+        }
+    }
+
+    fn deliver(&mut self, (host, conn): End, d: Delivery) {
+        let now = self.now;
+        match host {
+            Host::Registry => match d {
+                Delivery::Bytes(b) => self.registry.handle_received(now, conn, &b),
+                Delivery::Closed => self.registry.handle_closed(conn),
+                _ => {}
+            },
+            Host::Peer(i) => {
+                let input = match &d {
+                    Delivery::Connected => Input::Connected { conn },
+                    Delivery::Failed(r) => Input::ConnectFailed { conn, reason: r.clone() },
+                    Delivery::Bytes(b) => Input::Received { conn, bytes: b },
+                    Delivery::Closed => Input::Closed { conn },
+                };
+                self.peers[i].handle_input(now, input);
+            }
+        }
+    }
+
+    /// Cuts every connection between peers `a` and `b` (both sides see it close).
+    fn cut(&mut self, a: usize, b: usize) {
+        let ends: Vec<(End, End)> = self
+            .links
+            .iter()
+            .filter(|((h, _), (g, _))| *h == Host::Peer(a) && *g == Host::Peer(b))
+            .map(|(x, y)| (*x, *y))
+            .collect();
+        for (x, y) in ends {
+            self.links.remove(&x);
+            self.links.remove(&y);
+            self.queue.retain(|(e, _)| *e != x && *e != y);
+            self.queue.push_back((x, Delivery::Closed));
+            self.queue.push_back((y, Delivery::Closed));
+        }
+    }
+
+    fn register_all(&mut self) {
+        for i in 0..self.peers.len() {
+            self.peers[i].register(self.now);
+        }
+        self.run();
+        for i in 0..self.peers.len() {
+            assert!(self.take(i).contains(&Event::Registered), "peer {i} not registered");
+        }
+    }
+
+    fn take(&mut self, i: usize) -> Vec<Event> {
+        std::mem::take(&mut self.events[i])
+    }
+
+    fn request_id(&mut self, i: usize) -> u64 {
+        self.events[i]
+            .iter()
+            .find_map(|e| match e {
+                Event::ConnectionRequest { request, .. } => Some(*request),
+                _ => None,
+            })
+            .expect("a connection request")
+    }
+
+    /// `a` opens a chat with `b`, `b` accepts.
+    fn open_chat(&mut self, a: usize, b: usize) {
+        let nb = self.nick(b);
+        self.peers[a].connect(self.now, &nb).unwrap();
+        self.run();
+        let r = self.request_id(b);
+        self.peers[b].accept(self.now, r).unwrap();
+        self.run();
+        assert_eq!(self.peers[a].chat_state(&nb), Some(&ChatState::Connected));
+        assert_eq!(self.peers[b].chat_state(&self.nick(a)), Some(&ChatState::Connected));
+        self.take(a);
+        self.take(b);
+    }
+}
+
+fn messages(events: &[Event]) -> Vec<(String, u64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { nick, id, text } => Some((nick.to_string(), *id, text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delivered { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn world3() -> World {
+    World::new(&["alice", "bob", "carol"], PeerConfig::default())
+}
+
+#[test]
+fn three_peers_register_list_and_see_presence() {
+    let mut w = world3();
+    w.peers[0].register(w.now);
+    w.run();
+    assert!(w.take(0).contains(&Event::Registered));
+    w.peers[1].register(w.now);
+    w.peers[2].register(w.now);
+    w.run();
+    let joined: Vec<String> = w
+        .take(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Presence(crate::registry::Presence::Joined(r)) => Some(r.nick().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined, vec!["bob", "carol"]);
+    w.peers[0].refresh_users(w.now, "", None);
+    w.run();
+    let users = w.take(0).into_iter().find_map(|e| match e {
+        Event::Users { users, more } => Some((users, more)),
+        _ => None,
+    });
+    let (users, more) = users.expect("a user page");
+    let nicks: Vec<String> = users.iter().map(|u| u.nick().to_string()).collect();
+    assert_eq!(nicks, vec!["alice", "bob", "carol"]);
+    assert!(!more);
+}
+
+#[test]
+fn a_chat_opens_after_acceptance_and_messages_flow_both_ways_with_delivery() {
+    let mut w = world3();
+    w.register_all();
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let req = w.take(1).into_iter().find_map(|e| match e {
+        Event::ConnectionRequest { request, nick, onion, fingerprint } => Some((request, nick, onion, fingerprint)),
+        _ => None,
+    });
+    let (request, nick, onion, fingerprint) = req.expect("bob is asked");
+    assert_eq!(nick, alice);
+    assert_eq!(onion, w.peers[0].identity().address());
+    assert_eq!(fingerprint, w.peers[0].identity().rsa.public().fingerprint());
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::AwaitingAcceptance));
+    w.peers[1].accept(w.now, request).unwrap();
+    w.run();
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
+
+    let a1 = w.peers[0].send(w.now, &bob, "hi bob").unwrap();
+    let a2 = w.peers[0].send(w.now, &bob, "how are you?").unwrap();
+    let b1 = w.peers[1].send(w.now, &alice, "hi alice").unwrap();
+    w.run();
+    let ea = w.take(0);
+    let eb = w.take(1);
+    assert_eq!(
+        messages(&eb),
+        vec![("alice".into(), a1, "hi bob".into()), ("alice".into(), a2, "how are you?".into())]
+    );
+    assert_eq!(messages(&ea), vec![("bob".into(), b1, "hi alice".into())]);
+    assert_eq!(delivered(&ea), vec![a1, a2]);
+    assert_eq!(delivered(&eb), vec![b1]);
+}
+
+#[test]
+fn messages_sent_before_acceptance_are_delivered_after_it() {
+    let mut w = world3();
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    let id = w.peers[0].send(w.now, &bob, "early").unwrap();
+    w.run();
+    let r = w.request_id(1);
+    w.peers[1].accept(w.now, r).unwrap();
+    w.run();
+    assert_eq!(messages(&w.take(1)), vec![("alice".into(), id, "early".into())]);
+    assert_eq!(delivered(&w.take(0)), vec![id]);
+}
+
+#[test]
+fn a_denied_request_tells_the_initiator_the_reason_and_fails_queued_messages() {
+    let mut w = world3();
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    let id = w.peers[0].send(w.now, &bob, "hello?").unwrap();
+    w.run();
+    let r = w.request_id(1);
+    w.peers[1].deny(w.now, r, "busy right now").unwrap();
+    w.run();
+    let ea = w.take(0);
+    assert!(ea.contains(&Event::ChatClosed { nick: bob.clone(), reason: CloseReason::Denied("busy right now".into()) }));
+    assert!(ea.iter().any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id)));
+    assert_eq!(w.peers[0].chat_state(&bob), None);
+    assert!(messages(&w.take(1)).is_empty());
+}
+
+#[test]
+fn closing_is_a_two_step_exchange_with_the_reason() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    let id = w.peers[1].send(w.now, &alice, "last words").unwrap();
+    w.peers[0].close_chat(w.now, &bob, "bye").unwrap();
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Closing));
+    w.run();
+    let ea = w.take(0);
+    let eb = w.take(1);
+    assert!(ea.contains(&Event::ChatClosed { nick: bob.clone(), reason: CloseReason::ByUs("bye".into()) }));
+    assert!(eb.contains(&Event::ChatClosed { nick: alice.clone(), reason: CloseReason::ByPeer("bye".into()) }));
+    // Bob's message was in flight when Alice closed: it still arrived and was acknowledged.
+    assert_eq!(messages(&ea).len(), 1);
+    assert_eq!(delivered(&eb), vec![id]);
+    assert!(w.peers[0].chat_state(&bob).is_none() && w.peers[1].chat_state(&alice).is_none());
+    assert_eq!(w.peers[1].send(w.now, &alice, "x"), Err(CommandError::NoChat(alice)));
+}
+
+#[test]
+fn duplicate_nick_and_duplicate_onion_registrations_are_refused() {
+    let mut w = World::new(&["alice", "ALICE"], PeerConfig::default());
+    w.peers[0].register(w.now);
+    w.run();
+    w.peers[1].register(w.now);
+    w.run();
+    assert!(w.take(1).contains(&Event::RegistrationFailed(RegisterError::NickTaken)));
+    // Same onion key as alice, other nick.
+    let mut rng = test_keys::rng(9);
+    let twin = crate::identity::Identity::new(Nick::new("twin").unwrap(), test_keys::rsa(5), test_keys::onion(0));
+    w.peers[1] = Peer::new(PeerConfig::default(), twin, &mut rng, w.now);
+    w.peers[1].register(w.now);
+    w.run();
+    assert!(w.take(1).contains(&Event::RegistrationFailed(RegisterError::AddressTaken)));
+}
+
+#[test]
+fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
+    let mut w = World::new(&["mallory"], PeerConfig::default());
+    let mut rng = test_keys::rng(9);
+    let mut id = test_keys::identity(0, "mallory");
+    // Mallory's certificate is signed by onion key 3, but she claims onion key 0's address.
+    let forged = crate::identity::KeyBindingCertificate::issue(&test_keys::onion(3), id.nick.clone(), id.rsa.public().clone());
+    id.certificate = crate::identity::KeyBindingCertificate { onion: id.address(), ..forged };
+    w.peers[0] = Peer::new(PeerConfig::default(), id, &mut rng, w.now);
+    w.peers[0].register(w.now);
+    w.run();
+    assert!(w.take(0).contains(&Event::RegistrationFailed(RegisterError::BadCertificate)));
+}
+
+#[test]
+fn the_initiator_detects_a_responder_key_that_differs_from_its_pinned_contact() {
+    let mut config = PeerConfig::default();
+    config.pinned.insert(Nick::new("bob").unwrap(), test_keys::rsa(9).public().clone());
+    let mut w = World::new(&["alice", "bob"], config);
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let ea = w.take(0);
+    let closed = ea.iter().find_map(|e| match e {
+        Event::ChatClosed { reason: CloseReason::Failed(f), .. } => Some(f.clone()),
+        _ => None,
+    });
+    assert!(matches!(closed, Some(ChatFailure::BadRecord { .. })), "{ea:?}");
+    assert!(closed.map(|f| f.to_string()).unwrap_or_default().starts_with("possible impersonation"));
+}
+
+#[test]
+fn the_responder_rejects_an_initiator_whose_key_is_not_the_registered_one() {
+    let mut w = world3();
+    w.register_all();
+    // Mallory holds carol's onion key and certificate but another RSA key: she registers
+    // nothing and dials bob claiming to be carol.
+    let carol = test_keys::identity(2, "carol");
+    let mallory = crate::identity::Identity::new(carol.nick.clone(), test_keys::rsa(8), test_keys::onion(2));
+    let mut rng = test_keys::rng(11);
+    w.peers[2] = Peer::new(PeerConfig::default(), mallory, &mut rng, w.now);
+    let bob = w.nick(1);
+    w.peers[2].connect(w.now, &bob).unwrap();
+    w.run();
+    let eb = w.take(1);
+    assert!(
+        eb.iter().any(|e| matches!(e, Event::IncomingRejected { reason: HandshakeError::Impersonation { .. }, .. })),
+        "{eb:?}"
+    );
+    assert!(!eb.iter().any(|e| matches!(e, Event::ConnectionRequest { .. })));
+    let em = w.take(2);
+    assert!(em.iter().any(|e| matches!(
+        e,
+        Event::ChatClosed { reason: CloseReason::Failed(ChatFailure::Handshake(HandshakeError::Rejected(crate::peer_wire::RejectReason::KeyMismatch))), .. }
+    )), "{em:?}");
+}
+
+#[test]
+fn a_captured_handshake_replayed_to_the_responder_fails() {
+    let mut w = world3();
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    // What alice sent on her connection to bob: Hello and Finish.
+    let (alice_end, _) = w
+        .links
+        .iter()
+        .find(|((h, _), (g, _))| *h == Host::Peer(0) && *g == Host::Peer(1))
+        .map(|(a, b)| (*a, *b))
+        .expect("a link");
+    let recorded = w.sent[&alice_end].clone();
+    w.take(1);
+    // An attacker opens a fresh connection to bob and replays it byte for byte.
+    // An honest-looking attacker: Hello first, Finish after bob's (new) Challenge.
+    let hello_len = 4 + u32::from_be_bytes(recorded[..4].try_into().unwrap()) as usize;
+    let (hello, finish) = recorded.split_at(hello_len);
+    let conn = w.peers[1].accept_incoming(w.now).unwrap();
+    w.peers[1].handle_input(w.now, Input::Received { conn, bytes: hello });
+    w.run();
+    w.peers[1].handle_input(w.now, Input::Received { conn, bytes: finish });
+    w.run();
+    let eb = w.take(1);
+    assert!(
+        eb.iter().any(|e| matches!(e, Event::IncomingRejected { reason: HandshakeError::BadSignature, .. })),
+        "{eb:?}"
+    );
+    assert!(!eb.iter().any(|e| matches!(e, Event::ConnectionRequest { .. })));
+}
+
+#[test]
+fn a_tampered_sealed_frame_ends_the_connection_with_a_reason() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    w.tamper_next = Some(0);
+    let id = w.peers[0].send(w.now, &bob, "this will be corrupted in transit").unwrap();
+    w.run();
+    let eb = w.take(1);
+    assert!(eb.contains(&Event::ConnectionLost {
+        nick: alice.clone(),
+        reason: ConnectionLost::Session(crate::session::SessionError::Tampered)
+    }), "{eb:?}");
+    assert!(messages(&eb).is_empty());
+    // The chat recovers: after the backoff the message is resent and delivered once.
+    w.advance(Duration::from_secs(5));
+    let eb = w.take(1);
+    assert_eq!(messages(&eb).len(), 1);
+    assert_eq!(delivered(&w.take(0)), vec![id]);
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
+}
+
+#[test]
+fn after_a_dropped_connection_unacknowledged_messages_are_resent_and_received_once() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    let first = w.peers[0].send(w.now, &bob, "one").unwrap();
+    w.run();
+    assert_eq!(messages(&w.take(1)).len(), 1);
+    assert_eq!(delivered(&w.take(0)), vec![first]);
+    // Two messages go out, then the link dies before anything is delivered.
+    let second = w.peers[0].send(w.now, &bob, "two").unwrap();
+    let third = w.peers[0].send(w.now, &bob, "three").unwrap();
+    w.peers[0].poll_output().into_iter().for_each(drop); // "two" is lost on the wire
+    w.cut(0, 1);
+    w.run();
+    let ea = w.take(0);
+    assert!(ea.iter().any(|e| matches!(e, Event::ConnectionLost { .. })));
+    assert!(ea.iter().any(|e| matches!(e, Event::ChatState { state: ChatState::Retrying { .. }, .. })));
+    // A message written while disconnected is queued too.
+    let fourth = w.peers[0].send(w.now, &bob, "four").unwrap();
+    w.advance(Duration::from_secs(10));
+    let eb = w.take(1);
+    let got: Vec<u64> = messages(&eb).iter().map(|m| m.1).collect();
+    assert_eq!(got, vec![second, third, fourth]);
+    let ea = w.take(0);
+    let mut d = delivered(&ea);
+    d.sort();
+    assert_eq!(d, vec![second, third, fourth]);
+    assert_eq!(w.peers[1].chat_state(&alice), Some(&ChatState::Connected));
+}
+
+#[test]
+fn a_resent_message_the_receiver_already_has_is_not_delivered_twice() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    let id = w.peers[0].send(w.now, &bob, "once").unwrap();
+    // Deliver the message to bob but cut the link before his ack reaches alice.
+    w.run_until_bob_received(1);
+    w.cut(0, 1);
+    w.run();
+    assert_eq!(messages(&w.take(1)).len(), 1);
+    w.advance(Duration::from_secs(10));
+    assert!(messages(&w.take(1)).is_empty(), "the resend was de-duplicated");
+    assert_eq!(delivered(&w.take(0)), vec![id]);
+}
+
+impl World {
+    /// Runs, but stops delivering anything to peer 0 once peer 1 has `n` messages.
+    fn run_until_bob_received(&mut self, n: usize) {
+        for _ in 0..10_000 {
+            if messages(&self.events[1]).len() >= n {
+                // Drop what is queued towards alice (bob's ack).
+                self.queue.retain(|((h, _), _)| *h != Host::Peer(0));
+                while let Some(out) = self.peers[1].poll_output() {
+                    if let Output::Event(e) = out {
+                        self.events[1].push(e);
+                    }
+                }
+                return;
+            }
+            let mut progressed = false;
+            for i in 0..self.peers.len() {
+                while let Some(out) = self.peers[i].poll_output() {
+                    progressed = true;
+                    self.peer_output(i, out);
+                }
+            }
+            if let Some((end, d)) = self.queue.pop_front() {
+                progressed = true;
+                self.deliver(end, d);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        panic!("bob never received {n} messages");
+    }
+}
+
+#[test]
+fn simultaneous_dials_resolve_to_one_chat() {
+    let mut w = world3();
+    w.register_all();
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.peers[1].connect(w.now, &alice).unwrap();
+    w.run();
+    // Each side asked the user about the other's dial, or accepted by connecting itself.
+    for i in 0..2 {
+        let reqs: Vec<u64> = w.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ConnectionRequest { request, .. } => Some(*request),
+                _ => None,
+            })
+            .collect();
+        for r in reqs {
+            let _ = w.peers[i].accept(w.now, r);
+        }
+    }
+    w.advance(Duration::from_secs(30));
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
+    assert_eq!(w.peers[1].chat_state(&alice), Some(&ChatState::Connected));
+    let peer_links = w
+        .links
+        .keys()
+        .filter(|(h, _)| *h == Host::Peer(0))
+        .filter(|e| matches!(w.links.get(e), Some((Host::Peer(1), _))))
+        .count();
+    assert_eq!(peer_links, 1, "exactly one connection between them");
+    let id = w.peers[0].send(w.now, &bob, "one chat").unwrap();
+    w.run();
+    assert_eq!(messages(&w.take(1)).iter().filter(|m| m.2 == "one chat").count(), 1);
+    assert!(delivered(&w.take(0)).contains(&id));
+}
+
+#[test]
+fn an_unreachable_peer_is_retried_with_backoff_then_failed_with_every_message_reported() {
+    let mut config = PeerConfig::default();
+    config.backoff.max_attempts = 3;
+    let mut w = World::new(&["alice", "bob"], config);
+    w.register_all();
+    let bob = w.nick(1);
+    w.offline[1] = true;
+    w.peers[0].connect(w.now, &bob).unwrap();
+    let id = w.peers[0].send(w.now, &bob, "anyone there?").unwrap();
+    w.run();
+    let retry = w.take(0).into_iter().find_map(|e| match e {
+        Event::ChatState { state: ChatState::Retrying { at, attempt }, .. } => Some((at, attempt)),
+        _ => None,
+    });
+    let (at, attempt) = retry.expect("a retry is scheduled");
+    assert_eq!(attempt, 1);
+    assert!(at > w.now);
+    w.advance(Duration::from_secs(600));
+    let ea = w.take(0);
+    assert!(ea.iter().any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id)));
+    assert!(ea.iter().any(|e| matches!(
+        e,
+        Event::ChatClosed { reason: CloseReason::Failed(ChatFailure::Unreachable { attempts: 4, .. }), .. }
+    )), "{ea:?}");
+}
+
+#[test]
+fn connecting_to_an_unknown_nick_says_it_is_not_online() {
+    let mut w = world3();
+    w.register_all();
+    let ghost = Nick::new("ghost").unwrap();
+    w.peers[0].connect(w.now, &ghost).unwrap();
+    w.run();
+    assert!(w.take(0).contains(&Event::ChatClosed {
+        nick: ghost.clone(),
+        reason: CloseReason::Failed(ChatFailure::NotOnline(ghost))
+    }));
+}
+
+#[test]
+fn many_chats_at_once() {
+    let mut w = World::new(&["hub", "a", "b", "c", "d"], PeerConfig { accept_policy: AcceptPolicy::AcceptAll, ..PeerConfig::default() });
+    w.register_all();
+    for i in 1..5 {
+        let n = w.nick(i);
+        w.peers[0].connect(w.now, &n).unwrap();
+    }
+    w.run();
+    for i in 1..5 {
+        let n = w.nick(i);
+        assert_eq!(w.peers[0].chat_state(&n), Some(&ChatState::Connected));
+        w.peers[0].send(w.now, &n, &format!("to {n}")).unwrap();
+    }
+    w.run();
+    for i in 1..5 {
+        assert_eq!(messages(&w.take(i)).len(), 1);
+    }
+    assert_eq!(delivered(&w.take(0)).len(), 4);
+}
+
+#[test]
+fn messages_over_the_size_limit_are_refused_at_send() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    let long = "x".repeat(crate::peer_wire::MAX_MESSAGE_LEN + 1);
+    assert!(matches!(w.peers[0].send(w.now, &bob, &long), Err(CommandError::MessageTooLong { .. })));
+    let max = "y".repeat(crate::peer_wire::MAX_MESSAGE_LEN);
+    w.peers[0].send(w.now, &bob, &max).unwrap();
+    w.run();
+    assert_eq!(messages(&w.take(1))[0].2.len(), crate::peer_wire::MAX_MESSAGE_LEN);
+}
+
+#[test]
+fn shutdown_closes_chats_then_unregisters() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    w.peers[0].shutdown(w.now);
+    w.run();
+    let ea = w.take(0);
+    assert!(ea.contains(&Event::ChatClosed { nick: bob, reason: CloseReason::ByUs("shutting down".into()) }));
+    assert!(ea.contains(&Event::Unregistered));
+    assert_eq!(ea.last(), Some(&Event::ShutdownComplete));
+    assert!(w.peers[0].is_shut_down());
+    let eb = w.take(1);
+    assert!(eb.contains(&Event::ChatClosed { nick: alice.clone(), reason: CloseReason::ByPeer("shutting down".into()) }));
+    assert!(eb.contains(&Event::Presence(crate::registry::Presence::Left(alice))));
+}
+
+#[test]
+fn a_silent_connection_is_detected_by_keepalive_and_redialed() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    // Bob's side goes silent without closing: drop everything towards alice from now on.
+    let links: Vec<End> = w.links.keys().filter(|(h, _)| *h == Host::Peer(1)).copied().collect();
+    for l in links {
+        if let Some(to) = w.links.get(&l).copied()
+            && to.0 == Host::Peer(0)
+        {
+            w.links.remove(&l);
+        }
+    }
+    w.advance(PeerConfig::default().idle_timeout + Duration::from_secs(1));
+    let ea = w.take(0);
+    assert!(ea.contains(&Event::ConnectionLost { nick: bob.clone(), reason: ConnectionLost::Timeout }), "{ea:?}");
+}
+
+#[test]
+fn registry_loss_is_reported_and_registration_restored() {
+    let mut w = world3();
+    w.register_all();
+    let reg_link: Vec<End> = w.links.keys().filter(|(h, _)| *h == Host::Registry).copied().collect();
+    for l in reg_link {
+        w.registry.handle_closed(l.1);
+        w.close(l);
+    }
+    w.run();
+    assert!(w.take(0).iter().any(|e| matches!(e, Event::RegistryLost { retry_at: Some(_), .. })));
+    w.advance(Duration::from_secs(5));
+    assert!(w.take(0).contains(&Event::Registered));
+    assert_eq!(w.registry.user_count(), 3);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn arbitrary_bytes_into_a_peer_connection_never_panic_or_leak(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..6)) {
+        let mut rng = test_keys::rng(3);
+        let mut p = Peer::new(PeerConfig::default(), test_keys::identity(0, "alice"), &mut rng, Instant::ZERO);
+        let conn = p.accept_incoming(Instant::ZERO).unwrap();
+        for c in &chunks {
+            p.handle_input(Instant::ZERO, Input::Received { conn, bytes: c });
+        }
+        while p.poll_output().is_some() {}
+        p.handle_timeout(Instant::ZERO + Duration::from_secs(3600));
+        while p.poll_output().is_some() {}
+        proptest::prop_assert_eq!(p.conns.len(), 0);
+    }
+}
