@@ -21,7 +21,7 @@ pub use nick::Nick;
 pub use time::Instant;
 pub mod conn;
 pub mod handshake;
-pub mod registry;
 pub mod peer;
 pub mod peer_wire;
+pub mod registry;
 pub mod session;

@@ -116,9 +116,8 @@ impl SessionCipher {
         if counter == u64::MAX {
             return Err(SessionError::Exhausted);
         }
-        let plaintext = Zeroizing::new(
-            postcard::to_allocvec(message).map_err(|_| SessionError::Malformed)?,
-        );
+        let plaintext =
+            Zeroizing::new(postcard::to_allocvec(message).map_err(|_| SessionError::Malformed)?);
         let aad = Self::aad(counter);
         let ciphertext = self
             .send
@@ -205,7 +204,10 @@ mod tests {
     fn sealed_messages_open_in_order_both_ways() {
         let (mut i, mut r) = pair();
         for n in 0..3 {
-            let m = SessionMessage::Message { id: n, text: format!("hi {n}") };
+            let m = SessionMessage::Message {
+                id: n,
+                text: format!("hi {n}"),
+            };
             let f = unwrap_sealed(&i.seal(&m).unwrap());
             assert_eq!(r.open(&f).unwrap(), m);
             let f = unwrap_sealed(&r.seal(&SessionMessage::Ack { id: n }).unwrap());
@@ -218,9 +220,21 @@ mod tests {
         let (mut i, mut r) = pair();
         let f0 = unwrap_sealed(&i.seal(&SessionMessage::Ping).unwrap());
         let f1 = unwrap_sealed(&i.seal(&SessionMessage::Pong).unwrap());
-        assert!(matches!(r.open(&f1), Err(SessionError::Reordered { got: 1, expected: 0 })));
+        assert!(matches!(
+            r.open(&f1),
+            Err(SessionError::Reordered {
+                got: 1,
+                expected: 0
+            })
+        ));
         r.open(&f0).unwrap();
-        assert!(matches!(r.open(&f0), Err(SessionError::Replayed { got: 0, expected: 1 })));
+        assert!(matches!(
+            r.open(&f0),
+            Err(SessionError::Replayed {
+                got: 0,
+                expected: 1
+            })
+        ));
         let mut bad = f1.clone();
         bad.ciphertext[0] ^= 1;
         assert_eq!(r.open(&bad), Err(SessionError::Tampered));
@@ -241,7 +255,10 @@ mod tests {
     fn sealed_frames_hide_the_text() {
         let (mut i, _) = pair();
         let frame = i
-            .seal(&SessionMessage::Message { id: 1, text: "attack at dawn".into() })
+            .seal(&SessionMessage::Message {
+                id: 1,
+                text: "attack at dawn".into(),
+            })
             .unwrap();
         let hay = &frame[LENGTH_PREFIX..];
         assert!(!hay.windows(6).any(|w| w == b"attack"));

@@ -34,7 +34,9 @@ pub struct Initiator {
 
 impl core::fmt::Debug for Initiator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Initiator").field("expected", &self.expected).finish_non_exhaustive()
+        f.debug_struct("Initiator")
+            .field("expected", &self.expected)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +84,9 @@ impl Initiator {
     ) -> Result<(Vec<u8>, Established), HandshakeError> {
         let cert = &challenge.body.certificate;
         if cert.onion != self.expected.onion {
-            return Err(HandshakeError::BadCertificate("it names another onion address"));
+            return Err(HandshakeError::BadCertificate(
+                "it names another onion address",
+            ));
         }
         if cert.nick != self.expected.nick {
             return Err(HandshakeError::BadCertificate("it names another nick"));
@@ -94,16 +98,17 @@ impl Initiator {
                 presented: cert.rsa.fingerprint(),
             });
         }
-        cert.verify()
-            .map_err(|_| HandshakeError::BadCertificate("the onion key's signature does not verify"))?;
+        cert.verify().map_err(|_| {
+            HandshakeError::BadCertificate("the onion key's signature does not verify")
+        })?;
 
         let challenge_body =
             postcard::to_allocvec(&challenge.body).map_err(|_| HandshakeError::Unexpected)?;
         let th1 = responder_transcript(&self.hello_body, &challenge_body);
-        if !cert
-            .rsa
-            .verify_pss(&signed_message(RESPONDER_SIGN_CONTEXT, &th1), &challenge.signature)
-        {
+        if !cert.rsa.verify_pss(
+            &signed_message(RESPONDER_SIGN_CONTEXT, &th1),
+            &challenge.signature,
+        ) {
             return Err(HandshakeError::BadSignature);
         }
         let dh = Zeroizing::new(x25519_shared(&self.ephemeral, challenge.body.ephemeral)?);

@@ -76,7 +76,10 @@ pub struct Established {
     pub peer_instance: u64,
 }
 
-fn x25519_shared(secret: &x25519_dalek::StaticSecret, their: [u8; 32]) -> Result<[u8; 32], HandshakeError> {
+fn x25519_shared(
+    secret: &x25519_dalek::StaticSecret,
+    their: [u8; 32],
+) -> Result<[u8; 32], HandshakeError> {
     let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(their));
     if !shared.was_contributory() {
         return Err(HandshakeError::BadEphemeral);

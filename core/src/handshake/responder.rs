@@ -27,12 +27,13 @@ impl VerifiedHello {
     /// Checks a received `Hello` (its raw frame `body` and decoded form) addressed to `identity`.
     pub fn check(identity: &Identity, body: Vec<u8>, hello: Hello) -> Result<Self, HandshakeError> {
         if hello.responder != identity.nick {
-            return Err(HandshakeError::Rejected(crate::peer_wire::RejectReason::WrongResponder));
+            return Err(HandshakeError::Rejected(
+                crate::peer_wire::RejectReason::WrongResponder,
+            ));
         }
-        hello
-            .certificate
-            .verify()
-            .map_err(|_| HandshakeError::BadCertificate("the onion key's signature does not verify"))?;
+        hello.certificate.verify().map_err(|_| {
+            HandshakeError::BadCertificate("the onion key's signature does not verify")
+        })?;
         Ok(Self { hello, body })
     }
 }
@@ -105,10 +106,10 @@ impl Responder {
         finish: &Finish,
     ) -> Result<Established, HandshakeError> {
         let th2 = initiator_transcript(&self.th1, &finish.encrypted_secret);
-        if !self
-            .initiator_key
-            .verify_pss(&signed_message(INITIATOR_SIGN_CONTEXT, &th2), &finish.signature)
-        {
+        if !self.initiator_key.verify_pss(
+            &signed_message(INITIATOR_SIGN_CONTEXT, &th2),
+            &finish.signature,
+        ) {
             return Err(HandshakeError::BadSignature);
         }
         let secret = identity

@@ -51,7 +51,9 @@ fn full_handshake(alice: &Identity, bob: &Identity, seed: u64) -> Run {
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(bob, body, h).unwrap();
     let (r, challenge) = Responder::respond(&mut rng, bob, 22, &vh, alice.rsa.public()).unwrap();
-    let (finish, init) = i.on_challenge(&mut rng, alice, &challenge_of(&challenge)).unwrap();
+    let (finish, init) = i
+        .on_challenge(&mut rng, alice, &challenge_of(&challenge))
+        .unwrap();
     let resp = r.on_finish(&mut rng, bob, &finish_of(&finish)).unwrap();
     Run { init, resp }
 }
@@ -64,7 +66,9 @@ fn a_complete_handshake_gives_both_sides_matching_keys() {
     assert_eq!(run.init.peer_instance, 22);
     assert_eq!(run.resp.peer_instance, 11);
     let frame = run.resp.cipher.seal(&SessionMessage::Accept).unwrap();
-    let PeerFrame::Sealed(s) = parse(&frame).1 else { panic!() };
+    let PeerFrame::Sealed(s) = parse(&frame).1 else {
+        panic!()
+    };
     assert_eq!(run.init.cipher.open(&s).unwrap(), SessionMessage::Accept);
 }
 
@@ -79,7 +83,9 @@ fn initiator_detects_a_responder_with_the_wrong_rsa_key() {
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(&bob, body, h).unwrap();
     let (_, challenge) = Responder::respond(&mut rng, &bob, 2, &vh, alice.rsa.public()).unwrap();
-    let err = i.on_challenge(&mut rng, &alice, &challenge_of(&challenge)).unwrap_err();
+    let err = i
+        .on_challenge(&mut rng, &alice, &challenge_of(&challenge))
+        .unwrap_err();
     assert!(matches!(err, HandshakeError::Impersonation { .. }), "{err}");
     assert!(err.to_string().starts_with("possible impersonation"));
 }
@@ -134,12 +140,15 @@ fn a_recorded_initiator_handshake_replayed_later_fails() {
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(&bob, body.clone(), h.clone()).unwrap();
     let (_, challenge) = Responder::respond(&mut rng, &bob, 2, &vh, alice.rsa.public()).unwrap();
-    let (finish, _) = i.on_challenge(&mut rng, &alice, &challenge_of(&challenge)).unwrap();
+    let (finish, _) = i
+        .on_challenge(&mut rng, &alice, &challenge_of(&challenge))
+        .unwrap();
     // Replay Hello and Finish to a fresh responder: its new nonce breaks the signature.
     let vh = VerifiedHello::check(&bob, body, h).unwrap();
     let (r, _) = Responder::respond(&mut rng, &bob, 3, &vh, alice.rsa.public()).unwrap();
     assert_eq!(
-        r.on_finish(&mut rng, &bob, &finish_of(&finish)).unwrap_err(),
+        r.on_finish(&mut rng, &bob, &finish_of(&finish))
+            .unwrap_err(),
         HandshakeError::BadSignature
     );
 }
@@ -155,7 +164,8 @@ fn a_recorded_challenge_replayed_to_a_new_initiator_fails() {
     let (_, challenge) = Responder::respond(&mut rng, &bob, 2, &vh, alice.rsa.public()).unwrap();
     let (i2, _) = Initiator::start(&mut rng, &alice, 9000, 1, expected(&bob)).unwrap();
     assert_eq!(
-        i2.on_challenge(&mut rng, &alice, &challenge_of(&challenge)).unwrap_err(),
+        i2.on_challenge(&mut rng, &alice, &challenge_of(&challenge))
+            .unwrap_err(),
         HandshakeError::BadSignature
     );
 }

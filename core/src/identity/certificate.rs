@@ -74,7 +74,8 @@ impl KeyBindingCertificate {
     pub fn signed_bytes(onion: &OnionAddress, nick: &Nick, rsa: &RsaPublicKey) -> Vec<u8> {
         let nick = nick.canonical();
         let der = rsa.der();
-        let mut out = Vec::with_capacity(KEY_BINDING_CONTEXT.len() + 32 + 1 + nick.len() + 2 + der.len());
+        let mut out =
+            Vec::with_capacity(KEY_BINDING_CONTEXT.len() + 32 + 1 + nick.len() + 2 + der.len());
         out.extend_from_slice(KEY_BINDING_CONTEXT);
         out.extend_from_slice(onion.public_key());
         // Both lengths fit: nicks are at most 32 bytes, accepted RSA keys well under 64 KiB.
@@ -108,7 +109,8 @@ mod tests {
     #[test]
     fn an_issued_certificate_verifies() {
         let onion = OnionIdentity::from_seed(&[3; 32]);
-        let cert = KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
+        let cert =
+            KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
         assert_eq!(cert.verify(), Ok(()));
     }
 
@@ -116,7 +118,8 @@ mod tests {
     fn swapping_the_rsa_key_nick_or_onion_breaks_it() {
         let onion = OnionIdentity::from_seed(&[3; 32]);
         let other = OnionIdentity::from_seed(&[4; 32]);
-        let cert = KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
+        let cert =
+            KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
 
         let mut c = cert.clone();
         c.rsa = test_keys::rsa(1).public().clone();
@@ -134,7 +137,8 @@ mod tests {
     #[test]
     fn an_invalid_curve_point_as_onion_fails_cleanly() {
         let onion = OnionIdentity::from_seed(&[3; 32]);
-        let mut cert = KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
+        let mut cert =
+            KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
         cert.onion = OnionAddress::from_public_key([0xff; 32]);
         assert_eq!(cert.verify(), Err(CertificateError));
     }

@@ -5,7 +5,9 @@ mod onion_address;
 mod onion_key;
 mod rsa_key;
 
-pub use certificate::{CertificateError, Ed25519Signature, KEY_BINDING_CONTEXT, KeyBindingCertificate};
+pub use certificate::{
+    CertificateError, Ed25519Signature, KEY_BINDING_CONTEXT, KeyBindingCertificate,
+};
 pub use onion_address::{OnionAddress, OnionAddressError};
 pub use onion_key::{OnionIdentity, OnionKeyError, TOR_SECRET_KEY_HEADER, verify_onion_signature};
 pub use rsa_key::{ALLOWED_RSA_BITS, Fingerprint, RsaIdentity, RsaKeyError, RsaPublicKey};

@@ -141,7 +141,11 @@ mod tests {
 
     #[test]
     fn uppercase_input_is_accepted() {
-        let a: OnionAddress = REAL[0].to_ascii_uppercase().replace(".ONION", "").parse().unwrap();
+        let a: OnionAddress = REAL[0]
+            .to_ascii_uppercase()
+            .replace(".ONION", "")
+            .parse()
+            .unwrap();
         assert_eq!(a.to_string(), REAL[0]);
     }
 
@@ -159,14 +163,29 @@ mod tests {
         raw[..32].copy_from_slice(&key);
         raw[32..34].copy_from_slice(&OnionAddress::checksum(&key));
         raw[34] = 2;
-        let s = data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase();
-        assert_eq!(s.parse::<OnionAddress>(), Err(OnionAddressError::Version(2)));
+        let s = data_encoding::BASE32_NOPAD
+            .encode(&raw)
+            .to_ascii_lowercase();
+        assert_eq!(
+            s.parse::<OnionAddress>(),
+            Err(OnionAddressError::Version(2))
+        );
     }
 
     #[test]
     fn wrong_lengths_and_alphabets_are_format_errors() {
-        for s in ["", "abc.onion", &"a".repeat(55), &"1".repeat(56), &"a".repeat(57)] {
-            assert_eq!(s.parse::<OnionAddress>(), Err(OnionAddressError::Format), "{s}");
+        for s in [
+            "",
+            "abc.onion",
+            &"a".repeat(55),
+            &"1".repeat(56),
+            &"a".repeat(57),
+        ] {
+            assert_eq!(
+                s.parse::<OnionAddress>(),
+                Err(OnionAddressError::Format),
+                "{s}"
+            );
         }
         // A v2 address (16 characters) is not accepted.
         assert_eq!(

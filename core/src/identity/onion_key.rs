@@ -5,8 +5,8 @@
 //! and handed to `ADD_ONION ED25519-V3:`, and a key that came from Tor never had a seed.
 
 use core::fmt;
-use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
 use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
@@ -122,7 +122,11 @@ impl Clone for OnionIdentity {
 }
 
 /// Verifies an ed25519 signature made by the key of `address`.
-pub fn verify_onion_signature(address: &OnionAddress, message: &[u8], signature: &[u8; 64]) -> bool {
+pub fn verify_onion_signature(
+    address: &OnionAddress,
+    message: &[u8],
+    signature: &[u8; 64],
+) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(address.public_key()) else {
         return false;
     };

@@ -1,9 +1,11 @@
 //! The lasting RSA identity: key pair, SPKI DER public key, fingerprint.
 
 use core::fmt;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::traits::PublicKeyParts;
 use rand_core::CryptoRng;
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::traits::PublicKeyParts;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -91,7 +93,12 @@ impl Eq for RsaPublicKey {}
 
 impl fmt::Debug for RsaPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RsaPublicKey({} bits, {})", self.bits(), self.fingerprint())
+        write!(
+            f,
+            "RsaPublicKey({} bits, {})",
+            self.bits(),
+            self.fingerprint()
+        )
     }
 }
 

@@ -45,11 +45,19 @@ impl Peer {
     /// Accepts the connection request `request` (from [`Event::ConnectionRequest`]).
     pub fn accept(&mut self, now: Instant, request: u64) -> Result<(), CommandError> {
         self.now = now;
-        let conn = self.decisions.remove(&request).ok_or(CommandError::NoRequest(request))?;
+        let conn = self
+            .decisions
+            .remove(&request)
+            .ok_or(CommandError::NoRequest(request))?;
         let Some(c) = self.conns.get_mut(&conn) else {
             return Err(CommandError::NoRequest(request));
         };
-        let Stage::AwaitUser { cipher, peer_instance, hello, .. } = std::mem::replace(&mut c.stage, Stage::AwaitHello)
+        let Stage::AwaitUser {
+            cipher,
+            peer_instance,
+            hello,
+            ..
+        } = std::mem::replace(&mut c.stage, Stage::AwaitHello)
         else {
             return Err(CommandError::NoRequest(request));
         };
@@ -65,11 +73,17 @@ impl Peer {
     /// Denies the connection request `request`; the initiator sees `reason`.
     pub fn deny(&mut self, now: Instant, request: u64, reason: &str) -> Result<(), CommandError> {
         self.now = now;
-        let conn = self.decisions.remove(&request).ok_or(CommandError::NoRequest(request))?;
+        let conn = self
+            .decisions
+            .remove(&request)
+            .ok_or(CommandError::NoRequest(request))?;
         if let Some(c) = self.conns.get_mut(&conn)
             && let Stage::AwaitUser { cipher, .. } = &mut c.stage
             && let Ok(frame) = cipher.seal(&SessionMessage::Deny {
-                reason: reason.chars().take(crate::peer_wire::MAX_REASON_LEN / 4).collect(),
+                reason: reason
+                    .chars()
+                    .take(crate::peer_wire::MAX_REASON_LEN / 4)
+                    .collect(),
             })
         {
             self.transmit(conn, frame);
@@ -90,7 +104,10 @@ impl Peer {
             });
         }
         let max_unacked = self.config.max_unacked;
-        let chat = self.chats.get_mut(nick).ok_or_else(|| CommandError::NoChat(nick.clone()))?;
+        let chat = self
+            .chats
+            .get_mut(nick)
+            .ok_or_else(|| CommandError::NoChat(nick.clone()))?;
         if chat.closing.is_some() {
             return Err(CommandError::Closing(nick.clone()));
         }
@@ -104,14 +121,25 @@ impl Peer {
 
     /// Closes the chat with `nick`: a `Close`/`CloseAck` exchange when connected, at once
     /// otherwise. [`Event::ChatClosed`] follows.
-    pub fn close_chat(&mut self, now: Instant, nick: &Nick, reason: &str) -> Result<(), CommandError> {
+    pub fn close_chat(
+        &mut self,
+        now: Instant,
+        nick: &Nick,
+        reason: &str,
+    ) -> Result<(), CommandError> {
         self.now = now;
         let grace = self.config.handshake_timeout;
-        let chat = self.chats.get_mut(nick).ok_or_else(|| CommandError::NoChat(nick.clone()))?;
+        let chat = self
+            .chats
+            .get_mut(nick)
+            .ok_or_else(|| CommandError::NoChat(nick.clone()))?;
         if chat.closing.is_some() {
             return Ok(());
         }
-        let reason = reason.chars().take(crate::peer_wire::MAX_REASON_LEN / 4).collect::<String>();
+        let reason = reason
+            .chars()
+            .take(crate::peer_wire::MAX_REASON_LEN / 4)
+            .collect::<String>();
         chat.closing = Some(CloseReason::ByUs(reason.clone()));
         if chat.state == ChatState::Connected {
             chat.close_deadline = Some(now + grace);
@@ -129,7 +157,10 @@ impl Peer {
     /// Retries a chat that is waiting to reconnect, now instead of at its backoff time.
     pub fn retry_now(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
         self.now = now;
-        let chat = self.chats.get(nick).ok_or_else(|| CommandError::NoChat(nick.clone()))?;
+        let chat = self
+            .chats
+            .get(nick)
+            .ok_or_else(|| CommandError::NoChat(nick.clone()))?;
         if matches!(chat.state, ChatState::Retrying { .. }) {
             self.begin_attempt(nick);
         }
@@ -169,7 +200,9 @@ impl Peer {
 
     /// Starts one connection attempt: a fresh registry lookup, then a dial.
     fn begin_attempt(&mut self, nick: &Nick) {
-        let Some(chat) = self.chats.get(nick) else { return };
+        let Some(chat) = self.chats.get(nick) else {
+            return;
+        };
         // A chat that knows its peer (pinned, or seen before) dials directly; the registry
         // is asked only for where a new peer is.
         if chat.peer.is_some() {
@@ -182,20 +215,33 @@ impl Peer {
     }
 
     pub(super) fn connect_lookup_answered(&mut self, nick: &Nick, record: Option<UserRecord>) {
-        if !self.chats.get(nick).is_some_and(|c| c.state == ChatState::LookingUp) {
+        if !self
+            .chats
+            .get(nick)
+            .is_some_and(|c| c.state == ChatState::LookingUp)
+        {
             return;
         }
         let Some(record) = record else {
-            return self.end_chat(nick, CloseReason::Failed(ChatFailure::NotOnline(nick.clone())));
+            return self.end_chat(
+                nick,
+                CloseReason::Failed(ChatFailure::NotOnline(nick.clone())),
+            );
         };
         if record.certificate.nick != *nick {
-            let failure = ChatFailure::BadRecord { nick: nick.clone(), why: "the nick asked for" };
+            let failure = ChatFailure::BadRecord {
+                nick: nick.clone(),
+                why: "the nick asked for",
+            };
             return self.end_chat(nick, CloseReason::Failed(failure));
         }
         if let Some(pinned) = self.config.pinned.get(nick)
             && *pinned != record.certificate.rsa
         {
-            let failure = ChatFailure::BadRecord { nick: nick.clone(), why: "the pinned key" };
+            let failure = ChatFailure::BadRecord {
+                nick: nick.clone(),
+                why: "the pinned key",
+            };
             return self.end_chat(nick, CloseReason::Failed(failure));
         }
         let peer = ExpectedPeer {
@@ -213,9 +259,14 @@ impl Peer {
         let max = self.config.backoff.max_attempts;
         let jitter = self.jitter();
         let now = self.now;
-        let Some(chat) = self.chats.get_mut(nick) else { return };
+        let Some(chat) = self.chats.get_mut(nick) else {
+            return;
+        };
         if chat.closing.is_some() {
-            let reason = chat.closing.clone().unwrap_or(CloseReason::ByUs(String::new()));
+            let reason = chat
+                .closing
+                .clone()
+                .unwrap_or(CloseReason::ByUs(String::new()));
             return self.end_chat(nick, reason);
         }
         chat.conn = None;
@@ -263,7 +314,9 @@ impl Peer {
 
     /// Sends queued messages if the chat's connection is established.
     pub(super) fn flush_outbox(&mut self, nick: &Nick) {
-        let Some(chat) = self.chats.get_mut(nick) else { return };
+        let Some(chat) = self.chats.get_mut(nick) else {
+            return;
+        };
         if chat.state != ChatState::Connected && chat.state != ChatState::Closing {
             return;
         }
@@ -289,7 +342,9 @@ impl Peer {
 
     /// Removes the chat, failing every message not acknowledged, and reports why it ended.
     pub(super) fn end_chat(&mut self, nick: &Nick, reason: CloseReason) {
-        let Some(mut chat) = self.chats.remove(nick) else { return };
+        let Some(mut chat) = self.chats.remove(nick) else {
+            return;
+        };
         if let Some(conn) = chat.conn.take() {
             self.drop_conn(conn);
         }

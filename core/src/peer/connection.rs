@@ -106,7 +106,9 @@ impl Peer {
             }
             Input::Closed { conn } => self.conn_lost(conn, ConnectionLost::Closed, false),
             Input::Received { conn, mut bytes } => loop {
-                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
                 let body = match c.decoder.decode(&mut bytes) {
                     Ok(Some(body)) => body,
                     Ok(None) => return,
@@ -121,15 +123,25 @@ impl Peer {
     }
 
     fn connected(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let Stage::Dialing(expected) = &c.stage else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Stage::Dialing(expected) = &c.stage else {
+            return;
+        };
         let expected = expected.clone();
         let Some(nick) = c.nick.clone() else { return };
         let instance = match self.chats.get(&nick) {
             Some(chat) => chat.mailbox.instance,
             None => return self.drop_conn(conn),
         };
-        match Initiator::start(&mut self.rng, &self.identity, self.config.port, instance, expected) {
+        match Initiator::start(
+            &mut self.rng,
+            &self.identity,
+            self.config.port,
+            instance,
+            expected,
+        ) {
             Ok((initiator, hello)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.stage = Stage::AwaitChallenge(initiator);
@@ -137,12 +149,18 @@ impl Peer {
                 }
                 self.transmit(conn, hello);
             }
-            Err(_) => self.conn_lost(conn, ConnectionLost::Protocol("could not encode hello"), true),
+            Err(_) => self.conn_lost(
+                conn,
+                ConnectionLost::Protocol("could not encode hello"),
+                true,
+            ),
         }
     }
 
     fn frame(&mut self, conn: ConnId, body: Vec<u8>, frame: PeerFrame) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         // Any frame proves the connection alive.
         if matches!(c.stage, Stage::Established(_)) {
             c.deadline = self.now + self.config.idle_timeout;
@@ -181,17 +199,23 @@ impl Peer {
                             self.end_chat(&nick, CloseReason::Denied(clip(&reason)));
                         }
                     }
-                    Ok(_) => self.conn_lost(conn, ConnectionLost::Protocol("message before acceptance"), true),
+                    Ok(_) => self.conn_lost(
+                        conn,
+                        ConnectionLost::Protocol("message before acceptance"),
+                        true,
+                    ),
                     Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
                 }
             }
-            (Stage::Established(mut cipher), PeerFrame::Sealed(sealed)) => match cipher.open(&sealed) {
-                Ok(message) => {
-                    self.set_stage(conn, Stage::Established(cipher));
-                    self.session_message(conn, message);
+            (Stage::Established(mut cipher), PeerFrame::Sealed(sealed)) => {
+                match cipher.open(&sealed) {
+                    Ok(message) => {
+                        self.set_stage(conn, Stage::Established(cipher));
+                        self.session_message(conn, message);
+                    }
+                    Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
                 }
-                Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
-            },
+            }
             (_, _) => self.conn_lost(conn, ConnectionLost::Protocol("unexpected frame"), true),
         }
     }
@@ -253,7 +277,9 @@ impl Peer {
     }
 
     pub(super) fn incoming_lookup_answered(&mut self, conn: ConnId, record: Option<UserRecord>) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let Stage::AwaitLookup(hello) = std::mem::replace(&mut c.stage, Stage::AwaitHello) else {
             return;
         };
@@ -262,20 +288,35 @@ impl Peer {
             return self.reject(conn, RejectReason::UnknownInitiator, None);
         };
         if record.certificate.onion != claimed.onion && record.certificate.rsa == claimed.rsa {
-            let e = HandshakeError::BadCertificate("the registry lists another onion address for this nick");
-            return self.reject(conn, RejectReason::KeyMismatch, Some((Some(claimed.nick.clone()), e)));
+            let e = HandshakeError::BadCertificate(
+                "the registry lists another onion address for this nick",
+            );
+            return self.reject(
+                conn,
+                RejectReason::KeyMismatch,
+                Some((Some(claimed.nick.clone()), e)),
+            );
         }
         let key = record.certificate.rsa.clone();
         self.respond(conn, *hello, &key);
     }
 
     pub(super) fn incoming_registry_unavailable(&mut self, conn: ConnId) {
-        if self.conns.get(&conn).is_some_and(|c| matches!(c.stage, Stage::AwaitLookup(_))) {
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.stage, Stage::AwaitLookup(_)))
+        {
             self.reject(conn, RejectReason::RegistryUnavailable, None);
         }
     }
 
-    fn respond(&mut self, conn: ConnId, hello: VerifiedHello, expected: &crate::identity::RsaPublicKey) {
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        hello: VerifiedHello,
+        expected: &crate::identity::RsaPublicKey,
+    ) {
         let nick = hello.hello.certificate.nick.clone();
         let instance = match self.chats.get(&nick) {
             Some(chat) => chat.mailbox.instance,
@@ -310,7 +351,9 @@ impl Peer {
             return self.accept_connection(conn, est.cipher, est.peer_instance, &hello);
         }
         match self.config.accept_policy {
-            AcceptPolicy::AcceptAll => self.accept_connection(conn, est.cipher, est.peer_instance, &hello),
+            AcceptPolicy::AcceptAll => {
+                self.accept_connection(conn, est.cipher, est.peer_instance, &hello)
+            }
             AcceptPolicy::DenyAll => {
                 let mut cipher = est.cipher;
                 if let Ok(frame) = cipher.seal(&SessionMessage::Deny {
@@ -383,13 +426,17 @@ impl Peer {
 
     /// The chat's connection is established: reset backoff, resend what is unacknowledged.
     fn chat_connected(&mut self, conn: ConnId, peer_instance: u64) {
-        let Some(nick) = self.conn_nick(conn) else { return };
+        let Some(nick) = self.conn_nick(conn) else {
+            return;
+        };
         let now = self.now;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.deadline = now + self.config.idle_timeout;
             c.keepalive_at = Some(now + self.config.keepalive_interval);
         }
-        let Some(chat) = self.chats.get_mut(&nick) else { return self.drop_conn(conn) };
+        let Some(chat) = self.chats.get_mut(&nick) else {
+            return self.drop_conn(conn);
+        };
         chat.conn = Some(conn);
         chat.attempt = 0;
         chat.mailbox.peer_instance(peer_instance);
@@ -408,8 +455,12 @@ impl Peer {
     pub(super) fn seal_on(&mut self, conn: ConnId, message: &SessionMessage) -> bool {
         let now = self.now;
         let keepalive = self.config.keepalive_interval;
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
-        let Stage::Established(cipher) = &mut c.stage else { return false };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Stage::Established(cipher) = &mut c.stage else {
+            return false;
+        };
         match cipher.seal(message) {
             Ok(frame) => {
                 c.keepalive_at = Some(now + keepalive);
@@ -424,13 +475,21 @@ impl Peer {
     }
 
     fn session_message(&mut self, conn: ConnId, message: SessionMessage) {
-        let Some(nick) = self.conn_nick(conn) else { return };
+        let Some(nick) = self.conn_nick(conn) else {
+            return;
+        };
         match message {
             SessionMessage::Message { id, text } => {
                 if text.len() > MAX_MESSAGE_LEN {
-                    return self.conn_lost(conn, ConnectionLost::Protocol("message over the size limit"), true);
+                    return self.conn_lost(
+                        conn,
+                        ConnectionLost::Protocol("message over the size limit"),
+                        true,
+                    );
                 }
-                let Some(chat) = self.chats.get_mut(&nick) else { return };
+                let Some(chat) = self.chats.get_mut(&nick) else {
+                    return;
+                };
                 if chat.mailbox.receive(id) == super::Receipt::Deliver {
                     self.emit(Event::Message {
                         nick: nick.clone(),
@@ -438,11 +497,16 @@ impl Peer {
                         text,
                     });
                 }
-                let upto = self.chats.get(&nick).map_or(id, |c| c.mailbox.received_upto());
+                let upto = self
+                    .chats
+                    .get(&nick)
+                    .map_or(id, |c| c.mailbox.received_upto());
                 self.seal_on(conn, &SessionMessage::Ack { id: upto });
             }
             SessionMessage::Ack { id } => {
-                let Some(chat) = self.chats.get_mut(&nick) else { return };
+                let Some(chat) = self.chats.get_mut(&nick) else {
+                    return;
+                };
                 for id in chat.mailbox.ack(id) {
                     self.emit(Event::Delivered {
                         nick: nick.clone(),
@@ -470,16 +534,22 @@ impl Peer {
                         self.drop_conn(conn);
                         self.end_chat(&nick, reason);
                     }
-                    None => self.conn_lost(conn, ConnectionLost::Protocol("close-ack without close"), true),
+                    None => self.conn_lost(
+                        conn,
+                        ConnectionLost::Protocol("close-ack without close"),
+                        true,
+                    ),
                 }
             }
             SessionMessage::Ping => {
                 self.seal_on(conn, &SessionMessage::Pong);
             }
             SessionMessage::Pong => {}
-            SessionMessage::Accept | SessionMessage::Deny { .. } => {
-                self.conn_lost(conn, ConnectionLost::Protocol("accept or deny after acceptance"), true)
-            }
+            SessionMessage::Accept | SessionMessage::Deny { .. } => self.conn_lost(
+                conn,
+                ConnectionLost::Protocol("accept or deny after acceptance"),
+                true,
+            ),
         }
     }
 
@@ -514,7 +584,12 @@ impl Peer {
     }
 
     /// Refuses an inbound handshake; reports it to the user if it looked like an attack.
-    fn reject(&mut self, conn: ConnId, reason: RejectReason, report: Option<(Option<crate::nick::Nick>, HandshakeError)>) {
+    fn reject(
+        &mut self,
+        conn: ConnId,
+        reason: RejectReason,
+        report: Option<(Option<crate::nick::Nick>, HandshakeError)>,
+    ) {
         if let Ok(frame) = encode_frame(&PeerFrame::Reject(reason)) {
             self.transmit(conn, frame);
         }
@@ -544,15 +619,21 @@ impl Peer {
 
     /// A connection ended abnormally. `close` says whether the runtime must still close it.
     pub(super) fn conn_lost(&mut self, conn: ConnId, reason: ConnectionLost, close: bool) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         if close {
             self.outputs.push_back(Output::Close { conn });
         }
         if let Stage::AwaitUser { request, .. } = c.stage {
             self.decisions.remove(&request);
         }
-        let Some(nick) = c.nick else { return self.pump_dials() };
-        let Some(chat) = self.chats.get_mut(&nick) else { return self.pump_dials() };
+        let Some(nick) = c.nick else {
+            return self.pump_dials();
+        };
+        let Some(chat) = self.chats.get_mut(&nick) else {
+            return self.pump_dials();
+        };
         if chat.conn != Some(conn) {
             return self.pump_dials();
         }
@@ -607,17 +688,26 @@ impl Peer {
         let waiting: Vec<crate::nick::Nick> = self
             .chats
             .iter()
-            .filter(|(_, c)| c.state == ChatState::Connecting && c.conn.is_none() && c.peer.is_some())
+            .filter(|(_, c)| {
+                c.state == ChatState::Connecting && c.conn.is_none() && c.peer.is_some()
+            })
             .map(|(n, _)| n.clone())
             .take(free)
             .collect();
         for nick in waiting {
-            let Some(chat) = self.chats.get(&nick) else { continue };
-            let Some(peer) = chat.peer.clone() else { continue };
+            let Some(chat) = self.chats.get(&nick) else {
+                continue;
+            };
+            let Some(peer) = chat.peer.clone() else {
+                continue;
+            };
             let port = chat.port;
             let conn = self.alloc_conn();
             let deadline = self.now + self.config.dial_timeout;
-            let target = super::Target::Peer { onion: peer.onion, port };
+            let target = super::Target::Peer {
+                onion: peer.onion,
+                port,
+            };
             self.conns.insert(conn, Conn::outbound(peer, deadline));
             if let Some(chat) = self.chats.get_mut(&nick) {
                 chat.conn = Some(conn);

@@ -14,7 +14,9 @@ mod registry_link;
 
 pub use chat::{Mailbox, Receipt};
 pub use config::{AcceptPolicy, Backoff, PeerConfig};
-pub use io::{ChatFailure, ChatState, CloseReason, CommandError, ConnectionLost, Event, Input, Output, Target};
+pub use io::{
+    ChatFailure, ChatState, CloseReason, CommandError, ConnectionLost, Event, Input, Output, Target,
+};
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -83,7 +85,12 @@ impl core::fmt::Debug for Peer {
 
 impl Peer {
     /// A peer with `identity`; its randomness derives from `rng` (drawn once, here).
-    pub fn new(config: PeerConfig, identity: Identity, rng: &mut impl CryptoRng, now: Instant) -> Self {
+    pub fn new(
+        config: PeerConfig,
+        identity: Identity,
+        rng: &mut impl CryptoRng,
+        now: Instant,
+    ) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         Self {
@@ -140,7 +147,11 @@ impl Peer {
         if self.shutdown.is_some() {
             return Err(CommandError::ShuttingDown);
         }
-        let pending = self.conns.values().filter(|c| c.is_pending_inbound()).count();
+        let pending = self
+            .conns
+            .values()
+            .filter(|c| c.is_pending_inbound())
+            .count();
         if pending >= self.config.max_pending_inbound {
             return Err(CommandError::Busy);
         }

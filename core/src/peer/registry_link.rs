@@ -112,7 +112,9 @@ impl Peer {
     }
 
     fn registry_send(&mut self, message: &ClientMessage) {
-        let Ok(bytes) = encode_frame(message) else { return };
+        let Ok(bytes) = encode_frame(message) else {
+            return;
+        };
         if self.registry.connected {
             if let Some(conn) = self.registry.conn {
                 self.transmit(conn, bytes);
@@ -129,7 +131,9 @@ impl Peer {
         if !self.registry.connected {
             return;
         }
-        let Some(conn) = self.registry.conn else { return };
+        let Some(conn) = self.registry.conn else {
+            return;
+        };
         for bytes in std::mem::take(&mut self.registry.queued) {
             self.transmit(conn, bytes);
         }
@@ -185,11 +189,18 @@ impl Peer {
                 let body = match self.registry.decoder.decode(&mut bytes) {
                     Ok(Some(body)) => body,
                     Ok(None) => return,
-                    Err(e) => return self.registry_lost(format!("the registry sent an unreadable frame: {e}")),
+                    Err(e) => {
+                        return self
+                            .registry_lost(format!("the registry sent an unreadable frame: {e}"));
+                    }
                 };
                 match decode_body::<ServerMessage>(&body) {
                     Ok(message) => self.registry_message(message),
-                    Err(e) => return self.registry_lost(format!("the registry sent an unreadable message: {e}")),
+                    Err(e) => {
+                        return self.registry_lost(format!(
+                            "the registry sent an unreadable message: {e}"
+                        ));
+                    }
                 }
                 if self.registry.conn.is_none() {
                     return;
@@ -220,11 +231,17 @@ impl Peer {
                     self.lookup_answered(purpose, record);
                 }
             }
-            ServerMessage::Page { request, users, more } => {
+            ServerMessage::Page {
+                request,
+                users,
+                more,
+            } => {
                 if self.registry.pending.remove(&request).is_some() {
                     // A record whose certificate does not verify is the registry lying.
-                    let users: Vec<UserRecord> =
-                        users.into_iter().filter(|u| u.certificate.verify().is_ok()).collect();
+                    let users: Vec<UserRecord> = users
+                        .into_iter()
+                        .filter(|u| u.certificate.verify().is_ok())
+                        .collect();
                     self.emit(Event::Users { users, more });
                 }
             }
@@ -248,7 +265,9 @@ impl Peer {
             ServerMessage::Error(e) => {
                 self.emit(Event::RegistryError(e));
             }
-            ServerMessage::ShuttingDown => self.registry_lost("the registry is shutting down".into()),
+            ServerMessage::ShuttingDown => {
+                self.registry_lost("the registry is shutting down".into())
+            }
         }
     }
 
@@ -262,7 +281,9 @@ impl Peer {
 
     fn lookup_failed(&mut self, purpose: Pending, reason: &str) {
         match purpose {
-            Pending::Connect(nick) => self.attempt_failed(&nick, format!("registry lookup failed: {reason}")),
+            Pending::Connect(nick) => {
+                self.attempt_failed(&nick, format!("registry lookup failed: {reason}"))
+            }
             Pending::Incoming(conn) => self.incoming_registry_unavailable(conn),
             Pending::List => self.emit(Event::RegistryLost {
                 reason: format!("user list not received: {reason}"),

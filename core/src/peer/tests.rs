@@ -1,7 +1,7 @@
 //! Scenario tests: one registry and several peers in memory, like quinn's `Pair`.
 
-use std::collections::{BTreeMap, VecDeque};
 use core::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::*;
 use crate::conn::ConnId;
@@ -46,7 +46,14 @@ impl World {
         let peers = nicks
             .iter()
             .enumerate()
-            .map(|(i, n)| Peer::new(config.clone(), test_keys::identity(i, n), &mut rng, Instant::ZERO))
+            .map(|(i, n)| {
+                Peer::new(
+                    config.clone(),
+                    test_keys::identity(i, n),
+                    &mut rng,
+                    Instant::ZERO,
+                )
+            })
             .collect();
         Self {
             now: Instant::ZERO,
@@ -78,7 +85,9 @@ impl World {
             while let Some(out) = self.registry.poll_output() {
                 progressed = true;
                 match out {
-                    RegistryOutput::Transmit { conn, bytes } => self.transmit((Host::Registry, conn), bytes),
+                    RegistryOutput::Transmit { conn, bytes } => {
+                        self.transmit((Host::Registry, conn), bytes)
+                    }
                     RegistryOutput::Close { conn } => self.close((Host::Registry, conn)),
                 }
             }
@@ -122,13 +131,22 @@ impl World {
             Output::Connect { conn, target } => {
                 let from = (Host::Peer(i), conn);
                 let to = match target {
-                    Target::Registry => self.registry.accept_connection(self.now).ok().map(|c| (Host::Registry, c)),
+                    Target::Registry => self
+                        .registry
+                        .accept_connection(self.now)
+                        .ok()
+                        .map(|c| (Host::Registry, c)),
                     Target::Peer { onion, .. } => self
                         .peers
                         .iter()
                         .position(|p| p.identity().address() == onion)
                         .filter(|j| !self.offline[*j])
-                        .and_then(|j| self.peers[j].accept_incoming(self.now).ok().map(|c| (Host::Peer(j), c))),
+                        .and_then(|j| {
+                            self.peers[j]
+                                .accept_incoming(self.now)
+                                .ok()
+                                .map(|c| (Host::Peer(j), c))
+                        }),
                 };
                 match to {
                     Some(to) => {
@@ -136,7 +154,9 @@ impl World {
                         self.links.insert(to, from);
                         self.queue.push_back((from, Delivery::Connected));
                     }
-                    None => self.queue.push_back((from, Delivery::Failed("connection refused".into()))),
+                    None => self
+                        .queue
+                        .push_back((from, Delivery::Failed("connection refused".into()))),
                 }
             }
             Output::Transmit { conn, mut bytes } => {
@@ -177,7 +197,10 @@ impl World {
             Host::Peer(i) => {
                 let input = match &d {
                     Delivery::Connected => Input::Connected { conn },
-                    Delivery::Failed(r) => Input::ConnectFailed { conn, reason: r.clone() },
+                    Delivery::Failed(r) => Input::ConnectFailed {
+                        conn,
+                        reason: r.clone(),
+                    },
                     Delivery::Bytes(b) => Input::Received { conn, bytes: b },
                     Delivery::Closed => Input::Closed { conn },
                 };
@@ -209,7 +232,10 @@ impl World {
         }
         self.run();
         for i in 0..self.peers.len() {
-            assert!(self.take(i).contains(&Event::Registered), "peer {i} not registered");
+            assert!(
+                self.take(i).contains(&Event::Registered),
+                "peer {i} not registered"
+            );
         }
     }
 
@@ -236,7 +262,10 @@ impl World {
         self.peers[b].accept(self.now, r).unwrap();
         self.run();
         assert_eq!(self.peers[a].chat_state(&nb), Some(&ChatState::Connected));
-        assert_eq!(self.peers[b].chat_state(&self.nick(a)), Some(&ChatState::Connected));
+        assert_eq!(
+            self.peers[b].chat_state(&self.nick(a)),
+            Some(&ChatState::Connected)
+        );
         self.take(a);
         self.take(b);
     }
@@ -304,14 +333,25 @@ fn a_chat_opens_after_acceptance_and_messages_flow_both_ways_with_delivery() {
     w.peers[0].connect(w.now, &bob).unwrap();
     w.run();
     let req = w.take(1).into_iter().find_map(|e| match e {
-        Event::ConnectionRequest { request, nick, onion, fingerprint } => Some((request, nick, onion, fingerprint)),
+        Event::ConnectionRequest {
+            request,
+            nick,
+            onion,
+            fingerprint,
+        } => Some((request, nick, onion, fingerprint)),
         _ => None,
     });
     let (request, nick, onion, fingerprint) = req.expect("bob is asked");
     assert_eq!(nick, alice);
     assert_eq!(onion, w.peers[0].identity().address());
-    assert_eq!(fingerprint, w.peers[0].identity().rsa.public().fingerprint());
-    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::AwaitingAcceptance));
+    assert_eq!(
+        fingerprint,
+        w.peers[0].identity().rsa.public().fingerprint()
+    );
+    assert_eq!(
+        w.peers[0].chat_state(&bob),
+        Some(&ChatState::AwaitingAcceptance)
+    );
     w.peers[1].accept(w.now, request).unwrap();
     w.run();
     assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
@@ -324,7 +364,10 @@ fn a_chat_opens_after_acceptance_and_messages_flow_both_ways_with_delivery() {
     let eb = w.take(1);
     assert_eq!(
         messages(&eb),
-        vec![("alice".into(), a1, "hi bob".into()), ("alice".into(), a2, "how are you?".into())]
+        vec![
+            ("alice".into(), a1, "hi bob".into()),
+            ("alice".into(), a2, "how are you?".into())
+        ]
     );
     assert_eq!(messages(&ea), vec![("bob".into(), b1, "hi alice".into())]);
     assert_eq!(delivered(&ea), vec![a1, a2]);
@@ -342,7 +385,10 @@ fn messages_sent_before_acceptance_are_delivered_after_it() {
     let r = w.request_id(1);
     w.peers[1].accept(w.now, r).unwrap();
     w.run();
-    assert_eq!(messages(&w.take(1)), vec![("alice".into(), id, "early".into())]);
+    assert_eq!(
+        messages(&w.take(1)),
+        vec![("alice".into(), id, "early".into())]
+    );
     assert_eq!(delivered(&w.take(0)), vec![id]);
 }
 
@@ -358,8 +404,14 @@ fn a_denied_request_tells_the_initiator_the_reason_and_fails_queued_messages() {
     w.peers[1].deny(w.now, r, "busy right now").unwrap();
     w.run();
     let ea = w.take(0);
-    assert!(ea.contains(&Event::ChatClosed { nick: bob.clone(), reason: CloseReason::Denied("busy right now".into()) }));
-    assert!(ea.iter().any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id)));
+    assert!(ea.contains(&Event::ChatClosed {
+        nick: bob.clone(),
+        reason: CloseReason::Denied("busy right now".into())
+    }));
+    assert!(
+        ea.iter()
+            .any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id))
+    );
     assert_eq!(w.peers[0].chat_state(&bob), None);
     assert!(messages(&w.take(1)).is_empty());
 }
@@ -376,13 +428,22 @@ fn closing_is_a_two_step_exchange_with_the_reason() {
     w.run();
     let ea = w.take(0);
     let eb = w.take(1);
-    assert!(ea.contains(&Event::ChatClosed { nick: bob.clone(), reason: CloseReason::ByUs("bye".into()) }));
-    assert!(eb.contains(&Event::ChatClosed { nick: alice.clone(), reason: CloseReason::ByPeer("bye".into()) }));
+    assert!(ea.contains(&Event::ChatClosed {
+        nick: bob.clone(),
+        reason: CloseReason::ByUs("bye".into())
+    }));
+    assert!(eb.contains(&Event::ChatClosed {
+        nick: alice.clone(),
+        reason: CloseReason::ByPeer("bye".into())
+    }));
     // Bob's message was in flight when Alice closed: it still arrived and was acknowledged.
     assert_eq!(messages(&ea).len(), 1);
     assert_eq!(delivered(&eb), vec![id]);
     assert!(w.peers[0].chat_state(&bob).is_none() && w.peers[1].chat_state(&alice).is_none());
-    assert_eq!(w.peers[1].send(w.now, &alice, "x"), Err(CommandError::NoChat(alice)));
+    assert_eq!(
+        w.peers[1].send(w.now, &alice, "x"),
+        Err(CommandError::NoChat(alice))
+    );
 }
 
 #[test]
@@ -392,14 +453,24 @@ fn duplicate_nick_and_duplicate_onion_registrations_are_refused() {
     w.run();
     w.peers[1].register(w.now);
     w.run();
-    assert!(w.take(1).contains(&Event::RegistrationFailed(RegisterError::NickTaken)));
+    assert!(
+        w.take(1)
+            .contains(&Event::RegistrationFailed(RegisterError::NickTaken))
+    );
     // Same onion key as alice, other nick.
     let mut rng = test_keys::rng(9);
-    let twin = crate::identity::Identity::new(Nick::new("twin").unwrap(), test_keys::rsa(5), test_keys::onion(0));
+    let twin = crate::identity::Identity::new(
+        Nick::new("twin").unwrap(),
+        test_keys::rsa(5),
+        test_keys::onion(0),
+    );
     w.peers[1] = Peer::new(PeerConfig::default(), twin, &mut rng, w.now);
     w.peers[1].register(w.now);
     w.run();
-    assert!(w.take(1).contains(&Event::RegistrationFailed(RegisterError::AddressTaken)));
+    assert!(
+        w.take(1)
+            .contains(&Event::RegistrationFailed(RegisterError::AddressTaken))
+    );
 }
 
 #[test]
@@ -408,18 +479,31 @@ fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
     let mut rng = test_keys::rng(9);
     let mut id = test_keys::identity(0, "mallory");
     // Mallory's certificate is signed by onion key 3, but she claims onion key 0's address.
-    let forged = crate::identity::KeyBindingCertificate::issue(&test_keys::onion(3), id.nick.clone(), id.rsa.public().clone());
-    id.certificate = crate::identity::KeyBindingCertificate { onion: id.address(), ..forged };
+    let forged = crate::identity::KeyBindingCertificate::issue(
+        &test_keys::onion(3),
+        id.nick.clone(),
+        id.rsa.public().clone(),
+    );
+    id.certificate = crate::identity::KeyBindingCertificate {
+        onion: id.address(),
+        ..forged
+    };
     w.peers[0] = Peer::new(PeerConfig::default(), id, &mut rng, w.now);
     w.peers[0].register(w.now);
     w.run();
-    assert!(w.take(0).contains(&Event::RegistrationFailed(RegisterError::BadCertificate)));
+    assert!(
+        w.take(0)
+            .contains(&Event::RegistrationFailed(RegisterError::BadCertificate))
+    );
 }
 
 #[test]
 fn the_initiator_detects_a_responder_key_that_differs_from_its_pinned_contact() {
     let mut config = PeerConfig::default();
-    config.pinned.insert(Nick::new("bob").unwrap(), test_keys::rsa(9).public().clone());
+    config.pinned.insert(
+        Nick::new("bob").unwrap(),
+        test_keys::rsa(9).public().clone(),
+    );
     let mut w = World::new(&["alice", "bob"], config);
     w.register_all();
     let bob = w.nick(1);
@@ -427,11 +511,22 @@ fn the_initiator_detects_a_responder_key_that_differs_from_its_pinned_contact() 
     w.run();
     let ea = w.take(0);
     let closed = ea.iter().find_map(|e| match e {
-        Event::ChatClosed { reason: CloseReason::Failed(f), .. } => Some(f.clone()),
+        Event::ChatClosed {
+            reason: CloseReason::Failed(f),
+            ..
+        } => Some(f.clone()),
         _ => None,
     });
-    assert!(matches!(closed, Some(ChatFailure::BadRecord { .. })), "{ea:?}");
-    assert!(closed.map(|f| f.to_string()).unwrap_or_default().starts_with("possible impersonation"));
+    assert!(
+        matches!(closed, Some(ChatFailure::BadRecord { .. })),
+        "{ea:?}"
+    );
+    assert!(
+        closed
+            .map(|f| f.to_string())
+            .unwrap_or_default()
+            .starts_with("possible impersonation")
+    );
 }
 
 #[test]
@@ -441,7 +536,8 @@ fn the_responder_rejects_an_initiator_whose_key_is_not_the_registered_one() {
     // Mallory holds carol's onion key and certificate but another RSA key: she registers
     // nothing and dials bob claiming to be carol.
     let carol = test_keys::identity(2, "carol");
-    let mallory = crate::identity::Identity::new(carol.nick.clone(), test_keys::rsa(8), test_keys::onion(2));
+    let mallory =
+        crate::identity::Identity::new(carol.nick.clone(), test_keys::rsa(8), test_keys::onion(2));
     let mut rng = test_keys::rng(11);
     w.peers[2] = Peer::new(PeerConfig::default(), mallory, &mut rng, w.now);
     let bob = w.nick(1);
@@ -449,15 +545,32 @@ fn the_responder_rejects_an_initiator_whose_key_is_not_the_registered_one() {
     w.run();
     let eb = w.take(1);
     assert!(
-        eb.iter().any(|e| matches!(e, Event::IncomingRejected { reason: HandshakeError::Impersonation { .. }, .. })),
+        eb.iter().any(|e| matches!(
+            e,
+            Event::IncomingRejected {
+                reason: HandshakeError::Impersonation { .. },
+                ..
+            }
+        )),
         "{eb:?}"
     );
-    assert!(!eb.iter().any(|e| matches!(e, Event::ConnectionRequest { .. })));
+    assert!(
+        !eb.iter()
+            .any(|e| matches!(e, Event::ConnectionRequest { .. }))
+    );
     let em = w.take(2);
-    assert!(em.iter().any(|e| matches!(
-        e,
-        Event::ChatClosed { reason: CloseReason::Failed(ChatFailure::Handshake(HandshakeError::Rejected(crate::peer_wire::RejectReason::KeyMismatch))), .. }
-    )), "{em:?}");
+    assert!(
+        em.iter().any(|e| matches!(
+            e,
+            Event::ChatClosed {
+                reason: CloseReason::Failed(ChatFailure::Handshake(HandshakeError::Rejected(
+                    crate::peer_wire::RejectReason::KeyMismatch
+                ))),
+                ..
+            }
+        )),
+        "{em:?}"
+    );
 }
 
 #[test]
@@ -483,14 +596,29 @@ fn a_captured_handshake_replayed_to_the_responder_fails() {
     let conn = w.peers[1].accept_incoming(w.now).unwrap();
     w.peers[1].handle_input(w.now, Input::Received { conn, bytes: hello });
     w.run();
-    w.peers[1].handle_input(w.now, Input::Received { conn, bytes: finish });
+    w.peers[1].handle_input(
+        w.now,
+        Input::Received {
+            conn,
+            bytes: finish,
+        },
+    );
     w.run();
     let eb = w.take(1);
     assert!(
-        eb.iter().any(|e| matches!(e, Event::IncomingRejected { reason: HandshakeError::BadSignature, .. })),
+        eb.iter().any(|e| matches!(
+            e,
+            Event::IncomingRejected {
+                reason: HandshakeError::BadSignature,
+                ..
+            }
+        )),
         "{eb:?}"
     );
-    assert!(!eb.iter().any(|e| matches!(e, Event::ConnectionRequest { .. })));
+    assert!(
+        !eb.iter()
+            .any(|e| matches!(e, Event::ConnectionRequest { .. }))
+    );
 }
 
 #[test]
@@ -500,13 +628,18 @@ fn a_tampered_sealed_frame_ends_the_connection_with_a_reason() {
     w.open_chat(0, 1);
     let (alice, bob) = (w.nick(0), w.nick(1));
     w.tamper_next = Some(0);
-    let id = w.peers[0].send(w.now, &bob, "this will be corrupted in transit").unwrap();
+    let id = w.peers[0]
+        .send(w.now, &bob, "this will be corrupted in transit")
+        .unwrap();
     w.run();
     let eb = w.take(1);
-    assert!(eb.contains(&Event::ConnectionLost {
-        nick: alice.clone(),
-        reason: ConnectionLost::Session(crate::session::SessionError::Tampered)
-    }), "{eb:?}");
+    assert!(
+        eb.contains(&Event::ConnectionLost {
+            nick: alice.clone(),
+            reason: ConnectionLost::Session(crate::session::SessionError::Tampered)
+        }),
+        "{eb:?}"
+    );
     assert!(messages(&eb).is_empty());
     // The chat recovers: after the backoff the message is resent and delivered once.
     w.advance(Duration::from_secs(5));
@@ -534,7 +667,13 @@ fn after_a_dropped_connection_unacknowledged_messages_are_resent_and_received_on
     w.run();
     let ea = w.take(0);
     assert!(ea.iter().any(|e| matches!(e, Event::ConnectionLost { .. })));
-    assert!(ea.iter().any(|e| matches!(e, Event::ChatState { state: ChatState::Retrying { .. }, .. })));
+    assert!(ea.iter().any(|e| matches!(
+        e,
+        Event::ChatState {
+            state: ChatState::Retrying { .. },
+            ..
+        }
+    )));
     // A message written while disconnected is queued too.
     let fourth = w.peers[0].send(w.now, &bob, "four").unwrap();
     w.advance(Duration::from_secs(10));
@@ -561,7 +700,10 @@ fn a_resent_message_the_receiver_already_has_is_not_delivered_twice() {
     w.run();
     assert_eq!(messages(&w.take(1)).len(), 1);
     w.advance(Duration::from_secs(10));
-    assert!(messages(&w.take(1)).is_empty(), "the resend was de-duplicated");
+    assert!(
+        messages(&w.take(1)).is_empty(),
+        "the resend was de-duplicated"
+    );
     assert_eq!(delivered(&w.take(0)), vec![id]);
 }
 
@@ -631,7 +773,13 @@ fn simultaneous_dials_resolve_to_one_chat() {
     assert_eq!(peer_links, 1, "exactly one connection between them");
     let id = w.peers[0].send(w.now, &bob, "one chat").unwrap();
     w.run();
-    assert_eq!(messages(&w.take(1)).iter().filter(|m| m.2 == "one chat").count(), 1);
+    assert_eq!(
+        messages(&w.take(1))
+            .iter()
+            .filter(|m| m.2 == "one chat")
+            .count(),
+        1
+    );
     assert!(delivered(&w.take(0)).contains(&id));
 }
 
@@ -647,7 +795,10 @@ fn an_unreachable_peer_is_retried_with_backoff_then_failed_with_every_message_re
     let id = w.peers[0].send(w.now, &bob, "anyone there?").unwrap();
     w.run();
     let retry = w.take(0).into_iter().find_map(|e| match e {
-        Event::ChatState { state: ChatState::Retrying { at, attempt }, .. } => Some((at, attempt)),
+        Event::ChatState {
+            state: ChatState::Retrying { at, attempt },
+            ..
+        } => Some((at, attempt)),
         _ => None,
     });
     let (at, attempt) = retry.expect("a retry is scheduled");
@@ -655,11 +806,20 @@ fn an_unreachable_peer_is_retried_with_backoff_then_failed_with_every_message_re
     assert!(at > w.now);
     w.advance(Duration::from_secs(600));
     let ea = w.take(0);
-    assert!(ea.iter().any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id)));
-    assert!(ea.iter().any(|e| matches!(
-        e,
-        Event::ChatClosed { reason: CloseReason::Failed(ChatFailure::Unreachable { attempts: 4, .. }), .. }
-    )), "{ea:?}");
+    assert!(
+        ea.iter()
+            .any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id))
+    );
+    assert!(
+        ea.iter().any(|e| matches!(
+            e,
+            Event::ChatClosed {
+                reason: CloseReason::Failed(ChatFailure::Unreachable { attempts: 4, .. }),
+                ..
+            }
+        )),
+        "{ea:?}"
+    );
 }
 
 #[test]
@@ -677,7 +837,13 @@ fn connecting_to_an_unknown_nick_says_it_is_not_online() {
 
 #[test]
 fn many_chats_at_once() {
-    let mut w = World::new(&["hub", "a", "b", "c", "d"], PeerConfig { accept_policy: AcceptPolicy::AcceptAll, ..PeerConfig::default() });
+    let mut w = World::new(
+        &["hub", "a", "b", "c", "d"],
+        PeerConfig {
+            accept_policy: AcceptPolicy::AcceptAll,
+            ..PeerConfig::default()
+        },
+    );
     w.register_all();
     for i in 1..5 {
         let n = w.nick(i);
@@ -703,11 +869,17 @@ fn messages_over_the_size_limit_are_refused_at_send() {
     w.open_chat(0, 1);
     let bob = w.nick(1);
     let long = "x".repeat(crate::peer_wire::MAX_MESSAGE_LEN + 1);
-    assert!(matches!(w.peers[0].send(w.now, &bob, &long), Err(CommandError::MessageTooLong { .. })));
+    assert!(matches!(
+        w.peers[0].send(w.now, &bob, &long),
+        Err(CommandError::MessageTooLong { .. })
+    ));
     let max = "y".repeat(crate::peer_wire::MAX_MESSAGE_LEN);
     w.peers[0].send(w.now, &bob, &max).unwrap();
     w.run();
-    assert_eq!(messages(&w.take(1))[0].2.len(), crate::peer_wire::MAX_MESSAGE_LEN);
+    assert_eq!(
+        messages(&w.take(1))[0].2.len(),
+        crate::peer_wire::MAX_MESSAGE_LEN
+    );
 }
 
 #[test]
@@ -719,12 +891,18 @@ fn shutdown_closes_chats_then_unregisters() {
     w.peers[0].shutdown(w.now);
     w.run();
     let ea = w.take(0);
-    assert!(ea.contains(&Event::ChatClosed { nick: bob, reason: CloseReason::ByUs("shutting down".into()) }));
+    assert!(ea.contains(&Event::ChatClosed {
+        nick: bob,
+        reason: CloseReason::ByUs("shutting down".into())
+    }));
     assert!(ea.contains(&Event::Unregistered));
     assert_eq!(ea.last(), Some(&Event::ShutdownComplete));
     assert!(w.peers[0].is_shut_down());
     let eb = w.take(1);
-    assert!(eb.contains(&Event::ChatClosed { nick: alice.clone(), reason: CloseReason::ByPeer("shutting down".into()) }));
+    assert!(eb.contains(&Event::ChatClosed {
+        nick: alice.clone(),
+        reason: CloseReason::ByPeer("shutting down".into())
+    }));
     assert!(eb.contains(&Event::Presence(crate::registry::Presence::Left(alice))));
 }
 
@@ -735,7 +913,12 @@ fn a_silent_connection_is_detected_by_keepalive_and_redialed() {
     w.open_chat(0, 1);
     let bob = w.nick(1);
     // Bob's side goes silent without closing: drop everything towards alice from now on.
-    let links: Vec<End> = w.links.keys().filter(|(h, _)| *h == Host::Peer(1)).copied().collect();
+    let links: Vec<End> = w
+        .links
+        .keys()
+        .filter(|(h, _)| *h == Host::Peer(1))
+        .copied()
+        .collect();
     for l in links {
         if let Some(to) = w.links.get(&l).copied()
             && to.0 == Host::Peer(0)
@@ -745,20 +928,37 @@ fn a_silent_connection_is_detected_by_keepalive_and_redialed() {
     }
     w.advance(PeerConfig::default().idle_timeout + Duration::from_secs(1));
     let ea = w.take(0);
-    assert!(ea.contains(&Event::ConnectionLost { nick: bob.clone(), reason: ConnectionLost::Timeout }), "{ea:?}");
+    assert!(
+        ea.contains(&Event::ConnectionLost {
+            nick: bob.clone(),
+            reason: ConnectionLost::Timeout
+        }),
+        "{ea:?}"
+    );
 }
 
 #[test]
 fn registry_loss_is_reported_and_registration_restored() {
     let mut w = world3();
     w.register_all();
-    let reg_link: Vec<End> = w.links.keys().filter(|(h, _)| *h == Host::Registry).copied().collect();
+    let reg_link: Vec<End> = w
+        .links
+        .keys()
+        .filter(|(h, _)| *h == Host::Registry)
+        .copied()
+        .collect();
     for l in reg_link {
         w.registry.handle_closed(l.1);
         w.close(l);
     }
     w.run();
-    assert!(w.take(0).iter().any(|e| matches!(e, Event::RegistryLost { retry_at: Some(_), .. })));
+    assert!(w.take(0).iter().any(|e| matches!(
+        e,
+        Event::RegistryLost {
+            retry_at: Some(_),
+            ..
+        }
+    )));
     w.advance(Duration::from_secs(5));
     assert!(w.take(0).contains(&Event::Registered));
     assert_eq!(w.registry.user_count(), 3);

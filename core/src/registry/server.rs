@@ -5,15 +5,15 @@
 //! [`Registry::poll_output`], and calls [`Registry::handle_timeout`] at
 //! [`Registry::poll_timeout`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, Rng, SeedableRng};
 
 use super::wire::*;
 use crate::conn::ConnId;
-use crate::frame::{FrameDecoder, decode_body, encode_frame};
+use crate::frame::{FrameDecoder, MAX_FRAME_BODY, decode_body, encode_frame};
 use crate::identity::{Ed25519Signature, KeyBindingCertificate, OnionAddress, RsaPublicKey};
 use crate::nick::Nick;
 use crate::time::Instant;
@@ -158,7 +158,9 @@ impl Registry {
     /// Bytes arrived on `conn`.
     pub fn handle_received(&mut self, now: Instant, conn: ConnId, mut bytes: &[u8]) {
         loop {
-            let Some(client) = self.clients.get_mut(&conn) else { return };
+            let Some(client) = self.clients.get_mut(&conn) else {
+                return;
+            };
             let body = match client.decoder.decode(&mut bytes) {
                 Ok(Some(body)) => body,
                 Ok(None) => return,
@@ -217,7 +219,8 @@ impl Registry {
 
     fn take_token(config: &RegistryConfig, client: &mut Client, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(client.refilled_at);
-        let refill = (elapsed.as_micros() as u64).saturating_mul(u64::from(config.per_second)) / 1000;
+        let refill =
+            (elapsed.as_micros() as u64).saturating_mul(u64::from(config.per_second)) / 1000;
         let cap = u64::from(config.burst) * 1000;
         client.tokens_milli = client.tokens_milli.saturating_add(refill).min(cap);
         client.refilled_at = now;
@@ -253,7 +256,14 @@ impl Registry {
                 limit,
             } => {
                 let (users, more) = self.page(&prefix, after.as_deref(), limit);
-                self.send(conn, &ServerMessage::Page { request, users, more });
+                self.send(
+                    conn,
+                    &ServerMessage::Page {
+                        request,
+                        users,
+                        more,
+                    },
+                );
             }
             ClientMessage::Subscribe => {
                 if let Some(c) = self.clients.get_mut(&conn) {
@@ -261,7 +271,10 @@ impl Registry {
                 }
             }
             ClientMessage::Unregister => {
-                let nick = self.clients.get_mut(&conn).and_then(|c| c.registered.take());
+                let nick = self
+                    .clients
+                    .get_mut(&conn)
+                    .and_then(|c| c.registered.take());
                 match nick {
                     Some(nick) => {
                         self.remove_user(&nick);
@@ -284,27 +297,36 @@ impl Registry {
         };
         let mut users = Vec::with_capacity(limit);
         let mut more = false;
+        // Room for the page's own fields; records must fit in one frame with it.
+        let mut budget = MAX_FRAME_BODY - 32;
         for (key, user) in self.users.range((start, core::ops::Bound::Unbounded)) {
             if !key.starts_with(&prefix) {
                 break;
             }
-            if users.len() == limit {
+            let size = postcard::experimental::serialized_size(&user.record).unwrap_or(usize::MAX);
+            if users.len() == limit || size > budget {
                 more = true;
                 break;
             }
+            budget -= size;
             users.push(user.record.clone());
         }
         (users, more)
     }
 
     fn register(&mut self, conn: ConnId, reg: Registration) {
-        let Some(client) = self.clients.get_mut(&conn) else { return };
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
         client.register_attempts = client.register_attempts.saturating_add(1);
         if client.register_attempts > self.config.max_register_attempts {
             return self.fail(conn, ServerError::TooManyAttempts);
         }
         if client.registered.is_some() {
-            return self.send(conn, &ServerMessage::RegisterRejected(RegisterError::AlreadyRegistered));
+            return self.send(
+                conn,
+                &ServerMessage::RegisterRejected(RegisterError::AlreadyRegistered),
+            );
         }
         let challenge = client.challenge;
         let reply = match self.validate(&challenge, reg) {
@@ -317,13 +339,18 @@ impl Registry {
         }
     }
 
-    fn validate(&self, challenge: &[u8; 32], reg: Registration) -> Result<UserRecord, RegisterError> {
+    fn validate(
+        &self,
+        challenge: &[u8; 32],
+        reg: Registration,
+    ) -> Result<UserRecord, RegisterError> {
         let nick = Nick::new(&reg.nick).map_err(|_| RegisterError::InvalidNick)?;
         if ed25519_dalek::VerifyingKey::from_bytes(&reg.onion).is_err() {
             return Err(RegisterError::InvalidOnion);
         }
         let onion = OnionAddress::from_public_key(reg.onion);
-        let rsa = RsaPublicKey::from_der(&reg.rsa_public_key).map_err(|_| RegisterError::InvalidKey)?;
+        let rsa =
+            RsaPublicKey::from_der(&reg.rsa_public_key).map_err(|_| RegisterError::InvalidKey)?;
         if reg.port == 0 {
             return Err(RegisterError::InvalidPort);
         }
@@ -333,9 +360,14 @@ impl Registry {
             rsa,
             signature: Ed25519Signature(reg.certificate_signature.0),
         };
-        certificate.verify().map_err(|_| RegisterError::BadCertificate)?;
+        certificate
+            .verify()
+            .map_err(|_| RegisterError::BadCertificate)?;
         let signed = registration_signed_bytes(challenge, &certificate, reg.port);
-        if !certificate.rsa.verify_pss(&signed, &reg.challenge_signature) {
+        if !certificate
+            .rsa
+            .verify_pss(&signed, &reg.challenge_signature)
+        {
             return Err(RegisterError::BadSignature);
         }
         Ok(UserRecord {
@@ -344,7 +376,11 @@ impl Registry {
         })
     }
 
-    fn insert_user(&mut self, conn: ConnId, record: UserRecord) -> Result<(), RegisterError> {
+    pub(super) fn insert_user(
+        &mut self,
+        conn: ConnId,
+        record: UserRecord,
+    ) -> Result<(), RegisterError> {
         let key = record.nick().canonical();
         if self.users.contains_key(&key) {
             return Err(RegisterError::NickTaken);
@@ -359,7 +395,10 @@ impl Registry {
         if let Some(c) = self.clients.get_mut(&conn) {
             c.registered = Some(key.clone());
         }
-        self.broadcast(&ServerMessage::Presence(Presence::Joined(record.clone())), Some(conn));
+        self.broadcast(
+            &ServerMessage::Presence(Presence::Joined(record.clone())),
+            Some(conn),
+        );
         self.users.insert(key, User { record, conn });
         Ok(())
     }
@@ -373,7 +412,9 @@ impl Registry {
     }
 
     fn broadcast(&mut self, message: &ServerMessage, except: Option<ConnId>) {
-        let Ok(bytes) = encode_frame(message) else { return };
+        let Ok(bytes) = encode_frame(message) else {
+            return;
+        };
         for (&conn, client) in &self.clients {
             if client.subscribed && Some(conn) != except {
                 self.outputs.push_back(RegistryOutput::Transmit {
@@ -387,7 +428,8 @@ impl Registry {
     fn send(&mut self, conn: ConnId, message: &ServerMessage) {
         // Every server message fits a frame: pages are capped at MAX_PAGE records.
         if let Ok(bytes) = encode_frame(message) {
-            self.outputs.push_back(RegistryOutput::Transmit { conn, bytes });
+            self.outputs
+                .push_back(RegistryOutput::Transmit { conn, bytes });
         }
     }
 

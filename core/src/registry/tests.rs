@@ -63,7 +63,10 @@ impl Harness {
     fn registration(&mut self, id: &Identity, nonce: &[u8; 32], port: u16) -> Registration {
         let sig = id
             .rsa
-            .sign_pss(&mut self.rng, &registration_signed_bytes(nonce, &id.certificate, port))
+            .sign_pss(
+                &mut self.rng,
+                &registration_signed_bytes(nonce, &id.certificate, port),
+            )
             .unwrap();
         Registration {
             nick: id.nick.to_string(),
@@ -90,8 +93,20 @@ fn a_valid_registration_is_listed_and_looked_up() {
     let (_, reply) = h.register(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
     let (c, _) = h.connect();
-    let reply = h.send(c, &ClientMessage::Lookup { request: 5, nick: "alice".into() });
-    let [ServerMessage::LookupResult { request: 5, record: Some(r) }] = reply.as_slice() else {
+    let reply = h.send(
+        c,
+        &ClientMessage::Lookup {
+            request: 5,
+            nick: "alice".into(),
+        },
+    );
+    let [
+        ServerMessage::LookupResult {
+            request: 5,
+            record: Some(r),
+        },
+    ] = reply.as_slice()
+    else {
         panic!("{reply:?}")
     };
     assert_eq!(r.certificate, alice.certificate);
@@ -103,11 +118,21 @@ fn duplicate_nick_and_duplicate_onion_are_rejected() {
     let mut h = Harness::new(RegistryConfig::default());
     h.register(&test_keys::identity(0, "alice"));
     let (_, reply) = h.register(&test_keys::identity(1, "ALICE"));
-    assert_eq!(reply, vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]);
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]
+    );
     // Same onion key (index 0), other nick and RSA key.
-    let same_onion = Identity::new(crate::Nick::new("bob").unwrap(), test_keys::rsa(2), test_keys::onion(0));
+    let same_onion = Identity::new(
+        crate::Nick::new("bob").unwrap(),
+        test_keys::rsa(2),
+        test_keys::onion(0),
+    );
     let (_, reply) = h.register(&same_onion);
-    assert_eq!(reply, vec![ServerMessage::RegisterRejected(RegisterError::AddressTaken)]);
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::AddressTaken)]
+    );
 }
 
 #[test]
@@ -121,7 +146,9 @@ fn a_certificate_from_another_onion_key_is_rejected() {
     reg.onion = *victim.address().public_key();
     assert_eq!(
         h.send(conn, &ClientMessage::Register(reg)),
-        vec![ServerMessage::RegisterRejected(RegisterError::BadCertificate)]
+        vec![ServerMessage::RegisterRejected(
+            RegisterError::BadCertificate
+        )]
     );
 }
 
@@ -145,11 +172,32 @@ fn invalid_fields_get_their_own_rejections() {
     let (conn, nonce) = h.connect();
     let good = h.registration(&alice, &nonce, 7000);
     let cases: Vec<(Registration, RegisterError)> = vec![
-        (Registration { nick: "a b".into(), ..good.clone() }, RegisterError::InvalidNick),
-        (Registration { rsa_public_key: vec![1, 2, 3], ..good.clone() }, RegisterError::InvalidKey),
-        (Registration { port: 0, ..good.clone() }, RegisterError::InvalidPort),
         (
-            Registration { certificate_signature: Ed25519Signature([0; 64]), ..good.clone() },
+            Registration {
+                nick: "a b".into(),
+                ..good.clone()
+            },
+            RegisterError::InvalidNick,
+        ),
+        (
+            Registration {
+                rsa_public_key: vec![1, 2, 3],
+                ..good.clone()
+            },
+            RegisterError::InvalidKey,
+        ),
+        (
+            Registration {
+                port: 0,
+                ..good.clone()
+            },
+            RegisterError::InvalidPort,
+        ),
+        (
+            Registration {
+                certificate_signature: Ed25519Signature([0; 64]),
+                ..good.clone()
+            },
             RegisterError::BadCertificate,
         ),
     ];
@@ -184,11 +232,25 @@ fn closing_the_connection_unregisters_and_pushes_left() {
     assert!(h.send(watcher, &ClientMessage::Subscribe).is_empty());
     let (alice_conn, _) = h.register(&test_keys::identity(0, "alice"));
     let pushed = h.drain(watcher);
-    assert!(matches!(pushed.as_slice(), []), "pushes were for the watcher: drained above");
+    assert!(
+        matches!(pushed.as_slice(), []),
+        "pushes were for the watcher: drained above"
+    );
     h.reg.handle_closed(alice_conn);
-    let reply = h.send(watcher, &ClientMessage::Lookup { request: 1, nick: "alice".into() });
-    assert!(reply.contains(&ServerMessage::Presence(Presence::Left(crate::Nick::new("alice").unwrap()))));
-    assert!(reply.contains(&ServerMessage::LookupResult { request: 1, record: None }));
+    let reply = h.send(
+        watcher,
+        &ClientMessage::Lookup {
+            request: 1,
+            nick: "alice".into(),
+        },
+    );
+    assert!(reply.contains(&ServerMessage::Presence(Presence::Left(
+        crate::Nick::new("alice").unwrap()
+    ))));
+    assert!(reply.contains(&ServerMessage::LookupResult {
+        request: 1,
+        record: None
+    }));
 }
 
 #[test]
@@ -202,7 +264,9 @@ fn presence_joined_is_pushed_to_subscribers() {
     let bytes = encode_frame(&ClientMessage::Register(reg)).unwrap();
     h.reg.handle_received(h.now, conn, &bytes);
     let pushed = h.drain(watcher);
-    assert!(matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.certificate == alice.certificate));
+    assert!(
+        matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.certificate == alice.certificate)
+    );
 }
 
 #[test]
@@ -216,7 +280,10 @@ fn only_the_owner_connection_can_unregister() {
     );
     assert!(h.closed.contains(&other));
     assert_eq!(h.reg.user_count(), 1);
-    assert_eq!(h.send(alice_conn, &ClientMessage::Unregister), vec![ServerMessage::Unregistered]);
+    assert_eq!(
+        h.send(alice_conn, &ClientMessage::Unregister),
+        vec![ServerMessage::Unregistered]
+    );
     assert_eq!(h.reg.user_count(), 0);
 }
 
@@ -228,35 +295,62 @@ fn pages_follow_nick_order_with_prefix_and_continuation() {
         h.register(&test_keys::identity(i, n));
     }
     let (c, _) = h.connect();
-    let page = |h: &mut Harness, after: Option<&str>| {
-        match h
-            .send(c, &ClientMessage::List { request: 1, prefix: "AN".into(), after: after.map(Into::into), limit: 2 })
-            .as_slice()
-        {
-            [ServerMessage::Page { users, more, .. }] => {
-                (users.iter().map(|u| u.nick().to_string()).collect::<Vec<_>>(), *more)
-            }
-            other => panic!("{other:?}"),
-        }
+    let page = |h: &mut Harness, after: Option<&str>| match h
+        .send(
+            c,
+            &ClientMessage::List {
+                request: 1,
+                prefix: "AN".into(),
+                after: after.map(Into::into),
+                limit: 2,
+            },
+        )
+        .as_slice()
+    {
+        [ServerMessage::Page { users, more, .. }] => (
+            users
+                .iter()
+                .map(|u| u.nick().to_string())
+                .collect::<Vec<_>>(),
+            *more,
+        ),
+        other => panic!("{other:?}"),
     };
-    assert_eq!(page(&mut h, None), (vec!["ann".to_string(), "anna".into()], true));
-    assert_eq!(page(&mut h, Some("anna")), (vec!["annie".to_string(), "ant".into()], false));
-    assert_eq!(page(&mut h, Some("aaa")), (vec!["ann".to_string(), "anna".into()], true));
+    assert_eq!(
+        page(&mut h, None),
+        (vec!["ann".to_string(), "anna".into()], true)
+    );
+    assert_eq!(
+        page(&mut h, Some("anna")),
+        (vec!["annie".to_string(), "ant".into()], false)
+    );
+    assert_eq!(
+        page(&mut h, Some("aaa")),
+        (vec!["ann".to_string(), "anna".into()], true)
+    );
 }
 
 #[test]
 fn garbage_bytes_close_the_connection_with_an_error() {
     let mut h = Harness::new(RegistryConfig::default());
     let (c, _) = h.connect();
-    h.reg.handle_received(h.now, c, &[0, 0, 0, 3, 1, 0xff, 0xff]);
-    assert_eq!(h.drain(c), vec![ServerMessage::Error(ServerError::Malformed)]);
+    h.reg
+        .handle_received(h.now, c, &[0, 0, 0, 3, 1, 0xff, 0xff]);
+    assert_eq!(
+        h.drain(c),
+        vec![ServerMessage::Error(ServerError::Malformed)]
+    );
     assert!(h.closed.contains(&c));
     assert_eq!(h.reg.connection_count(), 0);
 }
 
 #[test]
 fn a_flood_of_messages_is_rate_limited() {
-    let mut h = Harness::new(RegistryConfig { burst: 5, per_second: 1, ..Default::default() });
+    let mut h = Harness::new(RegistryConfig {
+        burst: 5,
+        per_second: 1,
+        ..Default::default()
+    });
     let (c, _) = h.connect();
     let mut bytes = vec![];
     for _ in 0..6 {
@@ -265,12 +359,19 @@ fn a_flood_of_messages_is_rate_limited() {
     h.reg.handle_received(h.now, c, &bytes);
     let out = h.drain(c);
     assert_eq!(out.iter().filter(|m| **m == ServerMessage::Pong).count(), 5);
-    assert_eq!(out.last(), Some(&ServerMessage::Error(ServerError::RateLimited)));
+    assert_eq!(
+        out.last(),
+        Some(&ServerMessage::Error(ServerError::RateLimited))
+    );
 }
 
 #[test]
 fn tokens_refill_over_time() {
-    let mut h = Harness::new(RegistryConfig { burst: 1, per_second: 1, ..Default::default() });
+    let mut h = Harness::new(RegistryConfig {
+        burst: 1,
+        per_second: 1,
+        ..Default::default()
+    });
     let (c, _) = h.connect();
     assert_eq!(h.send(c, &ClientMessage::Ping), vec![ServerMessage::Pong]);
     h.now = h.now + Duration::from_secs(1);
@@ -283,14 +384,20 @@ fn a_silent_client_times_out_and_its_user_leaves() {
     let (alice, _) = h.register(&test_keys::identity(0, "alice"));
     let deadline = h.reg.poll_timeout().unwrap();
     h.reg.handle_timeout(deadline);
-    assert_eq!(h.drain(alice), vec![ServerMessage::Error(ServerError::Timeout)]);
+    assert_eq!(
+        h.drain(alice),
+        vec![ServerMessage::Error(ServerError::Timeout)]
+    );
     assert_eq!(h.reg.user_count(), 0);
     assert_eq!(h.reg.poll_timeout(), None);
 }
 
 #[test]
 fn connections_beyond_the_cap_are_refused() {
-    let mut h = Harness::new(RegistryConfig { max_connections: 2, ..Default::default() });
+    let mut h = Harness::new(RegistryConfig {
+        max_connections: 2,
+        ..Default::default()
+    });
     h.connect();
     h.connect();
     assert_eq!(h.reg.accept_connection(h.now), Err(RegistryFull));
@@ -298,7 +405,10 @@ fn connections_beyond_the_cap_are_refused() {
 
 #[test]
 fn registration_attempts_are_capped_per_connection() {
-    let mut h = Harness::new(RegistryConfig { max_register_attempts: 2, ..Default::default() });
+    let mut h = Harness::new(RegistryConfig {
+        max_register_attempts: 2,
+        ..Default::default()
+    });
     let alice = test_keys::identity(0, "alice");
     let (conn, nonce) = h.connect();
     let mut reg = h.registration(&alice, &nonce, 7000);
@@ -331,4 +441,47 @@ proptest::proptest! {
         while h.reg.poll_output().is_some() {}
         proptest::prop_assert!(h.reg.connection_count() <= 1);
     }
+}
+
+#[test]
+fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let rsa = test_keys::rsa_3072().public().clone();
+    for i in 0..150 {
+        let (conn, _) = h.connect();
+        let nick = crate::Nick::new(&format!("user-with-a-long-nick-{i:04}")).unwrap();
+        let certificate = crate::identity::KeyBindingCertificate::issue(
+            &test_keys::onion(100 + i),
+            nick,
+            rsa.clone(),
+        );
+        h.reg
+            .insert_user(
+                conn,
+                UserRecord {
+                    certificate,
+                    port: 7000,
+                },
+            )
+            .unwrap();
+    }
+    let (c, _) = h.connect();
+    let reply = h.send(
+        c,
+        &ClientMessage::List {
+            request: 1,
+            prefix: String::new(),
+            after: None,
+            limit: MAX_PAGE,
+        },
+    );
+    let [
+        ServerMessage::Page {
+            users, more: true, ..
+        },
+    ] = reply.as_slice()
+    else {
+        panic!("{reply:?}")
+    };
+    assert!(!users.is_empty() && users.len() <= usize::from(MAX_PAGE));
 }

@@ -191,7 +191,11 @@ pub fn registration_signed_bytes(
     certificate: &KeyBindingCertificate,
     port: u16,
 ) -> Vec<u8> {
-    let cert = KeyBindingCertificate::signed_bytes(&certificate.onion, &certificate.nick, &certificate.rsa);
+    let cert = KeyBindingCertificate::signed_bytes(
+        &certificate.onion,
+        &certificate.nick,
+        &certificate.rsa,
+    );
     let mut out = Vec::with_capacity(REGISTRATION_CONTEXT.len() + 32 + cert.len() + 2);
     out.extend_from_slice(REGISTRATION_CONTEXT);
     out.extend_from_slice(nonce);
