@@ -175,6 +175,11 @@ impl Peer {
                 match initiator.on_challenge(&mut self.rng, &self.identity, &challenge) {
                     Ok((finish, est)) => {
                         self.set_stage(conn, Stage::AwaitDecision(est.cipher, est.peer_instance));
+                        // The peer's user may take as long as their decision timeout.
+                        let wait = self.config.decision_timeout + self.config.handshake_timeout;
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.deadline = self.now + wait;
+                        }
                         self.transmit(conn, finish);
                         if let Some(nick) = self.conn_nick(conn) {
                             self.set_state(&nick, ChatState::AwaitingAcceptance);
@@ -404,8 +409,10 @@ impl Peer {
         };
         self.ensure_chat(&nick, Some(peer), hello.hello.port);
         // The new connection replaces any other the chat had (the peer redialed, or won a
-        // simultaneous dial).
-        if let Some(old) = self.chats.get(&nick).and_then(|c| c.conn)
+        // simultaneous dial). Attach it first, so dropping the old one does not look like
+        // a chat without a connection (which would be redialed).
+        let old = self.chats.get_mut(&nick).and_then(|c| c.conn.replace(conn));
+        if let Some(old) = old
             && old != conn
         {
             self.drop_conn(old);

@@ -980,3 +980,35 @@ proptest::proptest! {
         proptest::prop_assert_eq!(p.conns.len(), 0);
     }
 }
+
+#[test]
+fn the_initiator_waits_as_long_as_the_responders_user_may_take_to_decide() {
+    let mut w = world3();
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let r = w.request_id(1);
+    // Keep-alive pings from the registry link must not matter; the human takes 4 minutes.
+    w.advance(Duration::from_secs(240));
+    w.peers[1].accept(w.now, r).unwrap();
+    w.run();
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
+}
+
+#[test]
+fn an_unanswered_request_expires_and_the_initiator_is_told() {
+    let mut w = world3();
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let r = w.request_id(1);
+    w.advance(PeerConfig::default().decision_timeout + Duration::from_secs(1));
+    assert_eq!(w.peers[1].accept(w.now, r), Err(CommandError::NoRequest(r)));
+    assert!(
+        w.take(0)
+            .iter()
+            .any(|e| matches!(e, Event::ConnectionLost { .. }))
+    );
+}
