@@ -209,6 +209,12 @@ impl World {
         }
     }
 
+    /// Puts a new peer with `identity` in slot `i` (the old one vanishes without a word).
+    fn replace_peer(&mut self, i: usize, identity: crate::identity::Identity) {
+        let mut rng = test_keys::rng(100 + i as u64);
+        self.peers[i] = Peer::new(PeerConfig::default(), identity, &mut rng, self.now);
+    }
+
     /// Cuts every connection between peers `a` and `b` (both sides see it close).
     fn cut(&mut self, a: usize, b: usize) {
         let ends: Vec<(End, End)> = self
@@ -458,13 +464,12 @@ fn duplicate_nick_and_duplicate_onion_registrations_are_refused() {
             .contains(&Event::RegistrationFailed(RegisterError::NickTaken))
     );
     // Same onion key as alice, other nick.
-    let mut rng = test_keys::rng(9);
     let twin = crate::identity::Identity::new(
         Nick::new("twin").unwrap(),
         test_keys::rsa(5),
         test_keys::onion(0),
     );
-    w.peers[1] = Peer::new(PeerConfig::default(), twin, &mut rng, w.now);
+    w.replace_peer(1, twin);
     w.peers[1].register(w.now);
     w.run();
     assert!(
@@ -476,7 +481,6 @@ fn duplicate_nick_and_duplicate_onion_registrations_are_refused() {
 #[test]
 fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
     let mut w = World::new(&["mallory"], PeerConfig::default());
-    let mut rng = test_keys::rng(9);
     let mut id = test_keys::identity(0, "mallory");
     // Mallory's certificate is signed by onion key 3, but she claims onion key 0's address.
     let forged = crate::identity::KeyBindingCertificate::issue(
@@ -488,7 +492,7 @@ fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
         onion: id.address(),
         ..forged
     };
-    w.peers[0] = Peer::new(PeerConfig::default(), id, &mut rng, w.now);
+    w.replace_peer(0, id);
     w.peers[0].register(w.now);
     w.run();
     assert!(
@@ -538,8 +542,7 @@ fn the_responder_rejects_an_initiator_whose_key_is_not_the_registered_one() {
     let carol = test_keys::identity(2, "carol");
     let mallory =
         crate::identity::Identity::new(carol.nick.clone(), test_keys::rsa(8), test_keys::onion(2));
-    let mut rng = test_keys::rng(11);
-    w.peers[2] = Peer::new(PeerConfig::default(), mallory, &mut rng, w.now);
+    w.replace_peer(2, mallory);
     let bob = w.nick(1);
     w.peers[2].connect(w.now, &bob).unwrap();
     w.run();
@@ -1011,4 +1014,54 @@ fn an_unanswered_request_expires_and_the_initiator_is_told() {
             .iter()
             .any(|e| matches!(e, Event::ConnectionLost { .. }))
     );
+}
+
+#[test]
+fn the_initiator_detects_a_responder_whose_key_is_not_the_registered_one() {
+    let mut w = world3();
+    w.register_all();
+    // Mallory has stolen bob's onion key (not his RSA key) and answers at bob's address,
+    // while the registry still lists the real bob.
+    let impostor = crate::identity::Identity::new(
+        Nick::new("bob").unwrap(),
+        test_keys::rsa(8),
+        test_keys::onion(1),
+    );
+    w.replace_peer(1, impostor);
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let ea = w.take(0);
+    let failure = ea.iter().find_map(|e| match e {
+        Event::ChatClosed {
+            reason: CloseReason::Failed(ChatFailure::Handshake(h)),
+            ..
+        } => Some(h.clone()),
+        _ => None,
+    });
+    assert!(
+        matches!(failure, Some(HandshakeError::Impersonation { .. })),
+        "{ea:?}"
+    );
+    assert!(!w.take(1).iter().any(|e| matches!(e, Event::Message { .. })));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn arbitrary_bytes_from_the_registry_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..6)) {
+        let mut rng = test_keys::rng(4);
+        let mut p = Peer::new(PeerConfig::default(), test_keys::identity(0, "alice"), &mut rng, Instant::ZERO);
+        p.register(Instant::ZERO);
+        let Some(Output::Connect { conn, target: Target::Registry }) = p.poll_output() else {
+            panic!("register dials the registry")
+        };
+        p.handle_input(Instant::ZERO, Input::Connected { conn });
+        for c in &chunks {
+            p.handle_input(Instant::ZERO, Input::Received { conn, bytes: c });
+        }
+        while p.poll_output().is_some() {}
+        p.handle_timeout(Instant::ZERO + Duration::from_secs(3600));
+        while p.poll_output().is_some() {}
+    }
 }
