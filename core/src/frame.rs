@@ -19,8 +19,8 @@ pub const LENGTH_PREFIX: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
-    /// The length prefix announced a body larger than [`MAX_FRAME_BODY`].
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_BODY}-byte limit")]
+    /// The length prefix announced a body larger than the decoder's limit.
+    #[error("frame of {0} bytes exceeds the size limit")]
     TooLarge(usize),
     /// The length prefix announced an empty body.
     #[error("empty frame")]
@@ -65,18 +65,36 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 /// Incremental frame splitter: feed it bytes split anywhere, take whole frame bodies out.
 ///
 /// Memory is bounded: at most one frame's prefix and body are held at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameDecoder {
+    limit: usize,
     prefix: [u8; LENGTH_PREFIX],
     prefix_len: usize,
     /// The body under construction, once its length is known.
     body: Option<(usize, Vec<u8>)>,
 }
 
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FrameDecoder {
-    /// A decoder expecting the start of a frame.
+    /// A decoder expecting the start of a frame, accepting bodies up to [`MAX_FRAME_BODY`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limit(MAX_FRAME_BODY)
+    }
+
+    /// A decoder accepting bodies up to `limit` bytes (never more than [`MAX_FRAME_BODY`]):
+    /// a side that only ever expects small messages need not buffer 64 KiB per connection.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            limit: limit.min(MAX_FRAME_BODY),
+            prefix: [0; LENGTH_PREFIX],
+            prefix_len: 0,
+            body: None,
+        }
     }
 
     /// Consumes bytes from the front of `input` until one whole frame body is read (returned)
@@ -97,7 +115,7 @@ impl FrameDecoder {
             if len == 0 {
                 return Err(FrameError::Empty);
             }
-            if len > MAX_FRAME_BODY {
+            if len > self.limit {
                 return Err(FrameError::TooLarge(len));
             }
             // Grow the buffer only as bytes arrive, so a lying prefix costs nothing.
@@ -160,6 +178,18 @@ mod tests {
             d.decode(&mut &bytes[..]),
             Err(FrameError::TooLarge(MAX_FRAME_BODY + 1))
         );
+    }
+
+    #[test]
+    fn a_smaller_limit_rejects_frames_above_it() {
+        let mut d = FrameDecoder::with_limit(10);
+        assert_eq!(
+            d.decode(&mut &11u32.to_be_bytes()[..]),
+            Err(FrameError::TooLarge(11))
+        );
+        let mut d = FrameDecoder::with_limit(usize::MAX);
+        let too_big = (MAX_FRAME_BODY as u32 + 1).to_be_bytes();
+        assert!(d.decode(&mut &too_big[..]).is_err());
     }
 
     #[test]

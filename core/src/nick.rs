@@ -86,8 +86,9 @@ impl fmt::Debug for Nick {
 
 impl<'de> Deserialize<'de> for Nick {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <&str>::deserialize(d)?;
-        Nick::new(s).map_err(serde::de::Error::custom)
+        // Owned, so formats that unescape strings (JSON, TOML) work as well as postcard.
+        let s = String::deserialize(d)?;
+        Nick::new(&s).map_err(serde::de::Error::custom)
     }
 }
 

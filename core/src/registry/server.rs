@@ -18,6 +18,10 @@ use crate::identity::{Ed25519Signature, KeyBindingCertificate, OnionAddress, Rsa
 use crate::nick::Nick;
 use crate::time::Instant;
 
+/// Largest frame a registry client may send. Client messages are small (a registration
+/// with a 3072-bit key is under 1.2 KiB), so idle connections cannot pin 64 KiB each.
+pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
+
 /// Limits of a registry. Every one bounds what a client can make it hold or do.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -140,7 +144,7 @@ impl Registry {
         self.clients.insert(
             conn,
             Client {
-                decoder: FrameDecoder::new(),
+                decoder: FrameDecoder::with_limit(MAX_CLIENT_FRAME),
                 challenge,
                 registered: None,
                 subscribed: false,

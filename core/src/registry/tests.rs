@@ -485,3 +485,16 @@ fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
     };
     assert!(!users.is_empty() && users.len() <= usize::from(MAX_PAGE));
 }
+
+#[test]
+fn a_client_frame_above_the_client_limit_is_refused_before_buffering() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (c, _) = h.connect();
+    let prefix = (MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
+    h.reg.handle_received(h.now, c, &prefix);
+    assert_eq!(
+        h.drain(c),
+        vec![ServerMessage::Error(ServerError::Malformed)]
+    );
+    assert!(h.closed.contains(&c));
+}
