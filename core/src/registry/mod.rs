@@ -3,7 +3,7 @@
 mod server;
 mod wire;
 
-pub use server::{Registry, RegistryConfig, RegistryFull, RegistryOutput};
+pub use server::{MAX_CLIENT_FRAME, Registry, RegistryConfig, RegistryFull, RegistryOutput};
 pub use wire::{
     ClientMessage, MAX_PAGE, Presence, REGISTRATION_CONTEXT, RegisterError, Registration,
     ServerError, ServerMessage, UserRecord, registration_signed_bytes,
