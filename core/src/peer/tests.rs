@@ -938,6 +938,8 @@ fn a_silent_connection_is_detected_by_keepalive_and_redialed() {
         }),
         "{ea:?}"
     );
+    w.advance(Duration::from_secs(10));
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
 }
 
 #[test]
