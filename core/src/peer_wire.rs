@@ -10,6 +10,15 @@ pub const MAX_REASON_LEN: usize = 200;
 /// Longest chat message text, in bytes of UTF-8.
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
 
+/// `reason` cut to at most [`MAX_REASON_LEN`] bytes, on a character boundary.
+pub fn clip_reason(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
 /// One frame on a peer connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerFrame {
@@ -148,4 +157,18 @@ pub enum SessionMessage {
     Ping,
     /// Keep-alive answer.
     Pong,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_clipped_to_the_limit_on_a_character_boundary() {
+        assert_eq!(clip_reason("short"), "short");
+        let long = "é".repeat(MAX_REASON_LEN);
+        let clipped = clip_reason(&long);
+        assert!(clipped.len() <= MAX_REASON_LEN && clipped.len() >= MAX_REASON_LEN - 1);
+        assert!(clipped.chars().all(|c| c == 'é'));
+    }
 }

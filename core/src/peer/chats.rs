@@ -80,10 +80,7 @@ impl Peer {
         if let Some(c) = self.conns.get_mut(&conn)
             && let Stage::AwaitUser { cipher, .. } = &mut c.stage
             && let Ok(frame) = cipher.seal(&SessionMessage::Deny {
-                reason: reason
-                    .chars()
-                    .take(crate::peer_wire::MAX_REASON_LEN / 4)
-                    .collect(),
+                reason: crate::peer_wire::clip_reason(reason),
             })
         {
             self.transmit(conn, frame);
@@ -136,10 +133,7 @@ impl Peer {
         if chat.closing.is_some() {
             return Ok(());
         }
-        let reason = reason
-            .chars()
-            .take(crate::peer_wire::MAX_REASON_LEN / 4)
-            .collect::<String>();
+        let reason = crate::peer_wire::clip_reason(reason);
         chat.closing = Some(CloseReason::ByUs(reason.clone()));
         if chat.state == ChatState::Connected {
             chat.close_deadline = Some(now + grace);

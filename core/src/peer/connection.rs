@@ -6,7 +6,7 @@ use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::handshake::{ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello};
 use crate::peer::AcceptPolicy;
 use crate::peer::registry_link::Pending;
-use crate::peer_wire::{MAX_MESSAGE_LEN, MAX_REASON_LEN, PeerFrame, RejectReason, SessionMessage};
+use crate::peer_wire::{MAX_MESSAGE_LEN, PeerFrame, RejectReason, SessionMessage, clip_reason};
 use crate::registry::UserRecord;
 use crate::session::SessionCipher;
 use crate::time::Instant;
@@ -87,14 +87,6 @@ impl Conn {
             None => self.deadline,
         })
     }
-}
-
-fn clip(reason: &str) -> String {
-    let mut end = reason.len().min(MAX_REASON_LEN);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
 }
 
 impl Peer {
@@ -201,7 +193,7 @@ impl Peer {
                         let nick = self.conn_nick(conn);
                         self.drop_conn(conn);
                         if let Some(nick) = nick {
-                            self.end_chat(&nick, CloseReason::Denied(clip(&reason)));
+                            self.end_chat(&nick, CloseReason::Denied(clip_reason(&reason)));
                         }
                     }
                     Ok(_) => self.conn_lost(
@@ -528,7 +520,7 @@ impl Peer {
                 let grace = self.config.handshake_timeout;
                 if let Some(chat) = self.chats.get_mut(&nick) {
                     if !matches!(chat.closing, Some(CloseReason::ByUs(_))) {
-                        chat.closing = Some(CloseReason::ByPeer(clip(&reason)));
+                        chat.closing = Some(CloseReason::ByPeer(clip_reason(&reason)));
                     }
                     chat.close_deadline = Some(now + grace);
                 }

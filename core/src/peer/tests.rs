@@ -232,6 +232,13 @@ impl World {
         }
     }
 
+    /// Peer `i` registers; returns what it saw.
+    fn register_peer(&mut self, i: usize) -> Vec<Event> {
+        self.peers[i].register(self.now);
+        self.run();
+        self.take(i)
+    }
+
     fn register_all(&mut self) {
         for i in 0..self.peers.len() {
             self.peers[i].register(self.now);
@@ -457,10 +464,8 @@ fn duplicate_nick_and_duplicate_onion_registrations_are_refused() {
     let mut w = World::new(&["alice", "ALICE"], PeerConfig::default());
     w.peers[0].register(w.now);
     w.run();
-    w.peers[1].register(w.now);
-    w.run();
     assert!(
-        w.take(1)
+        w.register_peer(1)
             .contains(&Event::RegistrationFailed(RegisterError::NickTaken))
     );
     // Same onion key as alice, other nick.
@@ -470,10 +475,8 @@ fn duplicate_nick_and_duplicate_onion_registrations_are_refused() {
         test_keys::onion(0),
     );
     w.replace_peer(1, twin);
-    w.peers[1].register(w.now);
-    w.run();
     assert!(
-        w.take(1)
+        w.register_peer(1)
             .contains(&Event::RegistrationFailed(RegisterError::AddressTaken))
     );
 }
@@ -493,10 +496,8 @@ fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
         ..forged
     };
     w.replace_peer(0, id);
-    w.peers[0].register(w.now);
-    w.run();
     assert!(
-        w.take(0)
+        w.register_peer(0)
             .contains(&Event::RegistrationFailed(RegisterError::BadCertificate))
     );
 }
