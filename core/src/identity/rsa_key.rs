@@ -141,6 +141,20 @@ impl RsaIdentity {
         Ok(Self { private, public })
     }
 
+    /// Rebuilds a key pair from its two primes (big-endian) and the exponent 65537. This is
+    /// how a compact pool of pre-generated keys (the simulator's) is loaded.
+    pub fn from_primes(p: &[u8], q: &[u8]) -> Result<Self, RsaKeyError> {
+        let prime = |bytes: &[u8]| {
+            let bits =
+                u32::try_from(bytes.len().saturating_mul(8)).map_err(|_| RsaKeyError::Malformed)?;
+            rsa::BoxedUint::from_be_slice(bytes, bits).map_err(|_| RsaKeyError::Malformed)
+        };
+        let private =
+            rsa::PrivateKey::from_p_q(prime(p)?, prime(q)?, rsa::BoxedUint::from(65_537u64))
+                .map_err(|_| RsaKeyError::Malformed)?;
+        Self::from_private(private)
+    }
+
     /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, RsaKeyError> {
         let private = rsa::PrivateKey::from_pkcs8_pem(pem).map_err(|_| RsaKeyError::Malformed)?;

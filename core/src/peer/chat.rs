@@ -24,6 +24,9 @@ pub struct Mailbox {
     transmitted: u64,
     peer_instance: Option<u64>,
     received_upto: u64,
+    /// Highest id ever transmitted to the current peer instance: if that instance goes
+    /// away unacknowledged, it may have shown these messages before it did.
+    exposed_upto: u64,
 }
 
 impl Mailbox {
@@ -36,7 +39,17 @@ impl Mailbox {
             transmitted: 0,
             peer_instance: None,
             received_upto: 0,
+            exposed_upto: 0,
         }
+    }
+
+    /// Takes `instance` as ours if no message has reached any peer yet (so no id was ever
+    /// scoped to the old one). Returns whether the mailbox now has that instance.
+    pub fn adopt_instance(&mut self, instance: u64) -> bool {
+        if self.peer_instance.is_none() && self.exposed_upto == 0 {
+            self.instance = instance;
+        }
+        self.instance == instance
     }
 
     /// Queues a message; returns its id.
@@ -63,6 +76,7 @@ impl Mailbox {
             .collect();
         if let Some((last, _)) = out.last() {
             self.transmitted = *last;
+            self.exposed_upto = self.exposed_upto.max(*last);
         }
         out
     }
@@ -92,11 +106,30 @@ impl Mailbox {
 
     /// The peer announced its instance for this connection. A new instance means the peer
     /// started over (its ids restart), so our de-duplication state for it resets.
-    pub fn peer_instance(&mut self, instance: u64) {
-        if self.peer_instance != Some(instance) {
-            self.peer_instance = Some(instance);
-            self.received_upto = 0;
+    ///
+    /// Returns the unacknowledged messages that were transmitted to the previous instance:
+    /// it may have shown them before it went away, so sending them again could show them
+    /// twice. They are removed; the caller reports them failed (at most once, never twice).
+    pub fn peer_instance(&mut self, instance: u64) -> Vec<u64> {
+        if self.peer_instance == Some(instance) {
+            return Vec::new();
         }
+        let had_previous = self.peer_instance.is_some();
+        self.peer_instance = Some(instance);
+        self.received_upto = 0;
+        let exposed = core::mem::take(&mut self.exposed_upto);
+        if !had_previous {
+            return Vec::new();
+        }
+        let mut doubtful = Vec::new();
+        while let Some((id, _)) = self.unacked.front() {
+            if *id > exposed {
+                break;
+            }
+            doubtful.push(*id);
+            self.unacked.pop_front();
+        }
+        doubtful
     }
 
     /// Classifies a received message id.
@@ -143,6 +176,24 @@ mod tests {
         assert_eq!(m.receive(2), Receipt::Duplicate);
         m.peer_instance(8);
         assert_eq!(m.receive(1), Receipt::Deliver);
+    }
+
+    #[test]
+    fn messages_transmitted_to_a_restarted_peer_are_given_up_not_resent() {
+        let mut m = Mailbox::new(1);
+        assert!(m.peer_instance(7).is_empty());
+        m.push("a".into());
+        m.push("b".into());
+        assert_eq!(m.take_untransmitted().len(), 2);
+        m.connection_lost();
+        m.push("c".into());
+        // The peer came back as another instance: a and b may have been shown already.
+        assert_eq!(m.peer_instance(8), vec![1, 2]);
+        assert_eq!(m.take_untransmitted(), vec![(3, "c".to_string())]);
+        // The same instance reconnecting keeps everything for resending.
+        m.connection_lost();
+        assert!(m.peer_instance(8).is_empty());
+        assert_eq!(m.take_untransmitted(), vec![(3, "c".to_string())]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct PeerConfig {
     pub accept_policy: AcceptPolicy,
     /// Contacts whose RSA key is pinned: a registry record or peer with another key is refused.
     pub pinned: BTreeMap<Nick, RsaPublicKey>,
+    /// Ask the registry for presence pushes (who joins and leaves). Every push costs the
+    /// registry one frame per watcher, so large simulations and bots may turn it off.
+    pub watch_presence: bool,
     /// Most chats at once.
     pub max_chats: usize,
     /// Most inbound connections that have not yet become chats.
@@ -80,6 +83,7 @@ impl Default for PeerConfig {
             port: 5051,
             accept_policy: AcceptPolicy::Ask,
             pinned: BTreeMap::new(),
+            watch_presence: true,
             max_chats: 64,
             max_pending_inbound: 16,
             max_concurrent_dials: 4,

@@ -48,6 +48,8 @@ pub(super) struct Conn {
     keepalive_at: Option<Instant>,
     /// The chat this connection serves, once known.
     pub(super) nick: Option<crate::nick::Nick>,
+    /// The chat instance we announced on an inbound connection before its chat existed.
+    announced_instance: Option<u64>,
 }
 
 impl Conn {
@@ -59,6 +61,7 @@ impl Conn {
             deadline,
             keepalive_at: None,
             nick: None,
+            announced_instance: None,
         }
     }
 
@@ -70,6 +73,7 @@ impl Conn {
             stage: Stage::Dialing(expected),
             deadline,
             keepalive_at: None,
+            announced_instance: None,
         }
     }
 
@@ -317,7 +321,13 @@ impl Peer {
         let nick = hello.hello.certificate.nick.clone();
         let instance = match self.chats.get(&nick) {
             Some(chat) => chat.mailbox.instance,
-            None => self.fresh_u64(),
+            None => {
+                let fresh = self.fresh_u64();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.announced_instance = Some(fresh);
+                }
+                fresh
+            }
         };
         match Responder::respond(&mut self.rng, &self.identity, instance, &hello, expected) {
             Ok((responder, challenge)) => {
@@ -400,6 +410,11 @@ impl Peer {
             rsa: cert.rsa.clone(),
         };
         self.ensure_chat(&nick, Some(peer), hello.hello.port);
+        // The peer scopes our message ids to the instance we announced in the handshake.
+        let announced = self.conns.get(&conn).and_then(|c| c.announced_instance);
+        if let (Some(instance), Some(chat)) = (announced, self.chats.get_mut(&nick)) {
+            chat.mailbox.adopt_instance(instance);
+        }
         // The new connection replaces any other the chat had (the peer redialed, or won a
         // simultaneous dial). Attach it first, so dropping the old one does not look like
         // a chat without a connection (which would be redialed).
@@ -438,9 +453,17 @@ impl Peer {
         };
         chat.conn = Some(conn);
         chat.attempt = 0;
-        chat.mailbox.peer_instance(peer_instance);
+        let doubtful = chat.mailbox.peer_instance(peer_instance);
         chat.mailbox.connection_lost();
         let closing = chat.closing.clone();
+        for id in doubtful {
+            self.emit(Event::Failed {
+                nick: nick.clone(),
+                id,
+                reason: "the peer restarted before acknowledging it (it may have been shown)"
+                    .into(),
+            });
+        }
         self.set_state(&nick, ChatState::Connected);
         self.flush_outbox(&nick);
         // A close requested while the connection was down goes out now.

@@ -120,6 +120,13 @@ impl Peer {
         self.chats.get(nick).map(|c| &c.state)
     }
 
+    /// The fingerprint of the RSA key the chat with `nick` authenticates (once its peer is
+    /// known: from the verified registry record, the pinned key, or the peer's handshake).
+    pub fn chat_fingerprint(&self, nick: &Nick) -> Option<crate::identity::Fingerprint> {
+        let chat = self.chats.get(nick)?;
+        chat.peer.as_ref().map(|p| p.rsa.fingerprint())
+    }
+
     /// Nicks of all current chats.
     pub fn chats(&self) -> impl Iterator<Item = &Nick> {
         self.chats.keys()

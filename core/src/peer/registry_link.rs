@@ -8,7 +8,7 @@ use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::nick::Nick;
 use crate::registry::{
-    ClientMessage, MAX_PAGE, Presence, Registration, ServerMessage, UserRecord,
+    ClientMessage, MAX_PAGE, Presence, Registration, ServerError, ServerMessage, UserRecord,
     registration_signed_bytes,
 };
 use crate::time::Instant;
@@ -180,7 +180,9 @@ impl Peer {
                 self.registry.connected = true;
                 self.registry.attempt = 0;
                 self.registry.next_ping = Some(self.now + self.config.registry_ping_interval);
-                self.registry_send(&ClientMessage::Subscribe);
+                if self.config.watch_presence {
+                    self.registry_send(&ClientMessage::Subscribe);
+                }
                 self.flush_registry();
             }
             Input::ConnectFailed { reason, .. } => self.registry_lost(reason),
@@ -263,6 +265,11 @@ impl Peer {
             }
             ServerMessage::Pong => {}
             ServerMessage::Error(e) => {
+                if e == ServerError::Replaced {
+                    // Another process with our identity took over; fighting it would flap.
+                    self.registry.want_registered = false;
+                    self.registry.registered = false;
+                }
                 self.emit(Event::RegistryError(e));
             }
             ServerMessage::ShuttingDown => {

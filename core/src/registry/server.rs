@@ -386,8 +386,19 @@ impl Registry {
         record: UserRecord,
     ) -> Result<(), RegisterError> {
         let key = record.nick().canonical();
-        if self.users.contains_key(&key) {
-            return Err(RegisterError::NickTaken);
+        if let Some(existing) = self.users.get(&key) {
+            if existing.conn == conn || existing.record.certificate != record.certificate {
+                return Err(RegisterError::NickTaken);
+            }
+            // The same identity proved its key again on a new connection: a restarted client
+            // whose old connection is not yet timed out. The old registration is stale.
+            let old = existing.conn;
+            if let Some(c) = self.clients.get_mut(&old) {
+                c.registered = None;
+            }
+            self.onions.remove(record.onion());
+            self.users.remove(&key);
+            self.fail(old, ServerError::Replaced);
         }
         if self.onions.contains_key(record.onion()) {
             return Err(RegisterError::AddressTaken);

@@ -139,6 +139,41 @@ fn duplicate_nick_and_duplicate_onion_are_rejected() {
 }
 
 #[test]
+fn the_same_identity_registering_again_replaces_its_stale_connection() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let alice = test_keys::identity(0, "alice");
+    let (old, _) = h.register(&alice);
+    // A restarted client: same certificate, fresh challenge, new connection.
+    let (new, reply) = h.register(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    assert_eq!(
+        h.drain(old),
+        vec![ServerMessage::Error(ServerError::Replaced)]
+    );
+    assert!(h.closed.contains(&old));
+    assert_eq!(h.reg.user_count(), 1);
+    // The record now belongs to the new connection: closing it removes the user.
+    h.reg.handle_closed(new);
+    assert_eq!(h.reg.user_count(), 0);
+}
+
+#[test]
+fn another_key_under_a_registered_nick_and_onion_does_not_replace_it() {
+    let mut h = Harness::new(RegistryConfig::default());
+    h.register(&test_keys::identity(0, "alice"));
+    let impostor = Identity::new(
+        crate::Nick::new("alice").unwrap(),
+        test_keys::rsa(4),
+        test_keys::onion(0),
+    );
+    let (_, reply) = h.register(&impostor);
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]
+    );
+}
+
+#[test]
 fn a_certificate_from_another_onion_key_is_rejected() {
     let mut h = Harness::new(RegistryConfig::default());
     let mallory = test_keys::identity(3, "mallory");

@@ -182,6 +182,10 @@ pub enum ServerError {
     /// Nothing received within the heartbeat timeout.
     #[error("heartbeat timeout")]
     Timeout,
+    /// The same identity (nick, onion address and key) registered again from another
+    /// connection, which replaced this one.
+    #[error("this identity registered again from another connection (is p2pchat running twice?)")]
+    Replaced,
 }
 
 /// The bytes a registration's RSA signature covers:
