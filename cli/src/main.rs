@@ -1,31 +1,35 @@
 //! `p2pchat`: peer-to-peer chat over Tor onion services.
 //!
-//! The protocol core is in place (`p2pchat-core`); the commands that drive it over real
-//! Tor (`chat`, `server`, `init`, ...) and the simulator (`sim`) arrive with the runtime
-//! and simulator crates. Until then this binary only reports its version.
+//! Commands: `sim` runs the deterministic simulator. The commands that drive the core over
+//! real Tor (`chat`, `server`, `init`, `id`, `demo`) arrive with the async-std runtime.
 #![forbid(unsafe_code)]
+
+mod sim_command;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+/// Peer-to-peer chat over Tor onion services.
+#[derive(Debug, Parser)]
+#[command(name = "p2pchat", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a network of peers, deterministically, and check the protocol's invariants.
+    Sim(sim_command::SimArgs),
+}
+
+/// Exit code: a simulation broke an invariant (or panicked).
+const EXIT_INVARIANT: u8 = 3;
+
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-V") => {
-            println!("p2pchat {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("--help") | Some("-h") | None => {
-            println!(
-                "p2pchat {}: peer-to-peer chat over Tor onion services\n\n\
-                 This build contains the protocol core only; the chat, server and sim\n\
-                 commands are not available yet.",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("p2pchat: unknown command {other:?}; run `p2pchat --help`.");
-            ExitCode::from(2)
-        }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => sim_command::run(args),
     }
 }

@@ -1,0 +1,237 @@
+//! Faults: as verbs for scripted tests, and drawn at random at the configured rates.
+
+use core::time::Duration;
+use std::collections::BTreeSet;
+
+use super::{Phase, SimEvent, Status, World};
+use crate::net::Host;
+
+/// The kinds of random fault (dial faults are drawn per dial instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A stream is reset mid-message.
+    StreamReset = 1,
+    /// A peer crashes (and restarts later).
+    Crash = 2,
+    /// The peers split into two groups that cannot reach each other (healed later).
+    Partition = 3,
+    /// The registry crashes (and restarts later, empty).
+    RegistryCrash = 4,
+    /// Every latency is multiplied for a while.
+    LatencySpike = 5,
+}
+
+const ALL_KINDS: [FaultKind; 5] = [
+    FaultKind::StreamReset,
+    FaultKind::Crash,
+    FaultKind::Partition,
+    FaultKind::RegistryCrash,
+    FaultKind::LatencySpike,
+];
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl World {
+    /// Crashes peer `i`: it vanishes without a word; its streams close. What it had sent
+    /// and not resolved is counted lost in the crash.
+    pub fn crash(&mut self, i: usize) {
+        let host = &mut self.peers[i];
+        if host.core.is_none() {
+            return;
+        }
+        host.core = None;
+        host.status = Status::Down;
+        host.registered = false;
+        host.timer = None;
+        let incarnation = host.incarnation;
+        self.ledger.crashed((i, incarnation));
+        self.count_fault("crash");
+        for end in self.net.streams_of(Host::Peer(i)) {
+            self.close_end(end);
+        }
+    }
+
+    /// Restarts peer `i` (after a crash or a graceful leave) with its identity.
+    pub fn restart(&mut self, i: usize) {
+        self.start_peer(i);
+    }
+
+    /// Peer `i` leaves gracefully: it closes its chats and unregisters.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        let host = &mut self.peers[i];
+        if host.status != Status::Up {
+            return;
+        }
+        if let Some(core) = &mut host.core {
+            host.status = Status::Leaving;
+            core.shutdown(now);
+        }
+        self.pump_peer(i);
+    }
+
+    /// Splits `group` from every other peer until [`World::heal`]: streams between the two
+    /// sides reset, and dials across fail. The registry stays reachable from both.
+    pub fn partition(&mut self, group: &[usize]) -> u64 {
+        let group: BTreeSet<usize> = group.iter().copied().collect();
+        let id = self.next_partition;
+        self.next_partition += 1;
+        self.partitions.insert(id, group);
+        self.count_fault("partition");
+        let crossing = self.net.streams_between(|a, b| match (a, b) {
+            (Host::Peer(x), Host::Peer(y)) => self.partitioned(x, y),
+            _ => false,
+        });
+        for stream in crossing {
+            self.reset_stream(stream);
+        }
+        id
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        self.partitions.clear();
+    }
+
+    /// Crashes the registry: every registry connection closes; dials to it fail until
+    /// [`World::restart_registry_now`].
+    pub fn crash_registry(&mut self) {
+        if self.registry.core.take().is_none() {
+            return;
+        }
+        self.registry.timer = None;
+        self.count_fault("registry_crash");
+        for end in self.net.streams_of(Host::Registry) {
+            self.close_end(end);
+        }
+    }
+
+    /// Brings the registry back, empty.
+    pub fn restart_registry_now(&mut self) {
+        self.restart_registry();
+    }
+
+    /// Multiplies every latency by 10 for `d`.
+    pub fn latency_spike(&mut self, d: Duration) {
+        self.spikes += 1;
+        self.count_fault("latency_spike");
+        self.queue.push(self.now + d, SimEvent::SpikeEnd);
+    }
+
+    /// Resets every stream between peers `a` and `b` mid-message.
+    pub fn reset_streams_between(&mut self, a: usize, b: usize) {
+        let streams = self.net.streams_between(|x, y| {
+            (x, y) == (Host::Peer(a), Host::Peer(b)) || (x, y) == (Host::Peer(b), Host::Peer(a))
+        });
+        for stream in streams {
+            self.reset_stream(stream);
+        }
+    }
+
+    fn reset_stream(&mut self, stream: u64) {
+        self.count_fault("stream_reset");
+        let delay = self
+            .sampler
+            .latency(&self.config.stream_latency, self.latency_factor());
+        let sampler = &mut self.sampler;
+        let arrivals = self.net.reset(stream, self.now, delay, |len| sampler.below(len));
+        for (at, arrival) in arrivals {
+            self.queue.push(at, SimEvent::Arrive(arrival));
+        }
+    }
+
+    /// Whether peers `a` and `b` are on different sides of a partition.
+    pub(super) fn partitioned(&self, a: usize, b: usize) -> bool {
+        self.partitions
+            .values()
+            .any(|g| g.contains(&a) != g.contains(&b))
+    }
+
+    pub(super) fn count_fault(&mut self, kind: &'static str) {
+        *self.stats.faults.entry(kind).or_default() += 1;
+    }
+
+    /// Schedules the first random fault of every kind with a non-zero rate.
+    pub(super) fn schedule_all_faults(&mut self) {
+        for kind in ALL_KINDS {
+            self.schedule_fault(kind);
+        }
+    }
+
+    /// The mean time to the next fault of `kind` at the current size of the world.
+    fn fault_interval(&self, kind: FaultKind) -> Option<Duration> {
+        let f = &self.config.faults;
+        let per_hour = match kind {
+            FaultKind::StreamReset => {
+                f.stream_resets_per_stream_hour * self.net.len().max(self.peers.len()) as f64
+            }
+            FaultKind::Crash => f.crashes_per_peer_hour * self.peers.len() as f64,
+            FaultKind::Partition => f.partitions_per_hour,
+            FaultKind::RegistryCrash => f.registry_crashes_per_hour,
+            FaultKind::LatencySpike => f.latency_spikes_per_hour,
+        };
+        (per_hour > 0.0).then(|| HOUR.div_f64(per_hour))
+    }
+
+    fn schedule_fault(&mut self, kind: FaultKind) {
+        if let Some(mean) = self.fault_interval(kind) {
+            let gap = self.sampler.exponential(mean).max(Duration::from_millis(1));
+            self.queue.push(self.now + gap, SimEvent::Fault(kind));
+        }
+    }
+
+    /// A random fault is due: inject it (while the workload runs) and schedule the next.
+    pub(super) fn random_fault(&mut self, kind: FaultKind) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        match kind {
+            FaultKind::StreamReset => {
+                if self.net.len() > 0 {
+                    let n = self.sampler.below(self.net.len());
+                    if let Some(stream) = self.net.nth_stream(n) {
+                        self.reset_stream(stream);
+                    }
+                }
+            }
+            FaultKind::Crash => {
+                let i = self.sampler.below(self.peers.len());
+                if self.peers[i].core.is_some() {
+                    self.crash(i);
+                    let down = self
+                        .sampler
+                        .between(Duration::from_secs(5), Duration::from_secs(60));
+                    self.queue.push(self.now + down, SimEvent::Restart(i));
+                }
+            }
+            FaultKind::Partition => {
+                let group: Vec<usize> = (0..self.peers.len())
+                    .filter(|_| self.sampler.chance(1.0 / 3.0))
+                    .collect();
+                if !group.is_empty() {
+                    let id = self.partition(&group);
+                    let lasts = self
+                        .sampler
+                        .between(Duration::from_secs(10), Duration::from_secs(90));
+                    self.queue.push(self.now + lasts, SimEvent::Heal(id));
+                }
+            }
+            FaultKind::RegistryCrash => {
+                if self.registry.core.is_some() {
+                    self.crash_registry();
+                    let down = self
+                        .sampler
+                        .between(Duration::from_secs(5), Duration::from_secs(30));
+                    self.queue.push(self.now + down, SimEvent::RegistryRestart);
+                }
+            }
+            FaultKind::LatencySpike => {
+                let lasts = self
+                    .sampler
+                    .between(Duration::from_secs(5), Duration::from_secs(30));
+                self.latency_spike(lasts);
+            }
+        }
+        self.schedule_fault(kind);
+    }
+}
