@@ -60,7 +60,11 @@ pub fn run(args: SimArgs) -> ExitCode {
         let summary = world.run(|p| {
             if let Some(bar) = &bar {
                 bar.set_position(p.resolved);
-                bar.set_message(format!("sent {}, virtual {} s", p.sent, p.virtual_ms / 1000));
+                bar.set_message(format!(
+                    "sent {}, virtual {} s",
+                    p.sent,
+                    p.virtual_ms / 1000
+                ));
             }
         });
         if let Some(bar) = bar {
@@ -158,7 +162,11 @@ fn print_human(s: &Summary) {
     println!(
         "  faults: {} injected ({})",
         s.faults_injected,
-        if kinds.is_empty() { "none".to_owned() } else { kinds.join(", ") }
+        if kinds.is_empty() {
+            "none".to_owned()
+        } else {
+            kinds.join(", ")
+        }
     );
     println!(
         "  time: {:.1} s virtual, {:.2} s wall, {} events ({:.0} events/s)",

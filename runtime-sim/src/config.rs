@@ -67,10 +67,10 @@ impl FaultRates {
         connect_refused: 0.1,
         connect_timeout: 0.03,
         stream_resets_per_stream_hour: 12.0,
-        crashes_per_peer_hour: 3.0,
-        partitions_per_hour: 30.0,
-        registry_crashes_per_hour: 10.0,
-        latency_spikes_per_hour: 30.0,
+        crashes_per_peer_hour: 6.0,
+        partitions_per_hour: 60.0,
+        registry_crashes_per_hour: 20.0,
+        latency_spikes_per_hour: 60.0,
     };
 }
 

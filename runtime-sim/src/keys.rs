@@ -82,7 +82,10 @@ mod tests {
         for i in 0..POOL_SIZE {
             let key = pool_key(i).unwrap();
             assert_eq!(key.public().bits(), 2048, "entry {i}");
-            assert!(seen.insert(key.public().der().to_vec()), "entry {i} repeats");
+            assert!(
+                seen.insert(key.public().der().to_vec()),
+                "entry {i} repeats"
+            );
         }
     }
 

@@ -104,7 +104,13 @@ impl Network {
             let last = stream.inflight[to].back().map(|(t, _)| *t);
             let at = last.map_or(now + delay, |l| l.max(now + delay));
             stream.inflight[to].push_back((at, Segment::Bytes(bytes)));
-            out.push((at, Arrival { stream: id, side: to }));
+            out.push((
+                at,
+                Arrival {
+                    stream: id,
+                    side: to,
+                },
+            ));
         }
         out
     }
@@ -128,7 +134,13 @@ impl Network {
         let last = stream.inflight[to].back().map(|(t, _)| *t);
         let at = last.map_or(now + delay, |l| l.max(now + delay));
         stream.inflight[to].push_back((at, Segment::Fin));
-        Some((at, Arrival { stream: id, side: to }))
+        Some((
+            at,
+            Arrival {
+                stream: id,
+                side: to,
+            },
+        ))
     }
 
     /// Resets stream `id` mid-message: each direction delivers at most a prefix of the
@@ -266,7 +278,10 @@ mod tests {
         let sent = net.send(a, Instant::ZERO, vec![(ms(100), b"x".to_vec())]);
         let (fin_at, fin) = net.close(a, Instant::ZERO, ms(1)).unwrap();
         assert!(fin_at >= sent[0].0);
-        assert!(matches!(net.arrive(sent[0].1, fin_at), Some((_, Segment::Bytes(_)))));
+        assert!(matches!(
+            net.arrive(sent[0].1, fin_at),
+            Some((_, Segment::Bytes(_)))
+        ));
         assert!(matches!(net.arrive(fin, fin_at), Some((e, Segment::Fin)) if e == b));
         assert_eq!(net.len(), 0);
     }

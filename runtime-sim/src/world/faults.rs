@@ -134,7 +134,9 @@ impl World {
             .sampler
             .latency(&self.config.stream_latency, self.latency_factor());
         let sampler = &mut self.sampler;
-        let arrivals = self.net.reset(stream, self.now, delay, |len| sampler.below(len));
+        let arrivals = self
+            .net
+            .reset(stream, self.now, delay, |len| sampler.below(len));
         for (at, arrival) in arrivals {
             self.queue.push(at, SimEvent::Arrive(arrival));
         }

@@ -26,15 +26,25 @@ impl World {
         host.registered = false;
         host.known.clear();
         host.timer = None;
-        let mut core = Peer::new(config, host.identity.clone(), &mut self.sampler.rng, self.now);
+        let mut core = Peer::new(
+            config,
+            host.identity.clone(),
+            &mut self.sampler.rng,
+            self.now,
+        );
         core.register(self.now);
         host.core = Some(core);
         let incarnation = host.incarnation;
         self.pump_peer(i);
         if self.config.workload.enabled && self.phase == Phase::Running {
             let think = self.sampler.exponential(self.config.workload.think_time);
-            self.queue
-                .push(self.now + think, SimEvent::Act { peer: i, incarnation });
+            self.queue.push(
+                self.now + think,
+                SimEvent::Act {
+                    peer: i,
+                    incarnation,
+                },
+            );
         }
     }
 
@@ -66,7 +76,10 @@ impl World {
                 let incarnation = host.incarnation;
                 self.queue.push(
                     at.max(self.now),
-                    SimEvent::PeerTimer { peer: i, incarnation },
+                    SimEvent::PeerTimer {
+                        peer: i,
+                        incarnation,
+                    },
                 );
             }
         }
@@ -87,11 +100,7 @@ impl World {
 
     /// Carries out everything the registry asks for, then re-arms its timer.
     pub(super) fn pump_registry(&mut self) {
-        loop {
-            let Some(output) = self.registry.core.as_mut().and_then(Registry::poll_output)
-            else {
-                break;
-            };
+        while let Some(output) = self.registry.core.as_mut().and_then(Registry::poll_output) {
             let incarnation = self.registry.incarnation;
             let end = |conn| End {
                 host: Host::Registry,
@@ -120,9 +129,7 @@ impl World {
 
     pub(super) fn registry_timer(&mut self, incarnation: u32) {
         let now = self.now;
-        if self.registry.incarnation != incarnation
-            || self.registry.timer.is_none_or(|t| t > now)
-        {
+        if self.registry.incarnation != incarnation || self.registry.timer.is_none_or(|t| t > now) {
             return;
         }
         self.registry.timer = None;
@@ -172,12 +179,21 @@ impl World {
                 }
                 let at = 1 + self.sampler.below(rest.len() - 1);
                 let tail = rest.split_off(at);
-                pieces.push((self.sampler.latency(&self.config.stream_latency, factor), rest));
+                pieces.push((
+                    self.sampler.latency(&self.config.stream_latency, factor),
+                    rest,
+                ));
                 rest = tail;
             }
-            pieces.push((self.sampler.latency(&self.config.stream_latency, factor), rest));
+            pieces.push((
+                self.sampler.latency(&self.config.stream_latency, factor),
+                rest,
+            ));
         } else {
-            pieces.push((self.sampler.latency(&self.config.stream_latency, factor), bytes));
+            pieces.push((
+                self.sampler.latency(&self.config.stream_latency, factor),
+                bytes,
+            ));
         }
         for (at, arrival) in self.net.send(end, self.now, pieces) {
             self.queue.push(at, SimEvent::Arrive(arrival));

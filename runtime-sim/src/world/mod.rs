@@ -296,7 +296,7 @@ impl World {
             if !self.step() {
                 break;
             }
-            if self.stats.events % 65_536 == 0 {
+            if self.stats.events.is_multiple_of(65_536) {
                 progress(self.progress());
             }
         }

@@ -20,8 +20,13 @@ impl World {
             return;
         }
         let think = self.sampler.exponential(self.config.workload.think_time);
-        self.queue
-            .push(self.now + think, SimEvent::Act { peer: i, incarnation });
+        self.queue.push(
+            self.now + think,
+            SimEvent::Act {
+                peer: i,
+                incarnation,
+            },
+        );
         if !self.peers[i].registered {
             return;
         }
