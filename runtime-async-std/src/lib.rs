@@ -1,8 +1,24 @@
-//! # p2pchat-async-std
+//! The real p2pchat runtime on async-std: the peer loop and the registry server drive
+//! `p2pchat-core` over WebSocket and Tor (SOCKS5 dialing, onion-service listener, control
+//! port). Thin by design: every protocol decision is the core's.
 //!
-//! The real runtime: drives [`p2pchat_core`] over WebSocket and Tor with async-std.
-//! Not yet written; see the project's issues. This crate exists so the workspace layout is
-//! fixed from the start.
+//! * [`transport`]: dial through Tor's SOCKS5 port (names go to Tor, never resolved here),
+//!   or loopback only in `direct` mode.
+//! * [`websocket`]: tungstenite settings and the registry client connection.
+//! * [`wire`]: per-connection reader and writer tasks with bounded queues.
+//! * [`peer_runtime`]: one task owns a `Peer`; commands in, events out.
+//! * [`server_runtime`]: one task owns a `Registry`.
+
 #![forbid(unsafe_code)]
 
-pub use p2pchat_core as core;
+pub mod clock;
+pub mod peer_runtime;
+pub mod rng;
+pub mod server_runtime;
+pub mod transport;
+pub mod websocket;
+pub mod wire;
+
+pub use peer_runtime::{Answer, Command, PeerHandle, PeerSettings, Stopped, spawn_peer};
+pub use server_runtime::{ServerSettings, StopServer, spawn_server};
+pub use transport::{DialError, Transport};

@@ -1,0 +1,372 @@
+//! The peer's runtime: one task owns the core `Peer` and does what it asks — dial through
+//! the transport, listen for inbound streams from our onion service, move bytes, fire its
+//! timer — and relays user commands in and events out. No protocol decisions here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_std::channel::{Receiver, Sender, bounded};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::task::JoinHandle;
+use p2pchat_core::conn::ConnId;
+use p2pchat_core::identity::Fingerprint;
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{ChatState, CommandError, Event, Input, Output, Peer, Target};
+
+use crate::clock::Clock;
+use crate::transport::Transport;
+use crate::websocket::open_registry;
+use crate::wire::{Wire, WireEvent, WireWriter, spawn_wire};
+
+/// A user's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Register (and stay registered).
+    Register,
+    /// List online users whose nick starts with `prefix`, after `after`.
+    Users {
+        /// Nick prefix ("" for everyone).
+        prefix: String,
+        /// Continue after this nick.
+        after: Option<Nick>,
+    },
+    /// Open a chat.
+    Connect(Nick),
+    /// Accept a connection request.
+    Accept(u64),
+    /// Deny a connection request with a reason.
+    Deny(u64, String),
+    /// Send a message.
+    Send(Nick, String),
+    /// Close a chat.
+    Close(Nick, String),
+    /// Retry a chat that waits to reconnect.
+    Retry(Nick),
+    /// The chats and their states.
+    Chats,
+    /// The fingerprint of our key (`None`) or of a chat partner's.
+    Fingerprint(Option<Nick>),
+    /// Close every chat, unregister, and stop.
+    Shutdown,
+}
+
+/// A command's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Done (results follow as events).
+    Done,
+    /// The id of the message sent.
+    MessageId(u64),
+    /// The chats and their states.
+    Chats(Vec<(Nick, ChatState)>),
+    /// A fingerprint, if known.
+    Fingerprint(Option<Fingerprint>),
+}
+
+/// Where the registry is and how to reach everything.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// Tor (SOCKS) or direct.
+    pub transport: Transport,
+    /// The registry's host (an onion hostname, or loopback in direct mode).
+    pub registry_host: String,
+    /// The registry's port.
+    pub registry_port: u16,
+}
+
+/// The runtime stopped (it finished shutting down, or failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("p2pchat's peer loop has stopped")]
+pub struct Stopped;
+
+/// Handle to a running peer.
+#[derive(Debug)]
+pub struct PeerHandle {
+    inbox: Sender<LoopInput>,
+    events: Receiver<Event>,
+    task: JoinHandle<()>,
+}
+
+impl PeerHandle {
+    /// Carries out `command` and returns its answer.
+    pub async fn command(&self, command: Command) -> Result<Result<Answer, CommandError>, Stopped> {
+        let (tx, rx) = bounded(1);
+        self.inbox
+            .send(LoopInput::Command(command, tx))
+            .await
+            .map_err(|_| Stopped)?;
+        rx.recv().await.map_err(|_| Stopped)
+    }
+
+    /// The next event for the user; `None` once the peer has stopped.
+    pub async fn next_event(&self) -> Option<Event> {
+        self.events.recv().await.ok()
+    }
+
+    /// A clone of the event stream (for a separate display task).
+    pub fn events(&self) -> Receiver<Event> {
+        self.events.clone()
+    }
+
+    /// Waits for the peer loop to end (after `Shutdown`, or if it failed).
+    pub async fn join(self) {
+        drop(self.inbox);
+        self.task.await;
+    }
+}
+
+/// Everything the loop reacts to, in one channel.
+#[derive(Debug)]
+enum LoopInput {
+    Wire(WireEvent),
+    Dialed {
+        conn: ConnId,
+        result: Result<Wire, String>,
+    },
+    Accepted(TcpStream),
+    Command(Command, Sender<Result<Answer, CommandError>>),
+}
+
+impl From<WireEvent> for LoopInput {
+    fn from(e: WireEvent) -> Self {
+        Self::Wire(e)
+    }
+}
+
+impl core::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp(_) => "Wire::Tcp",
+            Self::Ws { .. } => "Wire::Ws",
+        })
+    }
+}
+
+/// Frames queued per connection before it counts as too slow and is dropped.
+const WRITE_QUEUE: usize = 4096;
+/// Inputs queued for the loop (readers wait when it is full: backpressure, not loss).
+const INBOX: usize = 1024;
+/// Events queued for the user interface.
+const EVENTS: usize = 1024;
+
+/// Starts the peer: accepts inbound streams on `listener` (where our onion service
+/// forwards), and runs `core` until it has shut down.
+pub fn spawn_peer(core: Peer, settings: PeerSettings, listener: TcpListener) -> PeerHandle {
+    let (inbox_tx, inbox_rx) = bounded(INBOX);
+    let (events_tx, events_rx) = bounded(EVENTS);
+    let accept_tx = inbox_tx.clone();
+    let listener_task = async_std::task::spawn(accept_loop(listener, accept_tx));
+    let loop_tx = inbox_tx.clone();
+    let task = async_std::task::spawn(async move {
+        let mut state = LoopState {
+            core,
+            settings,
+            clock: Clock::start(),
+            inbox: loop_tx,
+            writers: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            events: events_tx,
+        };
+        state.run(inbox_rx).await;
+        listener_task.cancel().await;
+    });
+    PeerHandle {
+        inbox: inbox_tx,
+        events: events_rx,
+        task,
+    }
+}
+
+async fn accept_loop(listener: TcpListener, to_loop: Sender<LoopInput>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if to_loop.send(LoopInput::Accepted(stream)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors, for example: wait rather than spin.
+                tracing::warn!("accepting an inbound connection failed: {e}");
+                async_std::task::sleep(core::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+struct LoopState {
+    core: Peer,
+    settings: PeerSettings,
+    clock: Clock,
+    inbox: Sender<LoopInput>,
+    writers: BTreeMap<ConnId, WireWriter>,
+    dialing: BTreeSet<ConnId>,
+    events: Sender<Event>,
+}
+
+impl LoopState {
+    async fn run(&mut self, inbox: Receiver<LoopInput>) {
+        loop {
+            if !self.drain().await || self.core.is_shut_down() {
+                return;
+            }
+            let input = match self.core.poll_timeout() {
+                Some(at) => {
+                    match async_std::future::timeout(self.clock.until(at), inbox.recv()).await {
+                        Ok(input) => input,
+                        Err(_) => {
+                            self.core.handle_timeout(self.clock.now());
+                            continue;
+                        }
+                    }
+                }
+                None => inbox.recv().await,
+            };
+            let Ok(input) = input else { return };
+            self.handle(input);
+        }
+    }
+
+    /// Does what the core asks. False when the user interface has gone away.
+    async fn drain(&mut self) -> bool {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Connect { conn, target } => self.dial(conn, target),
+                Output::Transmit { conn, bytes } => {
+                    let slow = self
+                        .writers
+                        .get(&conn)
+                        .is_some_and(|w| w.send(bytes).is_err());
+                    if slow {
+                        tracing::debug!(?conn, "peer too slow to read; dropping the connection");
+                        self.writers.remove(&conn);
+                        self.core
+                            .handle_input(self.clock.now(), Input::Closed { conn });
+                    }
+                }
+                Output::Close { conn } => {
+                    self.writers.remove(&conn);
+                    self.dialing.remove(&conn);
+                }
+                Output::Event(event) => {
+                    if self.events.send(event).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn handle(&mut self, input: LoopInput) {
+        let now = self.clock.now();
+        match input {
+            LoopInput::Wire(WireEvent::Received(conn, bytes)) => {
+                if self.writers.contains_key(&conn) {
+                    self.core.handle_input(
+                        now,
+                        Input::Received {
+                            conn,
+                            bytes: &bytes,
+                        },
+                    );
+                }
+            }
+            LoopInput::Wire(WireEvent::Closed(conn)) => {
+                if self.writers.remove(&conn).is_some() {
+                    self.core.handle_input(now, Input::Closed { conn });
+                }
+            }
+            LoopInput::Dialed { conn, result } => {
+                // A dial the core has given up on meanwhile is dropped (and so closed).
+                if !self.dialing.remove(&conn) {
+                    return;
+                }
+                match result {
+                    Ok(wire) => {
+                        let writer = spawn_wire(conn, wire, WRITE_QUEUE, self.inbox.clone());
+                        self.writers.insert(conn, writer);
+                        self.core.handle_input(now, Input::Connected { conn });
+                    }
+                    Err(reason) => self
+                        .core
+                        .handle_input(now, Input::ConnectFailed { conn, reason }),
+                }
+            }
+            LoopInput::Accepted(stream) => match self.core.accept_incoming(now) {
+                Ok(conn) => {
+                    let writer =
+                        spawn_wire(conn, Wire::Tcp(stream), WRITE_QUEUE, self.inbox.clone());
+                    self.writers.insert(conn, writer);
+                }
+                Err(e) => tracing::debug!("refused an inbound connection: {e}"),
+            },
+            LoopInput::Command(command, reply) => {
+                let answer = self.execute(now, command);
+                let _ = reply.try_send(answer);
+            }
+        }
+    }
+
+    fn execute(
+        &mut self,
+        now: p2pchat_core::time::Instant,
+        command: Command,
+    ) -> Result<Answer, CommandError> {
+        let core = &mut self.core;
+        match command {
+            Command::Register => core.register(now),
+            Command::Users { prefix, after } => core.refresh_users(now, &prefix, after.as_ref()),
+            Command::Connect(nick) => core.connect(now, &nick)?,
+            Command::Accept(request) => core.accept(now, request)?,
+            Command::Deny(request, reason) => core.deny(now, request, &reason)?,
+            Command::Send(nick, text) => {
+                return core.send(now, &nick, &text).map(Answer::MessageId);
+            }
+            Command::Close(nick, reason) => core.close_chat(now, &nick, &reason)?,
+            Command::Retry(nick) => core.retry_now(now, &nick)?,
+            Command::Chats => {
+                let chats = core
+                    .chats()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .filter_map(|n| core.chat_state(&n).cloned().map(|s| (n, s)))
+                    .collect();
+                return Ok(Answer::Chats(chats));
+            }
+            Command::Fingerprint(None) => {
+                return Ok(Answer::Fingerprint(Some(
+                    core.identity().rsa.public().fingerprint(),
+                )));
+            }
+            Command::Fingerprint(Some(nick)) => {
+                return Ok(Answer::Fingerprint(core.chat_fingerprint(&nick)));
+            }
+            Command::Shutdown => core.shutdown(now),
+        }
+        Ok(Answer::Done)
+    }
+
+    fn dial(&mut self, conn: ConnId, target: Target) {
+        self.dialing.insert(conn);
+        let transport = self.settings.transport.clone();
+        let registry = (
+            self.settings.registry_host.clone(),
+            self.settings.registry_port,
+        );
+        let to_loop = self.inbox.clone();
+        async_std::task::spawn(async move {
+            let result = match target {
+                Target::Registry => open_registry(&transport, &registry.0, registry.1)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Target::Peer { onion, port } => transport
+                    .dial(&onion.hostname(), port)
+                    .await
+                    .map(Wire::Tcp)
+                    .map_err(|e| e.to_string()),
+            };
+            let _ = to_loop.send(LoopInput::Dialed { conn, result }).await;
+        });
+    }
+}

@@ -1,0 +1,238 @@
+//! The registry server's runtime: accepts TCP connections, upgrades them to WebSocket, and
+//! drives the core `Registry` with what arrives. Limits (connections, frame size, rate,
+//! registration attempts, heartbeat) are the core's; this adds the WebSocket handshake
+//! timeout and per-connection write queues.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use async_std::channel::{Receiver, Sender, bounded};
+use async_std::net::{TcpListener, TcpStream};
+use async_tungstenite::WebSocketStream;
+use p2pchat_core::conn::ConnId;
+use p2pchat_core::registry::{Registry, RegistryOutput};
+
+use crate::clock::Clock;
+use crate::websocket::server_config;
+use crate::wire::{Wire, WireEvent, WireWriter, spawn_wire};
+
+/// Server settings beyond the core's.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Time a new connection has to finish the WebSocket handshake (slow-loris defence).
+    pub handshake_timeout: Duration,
+    /// Frames queued for a client before it counts as not reading and is dropped.
+    pub write_queue: usize,
+    /// Time given to queued frames (such as "shutting down") when stopping.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            write_queue: 256,
+            shutdown_grace: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Ask a running server to stop: it tells its clients and closes their connections.
+#[derive(Debug, Clone)]
+pub struct StopServer(Sender<ServerInput>);
+
+impl StopServer {
+    /// Stops the server (idempotent).
+    pub fn stop(&self) {
+        let _ = self.0.try_send(ServerInput::Stop);
+    }
+}
+
+/// What the server loop reacts to.
+#[derive(Debug)]
+pub enum ServerInput {
+    /// Connection I/O.
+    Wire(WireEvent),
+    /// A new TCP connection.
+    Accepted(TcpStream),
+    /// A WebSocket handshake finished (or failed: `None`).
+    Upgraded(ConnId, Option<(Box<WebSocketStream<TcpStream>>, TcpStream)>),
+    /// Stop.
+    Stop,
+}
+
+impl From<WireEvent> for ServerInput {
+    fn from(e: WireEvent) -> Self {
+        Self::Wire(e)
+    }
+}
+
+/// Runs the registry on `listener` until stopped. Returns a handle to stop it and the
+/// task that runs it.
+pub fn spawn_server(
+    core: Registry,
+    listener: TcpListener,
+    settings: ServerSettings,
+) -> (StopServer, async_std::task::JoinHandle<()>) {
+    let (tx, rx) = bounded(1024);
+    let stop = StopServer(tx.clone());
+    let accept_tx = tx.clone();
+    let task = async_std::task::spawn(async move {
+        let acceptor = async_std::task::spawn(accept_loop(listener, accept_tx));
+        let mut server = Server {
+            core,
+            settings,
+            clock: Clock::start(),
+            inbox: tx,
+            writers: BTreeMap::new(),
+            upgrading: BTreeMap::new(),
+        };
+        server.run(rx).await;
+        acceptor.cancel().await;
+    });
+    (stop, task)
+}
+
+async fn accept_loop(listener: TcpListener, to_loop: Sender<ServerInput>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if to_loop.send(ServerInput::Accepted(stream)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accepting a connection failed: {e}");
+                async_std::task::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+struct Server {
+    core: Registry,
+    settings: ServerSettings,
+    clock: Clock,
+    inbox: Sender<ServerInput>,
+    writers: BTreeMap<ConnId, WireWriter>,
+    /// Connections still in the WebSocket handshake, with what the core already sent them.
+    upgrading: BTreeMap<ConnId, Vec<Vec<u8>>>,
+}
+
+impl Server {
+    async fn run(&mut self, inbox: Receiver<ServerInput>) {
+        loop {
+            self.drain();
+            let input = match self.core.poll_timeout() {
+                Some(at) => {
+                    match async_std::future::timeout(self.clock.until(at), inbox.recv()).await {
+                        Ok(input) => input,
+                        Err(_) => {
+                            self.core.handle_timeout(self.clock.now());
+                            continue;
+                        }
+                    }
+                }
+                None => inbox.recv().await,
+            };
+            match input {
+                Ok(ServerInput::Stop) | Err(_) => break,
+                Ok(input) => self.handle(input),
+            }
+        }
+        tracing::info!(
+            clients = self.writers.len(),
+            "registry stopping: telling clients"
+        );
+        self.core.shutdown();
+        self.drain();
+        // Dropping the writers flushes what is queued, then closes each connection.
+        self.writers.clear();
+        async_std::task::sleep(self.settings.shutdown_grace).await;
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                RegistryOutput::Transmit { conn, bytes } => {
+                    if let Some(queued) = self.upgrading.get_mut(&conn) {
+                        queued.push(bytes);
+                        continue;
+                    }
+                    let slow = self
+                        .writers
+                        .get(&conn)
+                        .is_some_and(|w| w.send(bytes).is_err());
+                    if slow {
+                        tracing::debug!(?conn, "client does not read; dropping it");
+                        self.writers.remove(&conn);
+                        self.core.handle_closed(conn);
+                    }
+                }
+                RegistryOutput::Close { conn } => {
+                    self.writers.remove(&conn);
+                    self.upgrading.remove(&conn);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, input: ServerInput) {
+        let now = self.clock.now();
+        match input {
+            ServerInput::Wire(WireEvent::Received(conn, bytes)) => {
+                if self.writers.contains_key(&conn) {
+                    self.core.handle_received(now, conn, &bytes);
+                }
+            }
+            ServerInput::Wire(WireEvent::Closed(conn)) => {
+                if self.writers.remove(&conn).is_some() {
+                    tracing::debug!(?conn, "client disconnected");
+                    self.core.handle_closed(conn);
+                }
+            }
+            ServerInput::Accepted(stream) => match self.core.accept_connection(now) {
+                Ok(conn) => {
+                    self.upgrading.insert(conn, Vec::new());
+                    let timeout = self.settings.handshake_timeout;
+                    let to_loop = self.inbox.clone();
+                    async_std::task::spawn(async move {
+                        let raw = stream.clone();
+                        let upgrade = async_tungstenite::accept_async_with_config(
+                            stream,
+                            Some(server_config()),
+                        );
+                        let result = match async_std::future::timeout(timeout, upgrade).await {
+                            Ok(Ok(ws)) => Some((Box::new(ws), raw)),
+                            _ => None,
+                        };
+                        let _ = to_loop.send(ServerInput::Upgraded(conn, result)).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("refused a connection: {e}");
+                    drop(stream);
+                }
+            },
+            ServerInput::Upgraded(conn, result) => {
+                let Some(queued) = self.upgrading.remove(&conn) else {
+                    return;
+                };
+                match result {
+                    Some((ws, raw)) => {
+                        let wire = Wire::Ws { ws: *ws, raw };
+                        let writer =
+                            spawn_wire(conn, wire, self.settings.write_queue, self.inbox.clone());
+                        for bytes in queued {
+                            // A fresh queue holds the few frames sent during the handshake.
+                            let _ = writer.send(bytes);
+                        }
+                        self.writers.insert(conn, writer);
+                    }
+                    None => self.core.handle_closed(conn),
+                }
+            }
+            ServerInput::Stop => {}
+        }
+    }
+}

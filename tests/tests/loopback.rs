@@ -1,0 +1,147 @@
+//! End to end over real loopback sockets and real WebSocket, in `direct` mode: a registry
+//! and peers driven by the async-std runtime.
+
+#![allow(clippy::unwrap_used)] // a panic here is how a test reports failure
+
+use core::time::Duration;
+
+use async_std::net::TcpListener;
+use async_std::task::block_on;
+use p2pchat_async_std::{Answer, Command, PeerHandle, PeerSettings, ServerSettings, Transport};
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{AcceptPolicy, ChatState, CloseReason, Event, Peer, PeerConfig};
+use p2pchat_core::registry::{Registry, RegistryConfig};
+use p2pchat_core::test_keys;
+use p2pchat_core::time::Instant;
+
+struct Net {
+    registry_port: u16,
+    stop: p2pchat_async_std::StopServer,
+}
+
+async fn start_registry() -> Net {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry_port = listener.local_addr().unwrap().port();
+    let core = Registry::new(RegistryConfig::default(), &mut test_keys::rng(1));
+    let (stop, _task) = p2pchat_async_std::spawn_server(core, listener, ServerSettings::default());
+    Net {
+        registry_port,
+        stop,
+    }
+}
+
+async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> PeerHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = PeerConfig {
+        port,
+        accept_policy: policy,
+        ..PeerConfig::default()
+    };
+    let core = Peer::new(
+        config,
+        test_keys::identity(i, nick),
+        &mut test_keys::rng(10 + i as u64),
+        Instant::ZERO,
+    );
+    let settings = PeerSettings {
+        transport: Transport::Direct,
+        registry_host: "127.0.0.1".into(),
+        registry_port: net.registry_port,
+    };
+    let peer = p2pchat_async_std::spawn_peer(core, settings, listener);
+    peer.command(Command::Register).await.unwrap().unwrap();
+    wait_for(&peer, |e| *e == Event::Registered).await;
+    peer
+}
+
+/// Waits (up to 20 s) for an event matching `want`; returns it.
+async fn wait_for(peer: &PeerHandle, want: impl Fn(&Event) -> bool) -> Event {
+    let deadline = async_std::future::timeout(Duration::from_secs(20), async {
+        loop {
+            match peer.next_event().await {
+                Some(e) if want(&e) => return e,
+                Some(_) => continue,
+                None => panic!("the peer stopped"),
+            }
+        }
+    });
+    deadline.await.expect("timed out waiting for an event")
+}
+
+fn nick(s: &str) -> Nick {
+    Nick::new(s).unwrap()
+}
+
+#[test]
+fn two_peers_chat_both_ways_with_acknowledgements_and_close() {
+    block_on(async {
+        let net = start_registry().await;
+        let alice = start_peer(&net, 0, "alice", AcceptPolicy::Ask).await;
+        let bob = start_peer(&net, 1, "bob", AcceptPolicy::Ask).await;
+        alice
+            .command(Command::Connect(nick("bob")))
+            .await
+            .unwrap()
+            .unwrap();
+        let request = match wait_for(&bob, |e| matches!(e, Event::ConnectionRequest { .. })).await {
+            Event::ConnectionRequest {
+                request, nick: n, ..
+            } => {
+                assert_eq!(n, nick("alice"));
+                request
+            }
+            _ => unreachable!(),
+        };
+        bob.command(Command::Accept(request))
+            .await
+            .unwrap()
+            .unwrap();
+        wait_for(&alice, |e| {
+            matches!(
+                e,
+                Event::ChatState {
+                    state: ChatState::Connected,
+                    ..
+                }
+            )
+        })
+        .await;
+        let Answer::MessageId(id) = alice
+            .command(Command::Send(nick("bob"), "hello bob".into()))
+            .await
+            .unwrap()
+            .unwrap()
+        else {
+            panic!("no id")
+        };
+        let got = wait_for(&bob, |e| matches!(e, Event::Message { .. })).await;
+        assert!(matches!(got, Event::Message { text, .. } if text == "hello bob"));
+        wait_for(&alice, |e| {
+            *e == Event::Delivered {
+                nick: nick("bob"),
+                id,
+            }
+        })
+        .await;
+        bob.command(Command::Send(nick("alice"), "hi alice".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        let got = wait_for(&alice, |e| matches!(e, Event::Message { .. })).await;
+        assert!(matches!(got, Event::Message { text, .. } if text == "hi alice"));
+        alice
+            .command(Command::Close(nick("bob"), "bye".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        let closed = wait_for(&bob, |e| matches!(e, Event::ChatClosed { .. })).await;
+        assert!(matches!(
+            closed,
+            Event::ChatClosed { reason: CloseReason::ByPeer(r), .. } if r == "bye"
+        ));
+        alice.command(Command::Shutdown).await.unwrap().unwrap();
+        wait_for(&alice, |e| *e == Event::ShutdownComplete).await;
+        net.stop.stop();
+    });
+}
