@@ -1,35 +1,93 @@
 //! `p2pchat`: peer-to-peer chat over Tor onion services.
 //!
-//! Commands: `sim` runs the deterministic simulator. The commands that drive the core over
-//! real Tor (`chat`, `server`, `init`, `id`, `demo`) arrive with the async-std runtime.
+//! `chat` to talk, `server` to run a registry, `demo` to see it work on this machine,
+//! `init` to write a configuration, `id` to show who you are, `sim` to simulate a network.
 #![forbid(unsafe_code)]
 
-mod sim_command;
+mod chat_ui;
+mod commands;
+mod config;
+mod errors;
+mod keystore;
+mod paths;
+mod tor_setup;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::errors::CliError;
+
 /// Peer-to-peer chat over Tor onion services.
 #[derive(Debug, Parser)]
 #[command(name = "p2pchat", version, about)]
-struct Cli {
+pub struct Cli {
+    /// The configuration file (default: config.toml in the platform config directory).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where keys and tor's state live (default: the platform data directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Chat: register with a registry, list people, open chats, send messages.
+    Chat(commands::chat::ChatArgs),
+    /// Run a registry server (published as an onion service).
+    Server(commands::server::ServerArgs),
+    /// A registry and two peers on this machine: a short conversation, then exit.
+    Demo,
+    /// Write a commented default configuration file.
+    Init(commands::init::InitArgs),
+    /// Show your nick, onion address and key fingerprint.
+    Id(commands::id::IdArgs),
     /// Simulate a network of peers, deterministically, and check the protocol's invariants.
-    Sim(sim_command::SimArgs),
+    Sim(commands::sim::SimArgs),
 }
-
-/// Exit code: a simulation broke an invariant (or panicked).
-const EXIT_INVARIANT: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Sim(args) => sim_command::run(args),
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Chat(args) => commands::chat::run(args, cli.config, cli.data_dir),
+        Command::Server(args) => commands::server::run(args, cli.config, cli.data_dir),
+        Command::Demo => commands::demo::run(),
+        Command::Init(args) => commands::init::run(args, cli.config),
+        Command::Id(args) => commands::id::run(args, cli.config, cli.data_dir),
+        Command::Sim(args) => commands::sim::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report();
+            e.exit_code()
+        }
     }
+}
+
+/// Logs go to stderr; warnings only by default. Message text and keys are never logged.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Turns a usage problem into an error.
+pub fn usage(message: impl Into<String>) -> CliError {
+    CliError::Usage(message.into())
 }

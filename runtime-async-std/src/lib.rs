@@ -8,6 +8,7 @@
 //! * [`wire`]: per-connection reader and writer tasks with bounded queues.
 //! * [`peer_runtime`]: one task owns a `Peer`; commands in, events out.
 //! * [`server_runtime`]: one task owns a `Registry`.
+//! * [`tor`]: control-port client (reply parser sans-IO), launching our own tor.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod peer_runtime;
 pub mod rng;
 pub mod server_runtime;
+pub mod tor;
 pub mod transport;
 pub mod websocket;
 pub mod wire;

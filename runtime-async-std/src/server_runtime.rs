@@ -220,7 +220,7 @@ impl Server {
                 };
                 match result {
                     Some((ws, raw)) => {
-                        let wire = Wire::Ws { ws: *ws, raw };
+                        let wire = Wire::Ws { ws, raw };
                         let writer =
                             spawn_wire(conn, wire, self.settings.write_queue, self.inbox.clone());
                         for bytes in queued {

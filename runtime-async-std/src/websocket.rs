@@ -63,7 +63,10 @@ pub async fn open_registry(
     let raw = stream.clone();
     let url = format!("ws://{host}:{port}/");
     match async_tungstenite::client_async_with_config(url, stream, Some(client_config())).await {
-        Ok((ws, _response)) => Ok(Wire::Ws { ws, raw }),
+        Ok((ws, _response)) => Ok(Wire::Ws {
+            ws: Box::new(ws),
+            raw,
+        }),
         Err(e) => Err(RegistryDialError::Handshake {
             host: host.to_owned(),
             port,

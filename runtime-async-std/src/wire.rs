@@ -28,8 +28,8 @@ pub enum Wire {
     /// Registry: each frame in a binary WebSocket message. `raw` is the same socket, kept
     /// to shut it down when the WebSocket close handshake does not finish.
     Ws {
-        /// The WebSocket.
-        ws: WebSocketStream<TcpStream>,
+        /// The WebSocket (boxed: it is large, and moves through channels).
+        ws: Box<WebSocketStream<TcpStream>>,
         /// The socket under it.
         raw: TcpStream,
     },
@@ -73,7 +73,7 @@ where
             async_std::task::spawn(tcp_writer(stream, rx));
         }
         Wire::Ws { ws, raw } => {
-            let (sink, stream) = ws.split();
+            let (sink, stream) = (*ws).split();
             async_std::task::spawn(ws_reader(conn, stream, to_loop));
             async_std::task::spawn(ws_writer(sink, raw, rx));
         }

@@ -1,7 +1,7 @@
 //! End to end over real loopback sockets and real WebSocket, in `direct` mode: a registry
 //! and peers driven by the async-std runtime.
 
-#![allow(clippy::unwrap_used)] // a panic here is how a test reports failure
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
 use core::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The simulator is deterministic: a seed replays a run exactly.
 
-#![allow(clippy::unwrap_used)] // a panic here is how a test reports failure
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
 use p2pchat_sim::{FaultLevel, SimConfig, Summary, World};
 

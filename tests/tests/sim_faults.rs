@@ -2,7 +2,7 @@
 //! delivered once, or reported failed (or lost with its crashed sender), never lost
 //! silently and never shown twice.
 
-#![allow(clippy::unwrap_used)] // a panic here is how a test reports failure
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
 use core::time::Duration;
 

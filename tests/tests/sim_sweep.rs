@@ -1,7 +1,7 @@
 //! Many seeds, heavy faults, zero invariant violations. `P2PCHAT_SIM_SEEDS` raises the
 //! number of seeds (default 50), `P2PCHAT_SIM_FIRST_SEED` moves the range.
 
-#![allow(clippy::unwrap_used)] // a panic here is how a test reports failure
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
 use p2pchat_sim::{FaultLevel, SimConfig, World};
 

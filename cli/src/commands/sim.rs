@@ -1,13 +1,12 @@
 //! `p2pchat sim`: run the simulator and report what happened.
 
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use p2pchat_sim::{FaultLevel, SimConfig, Summary, World};
 
-use crate::EXIT_INVARIANT;
+use crate::errors::CliError;
 
 /// Options of `p2pchat sim`.
 #[derive(Debug, Args)]
@@ -32,21 +31,21 @@ pub struct SimArgs {
     trace: Option<std::path::PathBuf>,
 }
 
-/// Runs the simulation. Exit code 0 when every invariant held, 3 otherwise.
-pub fn run(args: SimArgs) -> ExitCode {
+/// Runs the simulation. An error when an invariant broke (exit code 6).
+pub fn run(args: SimArgs) -> Result<(), CliError> {
     if args.peers < 2 {
-        eprintln!("p2pchat sim: --peers must be at least 2 (there is nobody to chat with).");
-        return ExitCode::from(2);
+        return Err(CliError::Usage(
+            "--peers must be at least 2 (there is nobody to chat with)".into(),
+        ));
     }
     let trace: Option<Box<dyn Write>> = match &args.trace {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
             Err(e) => {
-                eprintln!(
-                    "p2pchat sim: cannot create the trace file {}: {e}. Choose a writable path.",
+                return Err(CliError::Usage(format!(
+                    "cannot create the trace file {}: {e}; choose a writable path",
                     path.display()
-                );
-                return ExitCode::from(2);
+                )));
             }
         },
         None => None,
@@ -76,14 +75,14 @@ pub fn run(args: SimArgs) -> ExitCode {
         Ok(Ok(summary)) => summary,
         Ok(Err(e)) => {
             eprintln!("p2pchat sim: {e}. The bundled key pool is damaged; reinstall p2pchat.");
-            return ExitCode::from(EXIT_INVARIANT);
+            return Err(CliError::Invariant);
         }
         Err(_) => {
             eprintln!(
                 "p2pchat sim: the simulation panicked (a bug). Seed {}; replay with:\n  {replay}",
                 args.seed
             );
-            return ExitCode::from(EXIT_INVARIANT);
+            return Err(CliError::Invariant);
         }
     };
     summary.faults = args.faults.to_string();
@@ -106,9 +105,9 @@ pub fn run(args: SimArgs) -> ExitCode {
         for v in &summary.violations {
             eprintln!("  step {} at {} ms: {}", v.step, v.virtual_ms, v.what);
         }
-        return ExitCode::from(EXIT_INVARIANT);
+        return Err(CliError::Invariant);
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 fn replay_command(args: &SimArgs) -> String {

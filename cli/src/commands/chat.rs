@@ -1,0 +1,253 @@
+//! `p2pchat chat`: set up Tor, register, then the line interface.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use async_std::net::TcpListener;
+use clap::Args;
+use p2pchat_async_std::{Command, PeerSettings};
+use p2pchat_core::identity::Identity;
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{AcceptPolicy, Event, Peer, PeerConfig};
+
+use crate::config::{ConfigError, FileConfig, TorMode, split_host_port};
+use crate::errors::CliError;
+use crate::tor_setup::{self, Progress};
+
+/// Options of `p2pchat chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Your nickname (config: nick).
+    #[arg(long)]
+    nick: Option<String>,
+    /// The registry, HOST:PORT (config: server.address, server.port).
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
+    /// Where your onion service forwards to, loopback HOST:PORT (config: host.host,
+    /// host.port; default 127.0.0.1:5051).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// How to reach Tor (config: tor.mode).
+    #[arg(long, value_enum)]
+    tor: Option<TorMode>,
+    /// Accept every authenticated chat request without asking.
+    #[arg(long)]
+    auto_accept: bool,
+}
+
+/// The default port of a peer's onion service.
+pub const DEFAULT_PEER_PORT: u16 = 5051;
+
+/// Reads the configuration file (required only if named with --config) and the
+/// environment.
+pub fn load_config(config: Option<PathBuf>) -> Result<(FileConfig, PathBuf), CliError> {
+    let required = config.is_some();
+    let path = crate::paths::config_file(config)?;
+    let mut file = FileConfig::load(&path, required)?;
+    file.apply_env(|k| std::env::var(k).ok())?;
+    Ok((file, path))
+}
+
+/// A loopback listen address from `value` (checked: anything else would expose p2pchat
+/// outside Tor).
+pub fn loopback_addr(host: &str, port: u16, key: &'static str) -> Result<SocketAddr, CliError> {
+    let ip: IpAddr = match host {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        other => other.parse().map_err(|_| ConfigError::Invalid {
+            key,
+            why: format!("{other:?} is not an IP address; use 127.0.0.1"),
+        })?,
+    };
+    if !ip.is_loopback() {
+        return Err(ConfigError::Invalid {
+            key,
+            why: format!(
+                "{ip} is not a loopback address: p2pchat listens on loopback only, and Tor \
+                 forwards the onion service to it"
+            ),
+        }
+        .into());
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Runs `p2pchat chat`.
+pub fn run(
+    args: ChatArgs,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), CliError> {
+    async_std::task::block_on(chat(args, config, data_dir))
+}
+
+async fn chat(
+    args: ChatArgs,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let (file, config_path) = load_config(config)?;
+    let nick = args.nick.clone().or(file.nick.clone());
+    let server = match &args.server {
+        Some(s) => Some(split_host_port(s, "--server")?),
+        None => file.server.address.clone().zip(file.server.port),
+    };
+    let mut missing = Vec::new();
+    if nick.is_none() {
+        missing.push(("nick", "--nick"));
+    }
+    if server.is_none() {
+        if file.server.address.is_none() {
+            missing.push(("server.address", "--server"));
+        }
+        if file.server.port.is_none() {
+            missing.push(("server.port", "--server"));
+        }
+    }
+    let (Some(nick), Some((server_host, server_port))) = (nick, server) else {
+        return Err(ConfigError::Missing {
+            keys: missing,
+            path: config_path.clone(),
+        }
+        .into());
+    };
+    let nick = Nick::new(&nick).map_err(|e| ConfigError::Invalid {
+        key: "nick",
+        why: e.to_string(),
+    })?;
+    let listen = match &args.listen {
+        Some(l) => {
+            let (h, p) = split_host_port(l, "--listen")?;
+            loopback_addr(&h, p, "--listen")?
+        }
+        None => loopback_addr(
+            file.host.host.as_deref().unwrap_or("127.0.0.1"),
+            file.host.port.unwrap_or(DEFAULT_PEER_PORT),
+            "host.host",
+        )?,
+    };
+    let data_dir = crate::paths::data_dir(data_dir)?;
+    let mode = tor_setup::choose_mode(args.tor, &file).await?;
+    let progress = Progress::new();
+    progress.set("loading your keys…");
+    let identity_dir = data_dir.join("identity");
+    let keys = async_std::task::spawn_blocking(move || {
+        crate::keystore::load_or_create(&identity_dir, 2048)
+    })
+    .await?;
+    if keys.created {
+        eprintln!("p2pchat: created a new identity in {}", data_dir.display());
+    }
+    let onion = match mode {
+        TorMode::HiddenServiceDir => {
+            let dir = file
+                .hidden_service
+                .dir
+                .clone()
+                .ok_or(ConfigError::Missing {
+                    keys: vec![("hidden_service.dir", "P2PCHAT_HIDDEN_SERVICE_DIR")],
+                    path: config_path.clone(),
+                })?;
+            tor_setup::hidden_service_key(&dir)?
+        }
+        _ => keys.onion,
+    };
+    let mut tor = tor_setup::setup(mode, &file, &data_dir.join("tor"), &progress).await?;
+    let listener = bind(listen, mode).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::Network(format!("cannot read the listening address: {e}")))?;
+    // Direct mode advertises the port it listens on; with Tor the onion service's
+    // virtual port is host.port, whatever local port it forwards to.
+    let advertised = match mode {
+        TorMode::Direct => local.port(),
+        _ => listen.port(),
+    };
+    progress.set("publishing your onion service…");
+    tor.publish(&onion, advertised, local).await?;
+    let identity = Identity::new(nick.clone(), keys.rsa, onion);
+    let address = identity.address();
+    let fingerprint = identity.rsa.public().fingerprint();
+    let config = PeerConfig {
+        port: advertised,
+        accept_policy: if args.auto_accept {
+            AcceptPolicy::AcceptAll
+        } else {
+            AcceptPolicy::Ask
+        },
+        ..PeerConfig::default()
+    };
+    let mut rng = p2pchat_async_std::rng::os_rng().map_err(|e| CliError::Network(e.to_string()))?;
+    let core = Peer::new(
+        config,
+        identity,
+        &mut rng,
+        p2pchat_core::time::Instant::ZERO,
+    );
+    let settings = PeerSettings {
+        transport: tor.transport.clone(),
+        registry_host: server_host.clone(),
+        registry_port: server_port,
+    };
+    let peer = p2pchat_async_std::spawn_peer(core, settings, listener);
+    progress.set(format!("registering with {server_host}:{server_port}…"));
+    let _ = peer.command(Command::Register).await;
+    wait_registered(&peer, &server_host, server_port).await?;
+    progress.done();
+    println!(
+        "* you are {nick} at {}:{advertised} (key {fingerprint})",
+        address.hostname()
+    );
+    crate::chat_ui::run(peer, nick).await;
+    drop(tor);
+    Ok(())
+}
+
+/// Binds the listener. With Tor, a taken port falls back to any free one (the onion
+/// service's virtual port stays the same); in direct mode the port is what peers dial.
+async fn bind(addr: SocketAddr, mode: TorMode) -> Result<TcpListener, CliError> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AddrInUse
+                && matches!(mode, TorMode::Launch | TorMode::System) =>
+        {
+            TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .map_err(|e| CliError::Network(format!("cannot listen on {}: {e}", addr.ip())))
+        }
+        Err(e) => Err(CliError::Network(format!(
+            "cannot listen on {addr}: {e}. Choose another port with --listen (or host.port)"
+        ))),
+    }
+}
+
+/// Waits for the first registration. Failing to reach the registry the first time is an
+/// error (the usual cause is configuration); later losses are retried.
+async fn wait_registered(
+    peer: &p2pchat_async_std::PeerHandle,
+    host: &str,
+    port: u16,
+) -> Result<(), CliError> {
+    loop {
+        match peer.next_event().await {
+            Some(Event::Registered) => return Ok(()),
+            Some(Event::RegistrationFailed(e)) => {
+                return Err(CliError::Protocol(format!(
+                    "the registry refused the registration: {e}"
+                )));
+            }
+            Some(Event::RegistryLost { reason, .. }) => {
+                return Err(CliError::Network(format!(
+                    "could not reach the registry at {host}:{port}: {reason}"
+                )));
+            }
+            Some(Event::RegistryError(e)) => {
+                return Err(CliError::Protocol(format!(
+                    "the registry closed the connection: {e}"
+                )));
+            }
+            Some(_) => {}
+            None => return Err(CliError::Network("the peer stopped unexpectedly".into())),
+        }
+    }
+}

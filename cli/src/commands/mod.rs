@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod chat;
+pub mod demo;
+pub mod id;
+pub mod init;
+pub mod server;
+pub mod sim;

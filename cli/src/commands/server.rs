@@ -1,0 +1,119 @@
+//! `p2pchat server`: the registry, published as an onion service.
+
+use std::path::PathBuf;
+
+use async_std::net::TcpListener;
+use clap::Args;
+use p2pchat_async_std::ServerSettings;
+use p2pchat_core::registry::{Registry, RegistryConfig};
+
+use crate::commands::chat::{load_config, loopback_addr};
+use crate::config::{ConfigError, TorMode, split_host_port};
+use crate::errors::CliError;
+use crate::tor_setup::{self, Progress};
+
+/// Options of `p2pchat server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Loopback address to listen on; its port is also the onion service's port.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5050")]
+    listen: String,
+    /// How to publish it (config: tor.mode).
+    #[arg(long, value_enum)]
+    tor: Option<TorMode>,
+    /// Most registered users.
+    #[arg(long, default_value_t = RegistryConfig::default().max_users)]
+    max_users: usize,
+    /// Most open connections.
+    #[arg(long, default_value_t = RegistryConfig::default().max_connections)]
+    max_connections: usize,
+}
+
+/// Runs the registry until Ctrl-C or SIGTERM.
+pub fn run(
+    args: ServerArgs,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), CliError> {
+    async_std::task::block_on(serve(args, config, data_dir))
+}
+
+async fn serve(
+    args: ServerArgs,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let (file, config_path) = load_config(config)?;
+    let (host, port) = split_host_port(&args.listen, "--listen").or_else(|e| {
+        // A port of 0 (any free port) is fine for a server started by scripts and tests.
+        match args.listen.rsplit_once(':') {
+            Some((h, "0")) => Ok((h.trim_matches(['[', ']']).to_owned(), 0)),
+            _ => Err(e),
+        }
+    })?;
+    let listen = loopback_addr(&host, port, "--listen")?;
+    let data_dir = crate::paths::data_dir(data_dir)?;
+    let mode = tor_setup::choose_mode(args.tor, &file).await?;
+    let progress = Progress::new();
+    let onion = match mode {
+        TorMode::Direct => None,
+        TorMode::HiddenServiceDir => {
+            let dir = file
+                .hidden_service
+                .dir
+                .clone()
+                .ok_or(ConfigError::Missing {
+                    keys: vec![("hidden_service.dir", "P2PCHAT_HIDDEN_SERVICE_DIR")],
+                    path: config_path.clone(),
+                })?;
+            Some(tor_setup::hidden_service_key(&dir)?)
+        }
+        _ => {
+            let dir = data_dir.join("registry");
+            let (key, _) = async_std::task::spawn_blocking(move || {
+                crate::keystore::load_or_create_onion_only(&dir)
+            })
+            .await?;
+            Some(key)
+        }
+    };
+    let mut tor = tor_setup::setup(mode, &file, &data_dir.join("tor"), &progress).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| CliError::Network(format!("cannot listen on {listen}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::Network(format!("cannot read the listening address: {e}")))?;
+    if let Some(key) = &onion {
+        progress.set("publishing the registry's onion service…");
+        tor.publish(key, local.port(), local).await?;
+    }
+    progress.done();
+    let registry_config = RegistryConfig {
+        max_users: args.max_users,
+        max_connections: args.max_connections,
+        ..RegistryConfig::default()
+    };
+    let mut rng = p2pchat_async_std::rng::os_rng().map_err(|e| CliError::Network(e.to_string()))?;
+    let core = Registry::new(registry_config, &mut rng);
+    let (stop, task) = p2pchat_async_std::spawn_server(core, listener, ServerSettings::default());
+    let stopper = stop.clone();
+    ctrlc::set_handler(move || stopper.stop())
+        .map_err(|e| CliError::Network(format!("cannot handle Ctrl-C: {e}")))?;
+    println!("p2pchat registry listening on {local}");
+    match &onion {
+        Some(key) => println!(
+            "onion address: {} port {} (clients: --server {}:{})",
+            key.address().hostname(),
+            local.port(),
+            key.address().hostname(),
+            local.port()
+        ),
+        None => println!("direct mode: reachable from this machine only, NOT anonymous"),
+    }
+    tracing::info!(mode = %mode, "registry running");
+    task.await;
+    println!("p2pchat registry stopped");
+    drop(tor);
+    Ok(())
+}
