@@ -231,6 +231,14 @@ pub fn split_host_port(s: &str, key: &'static str) -> Result<(String, u16), Conf
     Ok((host.to_owned(), port))
 }
 
+/// Splits a listen address `HOST:PORT`; port 0 means any free port.
+pub fn split_listen(s: &str, key: &'static str) -> Result<(String, u16), ConfigError> {
+    match s.rsplit_once(':') {
+        Some((host, "0")) if !host.is_empty() => Ok((host.trim_matches(['[', ']']).to_owned(), 0)),
+        _ => split_host_port(s, key),
+    }
+}
+
 /// The commented default written by `p2pchat init`.
 pub const DEFAULT_CONFIG: &str = r#"# p2pchat configuration. Every key is optional here; flags and P2PCHAT_* environment
 # variables override what is set. Unknown keys are errors.

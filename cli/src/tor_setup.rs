@@ -143,8 +143,19 @@ pub async fn setup(
             let (launched, mut control) =
                 p2pchat_async_std::tor::launch::launch(&binary, tor_dir, &extra).await?;
             wait_bootstrapped(&mut control, progress).await?;
+            let socks = match launched.socks {
+                Some(s) => s,
+                None => control.socks_listeners().await?.into_iter().next().ok_or(
+                    TorError::Refused {
+                        command: "GETINFO net/listeners/socks",
+                        message: "the tor p2pchat started has no SOCKS port (is DisableNetwork \
+                                  set in tor.extra_torrc?)"
+                            .into(),
+                    },
+                )?,
+            };
             Ok(TorContext {
-                transport: Transport::Socks(launched.socks),
+                transport: Transport::Socks(socks),
                 control: Some(control),
                 _launched: Some(launched),
             })

@@ -10,7 +10,7 @@ use p2pchat_core::identity::Identity;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{AcceptPolicy, Event, Peer, PeerConfig};
 
-use crate::config::{ConfigError, FileConfig, TorMode, split_host_port};
+use crate::config::{ConfigError, FileConfig, TorMode, split_host_port, split_listen};
 use crate::errors::CliError;
 use crate::tor_setup::{self, Progress};
 
@@ -116,7 +116,7 @@ async fn chat(
     })?;
     let listen = match &args.listen {
         Some(l) => {
-            let (h, p) = split_host_port(l, "--listen")?;
+            let (h, p) = split_listen(l, "--listen")?;
             loopback_addr(&h, p, "--listen")?
         }
         None => loopback_addr(

@@ -8,7 +8,7 @@ use p2pchat_async_std::ServerSettings;
 use p2pchat_core::registry::{Registry, RegistryConfig};
 
 use crate::commands::chat::{load_config, loopback_addr};
-use crate::config::{ConfigError, TorMode, split_host_port};
+use crate::config::{ConfigError, TorMode, split_listen};
 use crate::errors::CliError;
 use crate::tor_setup::{self, Progress};
 
@@ -44,13 +44,7 @@ async fn serve(
     data_dir: Option<PathBuf>,
 ) -> Result<(), CliError> {
     let (file, config_path) = load_config(config)?;
-    let (host, port) = split_host_port(&args.listen, "--listen").or_else(|e| {
-        // A port of 0 (any free port) is fine for a server started by scripts and tests.
-        match args.listen.rsplit_once(':') {
-            Some((h, "0")) => Ok((h.trim_matches(['[', ']']).to_owned(), 0)),
-            _ => Err(e),
-        }
-    })?;
+    let (host, port) = split_listen(&args.listen, "--listen")?;
     let listen = loopback_addr(&host, port, "--listen")?;
     let data_dir = crate::paths::data_dir(data_dir)?;
     let mode = tor_setup::choose_mode(args.tor, &file).await?;

@@ -16,8 +16,8 @@ pub struct LaunchedTor {
     child: Child,
     /// Its control port.
     pub control: SocketAddr,
-    /// Its SOCKS port.
-    pub socks: SocketAddr,
+    /// Its SOCKS port (none while its network is disabled).
+    pub socks: Option<SocketAddr>,
     /// Its log file (for error messages).
     pub log: PathBuf,
 }
@@ -110,22 +110,14 @@ pub async fn launch(
     let mut launched = LaunchedTor {
         child,
         control: SocketAddr::from(([127, 0, 0, 1], 0)),
-        socks: SocketAddr::from(([127, 0, 0, 1], 0)),
+        socks: None,
         log,
     };
     launched.control = wait_for_control_port(&mut launched, &port_file).await?;
     let mut control = ControlConnection::connect(launched.control).await?;
     control.authenticate(None).await?;
     control.take_ownership().await?;
-    launched.socks = control
-        .socks_listeners()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| TorError::Refused {
-            command: "GETINFO net/listeners/socks",
-            message: "tor has no SOCKS listener".into(),
-        })?;
+    launched.socks = control.socks_listeners().await?.into_iter().next();
     Ok((launched, control))
 }
 

@@ -1,0 +1,60 @@
+//! A chat process killed mid-chat: its peer sees why and retries; the registry drops it;
+//! when it comes back with the same data directory, the message queued meanwhile is
+//! delivered exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
+
+mod support;
+
+use support::{start_chat, start_registry, temp_dir};
+
+#[test]
+fn a_killed_peer_comes_back_and_gets_the_queued_message_exactly_once() {
+    let dir = temp_dir("restart");
+    let (_server, port) = start_registry(&dir);
+    let mut alice = start_chat(&dir, "alice", port, &[]);
+    // Bob keeps his port across the restart, as an onion service keeps its virtual port.
+    let bob_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let bob_listen = format!("127.0.0.1:{bob_port}");
+    let bob_args = ["--auto-accept", "--listen", bob_listen.as_str()];
+    let mut bob = start_chat(&dir, "bob", port, &bob_args);
+    alice.expect("you are alice");
+    bob.expect("you are bob");
+    alice.send("/connect bob");
+    alice.expect("bob: connected");
+    alice.send("before the crash");
+    alice.expect("#1 delivered to bob");
+
+    bob.kill();
+    alice.expect("bob: connection lost");
+    alice.expect("bob: reconnecting (attempt");
+    // The registry dropped bob at once (its connection closed), not after 90 s.
+    alice.expect("bob went offline");
+    alice.send("are you there?");
+    alice.expect("#2 sent to bob");
+
+    let mut bob = start_chat(&dir, "bob", port, &bob_args);
+    bob.expect("you are bob");
+    alice.send("/retry bob");
+    bob.expect("<alice> are you there?");
+    alice.expect("#2 delivered to bob");
+    alice.send("/quit");
+    bob.expect("alice closed the chat");
+    assert_eq!(alice.wait(), 0);
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+    let shown = bob
+        .seen
+        .iter()
+        .filter(|l| l.contains("<alice> are you there?"))
+        .count();
+    assert_eq!(shown, 1, "{}", bob.output());
+    assert!(
+        !bob.output().contains("before the crash"),
+        "{}",
+        bob.output()
+    );
+}
