@@ -163,6 +163,77 @@ fn describe_reply(reply: UnsuccessfulReply) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_std::io::{ReadExt, WriteExt};
+
+    /// A scripted SOCKS5 server answering one connection with `reply`; returns the
+    /// connect request it received.
+    async fn socks_answering(reply: u8) -> (SocketAddr, async_std::task::JoinHandle<Vec<u8>>) {
+        let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = async_std::task::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut greeting = [0u8; 2];
+            s.read_exact(&mut greeting).await.unwrap();
+            let mut methods = vec![0u8; usize::from(greeting[1])];
+            s.read_exact(&mut methods).await.unwrap();
+            s.write_all(&[5, 0]).await.unwrap();
+            let mut request = vec![0u8; 5];
+            s.read_exact(&mut request).await.unwrap();
+            let mut rest = vec![0u8; usize::from(request[4]) + 2];
+            s.read_exact(&mut rest).await.unwrap();
+            request.extend_from_slice(&rest);
+            s.write_all(&[5, reply, 0, 1, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            request
+        });
+        (addr, task)
+    }
+
+    #[test]
+    fn onion_names_go_to_the_proxy_as_names_and_failures_say_what_to_do() {
+        async_std::task::block_on(async {
+            let (proxy, fake) = socks_answering(1).await;
+            let err = Transport::Socks(proxy)
+                .dial("abcdef.onion", 5050)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, DialError::SocksGeneralFailure { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("check the address"), "{err}");
+            let request = fake.await;
+            // CONNECT with ATYP 3 (domain name): the name was not resolved here.
+            assert_eq!(&request[..4], &[5, 1, 0, 3]);
+            assert_eq!(&request[5..5 + 12], b"abcdef.onion");
+
+            let (proxy, _fake) = socks_answering(0xF0).await;
+            let err = Transport::Socks(proxy)
+                .dial("abcdef.onion", 5050)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("descriptor not found"), "{err}");
+        });
+    }
+
+    #[test]
+    fn a_closed_socks_port_says_tor_is_not_running() {
+        async_std::task::block_on(async {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let err = Transport::Socks(SocketAddr::from(([127, 0, 0, 1], port)))
+                .dial("abcdef.onion", 5050)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, DialError::TorNotRunning(_)), "{err}");
+        });
+    }
 
     #[test]
     fn direct_mode_maps_onions_to_loopback_and_refuses_everything_else() {

@@ -145,3 +145,91 @@ fn two_peers_chat_both_ways_with_acknowledgements_and_close() {
         net.stop.stop();
     });
 }
+
+#[test]
+fn three_clients_chat_deny_close_and_quit_gracefully() {
+    block_on(async {
+        let net = start_registry().await;
+        let alice = start_peer(&net, 0, "alice", AcceptPolicy::Ask).await;
+        let bob = start_peer(&net, 1, "bob", AcceptPolicy::AcceptAll).await;
+        let carol = start_peer(&net, 2, "carol", AcceptPolicy::AcceptAll).await;
+
+        // alice ↔ bob, both ways.
+        alice
+            .command(Command::Connect(nick("bob")))
+            .await
+            .unwrap()
+            .unwrap();
+        wait_for(&alice, |e| {
+            matches!(
+                e,
+                Event::ChatState {
+                    state: ChatState::Connected,
+                    ..
+                }
+            )
+        })
+        .await;
+        for (from, to, to_nick, text) in [
+            (&alice, &bob, "bob", "one"),
+            (&bob, &alice, "alice", "two"),
+            (&alice, &bob, "bob", "three"),
+        ] {
+            from.command(Command::Send(nick(to_nick), text.into()))
+                .await
+                .unwrap()
+                .unwrap();
+            let got = wait_for(to, |e| matches!(e, Event::Message { .. })).await;
+            assert!(matches!(got, Event::Message { text: t, .. } if t == text));
+            wait_for(from, |e| matches!(e, Event::Delivered { .. })).await;
+        }
+
+        // carol asks alice, who denies with a reason carol sees.
+        carol
+            .command(Command::Connect(nick("alice")))
+            .await
+            .unwrap()
+            .unwrap();
+        let request = match wait_for(&alice, |e| matches!(e, Event::ConnectionRequest { .. })).await
+        {
+            Event::ConnectionRequest { request, .. } => request,
+            _ => unreachable!(),
+        };
+        alice
+            .command(Command::Deny(request, "not today".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        let closed = wait_for(&carol, |e| matches!(e, Event::ChatClosed { .. })).await;
+        assert!(matches!(
+            closed,
+            Event::ChatClosed { reason: CloseReason::Denied(r), .. } if r == "not today"
+        ));
+
+        // bob closes; alice is told with bob's reason.
+        bob.command(Command::Close(nick("alice"), "gotta go".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        let closed = wait_for(&alice, |e| matches!(e, Event::ChatClosed { .. })).await;
+        assert!(matches!(
+            closed,
+            Event::ChatClosed { reason: CloseReason::ByPeer(r), .. } if r == "gotta go"
+        ));
+
+        // carol quits gracefully: unregistered, and alice sees her leave.
+        carol.command(Command::Shutdown).await.unwrap().unwrap();
+        wait_for(&carol, |e| *e == Event::Unregistered).await;
+        wait_for(&carol, |e| *e == Event::ShutdownComplete).await;
+        carol.join().await;
+        wait_for(&alice, |e| {
+            matches!(e, Event::Presence(p2pchat_core::registry::Presence::Left(n)) if *n == nick("carol"))
+        })
+        .await;
+        let Answer::Chats(chats) = alice.command(Command::Chats).await.unwrap().unwrap() else {
+            panic!("no chats answer")
+        };
+        assert!(chats.is_empty(), "{chats:?}");
+        net.stop.stop();
+    });
+}
