@@ -11,7 +11,7 @@ use async_std::io::{ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task::block_on;
 use async_tungstenite::tungstenite::Message;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use p2pchat_async_std::{ServerSettings, StopServer};
 use p2pchat_core::frame::{FrameDecoder, decode_body, encode_frame};
 use p2pchat_core::registry::{
