@@ -124,15 +124,7 @@ pub enum ConfigError {
         message: String,
     },
     /// Required values are missing.
-    #[error(
-        "missing configuration value{}: {}. Set {} in {} (`p2pchat init` writes a commented \
-         file), or pass the flag{}",
-        if .keys.len() > 1 { "s" } else { "" },
-        .keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
-        if .keys.len() > 1 { "them" } else { "it" },
-        .path.display(),
-        .keys.iter().map(|(_, f)| format!(" {f}")).collect::<String>()
-    )]
+    #[error("{}", missing_message(.keys, .path))]
     Missing {
         /// Config keys with the flag that sets each.
         keys: Vec<(&'static str, &'static str)>,
@@ -147,6 +139,27 @@ pub enum ConfigError {
         /// Why.
         why: String,
     },
+}
+
+fn missing_message(keys: &[(&'static str, &'static str)], path: &Path) -> String {
+    let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    let mut flags: Vec<&str> = keys.iter().map(|(_, f)| *f).collect();
+    flags.dedup();
+    let plural = names.len() > 1;
+    format!(
+        "missing configuration value{}: {}. Set {} in {} (`p2pchat init` writes a commented \
+         file), or pass {} {}",
+        if plural { "s" } else { "" },
+        names.join(", "),
+        if plural { "them" } else { "it" },
+        path.display(),
+        if flags.len() > 1 {
+            "the flags"
+        } else {
+            "the flag"
+        },
+        flags.join(" ")
+    )
 }
 
 impl FileConfig {
@@ -172,7 +185,15 @@ impl FileConfig {
 
     /// Parses TOML text; unknown keys are errors that name the key.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text.get(..span.start).unwrap_or("").matches('\n').count() + 1);
+            match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_owned(),
+            }
+        })
     }
 
     /// Applies `P2PCHAT_*` environment variables (`P2PCHAT_NICK`, `P2PCHAT_SERVER_ADDRESS`,

@@ -7,8 +7,11 @@ pub mod render;
 
 use std::collections::BTreeMap;
 
+use core::time::Duration;
+
 use async_std::channel::{Sender, bounded};
 use async_std::io::BufReadExt;
+use indicatif::{MultiProgress, ProgressBar};
 use p2pchat_async_std::{Answer, Command, PeerHandle};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{ChatState, Event};
@@ -43,6 +46,7 @@ pub async fn run(peer: PeerHandle, me: Nick) {
         let _ = quit.try_send(UiInput::Line("/quit".into()));
     });
     let mut ui = Ui {
+        spinners: Spinners::new(),
         peer,
         me,
         current: None,
@@ -87,6 +91,7 @@ async fn read_stdin(tx: Sender<UiInput>) {
 }
 
 struct Ui {
+    spinners: Spinners,
     peer: PeerHandle,
     me: Nick,
     current: Option<Nick>,
@@ -95,7 +100,51 @@ struct Ui {
     quitting: bool,
 }
 
+/// Spinners on stderr while chats dial (only on a terminal); output lines are printed
+/// around them.
+struct Spinners {
+    multi: Option<MultiProgress>,
+    bars: BTreeMap<Nick, ProgressBar>,
+}
+
+impl Spinners {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            multi: std::io::stderr().is_terminal().then(MultiProgress::new),
+            bars: BTreeMap::new(),
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match &self.multi {
+            Some(m) => m.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    fn dialing(&mut self, nick: &Nick, text: &str) {
+        let Some(multi) = &self.multi else { return };
+        let bar = self.bars.entry(nick.clone()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        bar.set_message(text.to_owned());
+    }
+
+    fn done(&mut self, nick: &Nick) {
+        if let Some(bar) = self.bars.remove(nick) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 impl Ui {
+    fn say(&self, line: &str) {
+        self.spinners.say(line);
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
             Event::ConnectionRequest { request, nick, .. } => {
@@ -115,22 +164,33 @@ impl Ui {
             }
             _ => {}
         }
+        match event {
+            Event::ChatState { nick, state } => match state {
+                ChatState::LookingUp | ChatState::Connecting | ChatState::AwaitingAcceptance => {
+                    let line = render::render(event).join(" ");
+                    self.spinners.dialing(nick, line.trim_start_matches("* "));
+                }
+                _ => self.spinners.done(nick),
+            },
+            Event::ChatClosed { nick, .. } => self.spinners.done(nick),
+            _ => {}
+        }
         for line in render::render(event) {
-            println!("{line}");
+            self.say(&line);
         }
     }
 
     async fn line(&mut self, line: &str) {
         match parse(line) {
             Ok(command) => self.command(command).await,
-            Err(why) => println!("! {why}"),
+            Err(why) => self.say(&format!("! {why}")),
         }
     }
 
     async fn quit(&mut self) {
         if !self.quitting {
             self.quitting = true;
-            println!("* closing chats and unregistering…");
+            self.say("* closing chats and unregistering…");
             self.run(Command::Shutdown).await;
         }
     }
@@ -139,7 +199,7 @@ impl Ui {
         match Nick::new(s) {
             Ok(n) => Some(n),
             Err(e) => {
-                println!("! {s:?} is not a nick: {e}");
+                self.say(&format!("! {s:?} is not a nick: {e}"));
                 None
             }
         }
@@ -150,11 +210,11 @@ impl Ui {
         match self.peer.command(command).await {
             Ok(Ok(answer)) => Some(answer),
             Ok(Err(e)) => {
-                println!("! {e}");
+                self.say(&format!("! {e}"));
                 None
             }
             Err(e) => {
-                println!("! {e}");
+                self.say(&format!("! {e}"));
                 None
             }
         }
@@ -162,18 +222,18 @@ impl Ui {
 
     async fn send(&mut self, nick: Nick, text: String) {
         if let Some(Answer::MessageId(id)) = self.run(Command::Send(nick.clone(), text)).await {
-            println!("* #{id} sent to {nick}");
+            self.say(&format!("* #{id} sent to {nick}"));
         }
     }
 
     async fn command(&mut self, command: UiCommand) {
         if self.quitting && command != UiCommand::Nothing {
-            println!("! quitting; please wait");
+            self.say("! quitting; please wait");
             return;
         }
         match command {
             UiCommand::Nothing => {}
-            UiCommand::Help => println!("{HELP}"),
+            UiCommand::Help => self.say(HELP),
             UiCommand::Quit => self.quit().await,
             UiCommand::Users(prefix) => {
                 self.run(Command::Users {
@@ -197,7 +257,7 @@ impl Ui {
                             self.current = Some(nick);
                         }
                     }
-                    None => println!("! {nick} has not asked to chat (or gave up)"),
+                    None => self.say(&format!("! {nick} has not asked to chat (or gave up)")),
                 }
             }
             UiCommand::Deny(nick, reason) => {
@@ -210,16 +270,16 @@ impl Ui {
                             reason
                         };
                         if self.run(Command::Deny(request, reason)).await.is_some() {
-                            println!("* denied {nick}");
+                            self.say(&format!("* denied {nick}"));
                         }
                     }
-                    None => println!("! {nick} has not asked to chat (or gave up)"),
+                    None => self.say(&format!("! {nick} has not asked to chat (or gave up)")),
                 }
             }
             UiCommand::Chats => {
                 if let Some(Answer::Chats(chats)) = self.run(Command::Chats).await {
                     if chats.is_empty() {
-                        println!("* no chats; /connect NICK to open one");
+                        self.say("* no chats; /connect NICK to open one");
                     }
                     for (nick, state) in chats {
                         let mark = if self.current.as_ref() == Some(&nick) {
@@ -227,13 +287,13 @@ impl Ui {
                         } else {
                             " "
                         };
-                        println!("{mark} {nick}: {state:?}");
+                        self.say(&format!("{mark} {nick}: {state:?}"));
                     }
                 }
             }
             UiCommand::Switch(nick) => {
                 if let Some(nick) = self.nick(&nick) {
-                    println!("* talking to {nick}");
+                    self.say(&format!("* talking to {nick}"));
                     self.current = Some(nick);
                 }
             }
@@ -244,7 +304,7 @@ impl Ui {
             }
             UiCommand::Text(text) => match self.current.clone() {
                 Some(nick) => self.send(nick, text).await,
-                None => println!("! no current chat: /connect NICK, /accept NICK or /switch NICK"),
+                None => self.say("! no current chat: /connect NICK, /accept NICK or /switch NICK"),
             },
             UiCommand::Close(nick) => {
                 if let Some(nick) = self.nick(&nick) {
@@ -261,14 +321,16 @@ impl Ui {
                 if let Some(Answer::Fingerprint(Some(f))) =
                     self.run(Command::Fingerprint(None)).await
                 {
-                    println!("* you ({}): {f}", self.me);
+                    self.say(&format!("* you ({}): {f}", self.me));
                 }
             }
             UiCommand::Fingerprint(Some(nick)) => {
                 let Some(nick) = self.nick(&nick) else { return };
                 match self.run(Command::Fingerprint(Some(nick.clone()))).await {
-                    Some(Answer::Fingerprint(Some(f))) => println!("* {nick}: {f}"),
-                    Some(_) => println!("! no chat with {nick}: its key is known once you connect"),
+                    Some(Answer::Fingerprint(Some(f))) => self.say(&format!("* {nick}: {f}")),
+                    Some(_) => self.say(&format!(
+                        "! no chat with {nick}: its key is known once you connect"
+                    )),
                     None => {}
                 }
             }

@@ -121,6 +121,16 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM (what `kill` and service managers send).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Kills it at once (like a crash or a power cut).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
