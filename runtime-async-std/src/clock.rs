@@ -2,6 +2,8 @@
 
 use core::time::Duration;
 
+use async_std::channel::{Receiver, RecvError};
+
 use p2pchat_core::time::Instant;
 
 /// Maps the monotonic clock to core instants.
@@ -27,5 +29,30 @@ impl Clock {
     /// How long until `at` (zero if it has passed).
     pub fn until(&self, at: Instant) -> Duration {
         Duration::from_micros(at.as_micros().saturating_sub(self.now().as_micros()))
+    }
+}
+
+/// What a loop waits for: an input, or its core's next timer.
+#[derive(Debug)]
+pub enum Wake<T> {
+    /// An input arrived.
+    Input(T),
+    /// The deadline passed: call the core's `handle_timeout`.
+    Timer,
+}
+
+/// Waits for the next input from `rx`, or until `deadline` (the core's `poll_timeout`).
+/// An error means every sender is gone.
+pub async fn next_input<T>(
+    rx: &Receiver<T>,
+    clock: &Clock,
+    deadline: Option<Instant>,
+) -> Result<Wake<T>, RecvError> {
+    match deadline {
+        Some(at) => match async_std::future::timeout(clock.until(at), rx.recv()).await {
+            Ok(input) => input.map(Wake::Input),
+            Err(_) => Ok(Wake::Timer),
+        },
+        None => rx.recv().await.map(Wake::Input),
     }
 }

@@ -12,10 +12,10 @@ use p2pchat_core::identity::Fingerprint;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{ChatState, CommandError, Event, Input, Output, Peer, Target};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Wake, next_input};
 use crate::transport::Transport;
 use crate::websocket::open_registry;
-use crate::wire::{Wire, WireEvent, WireWriter, spawn_wire};
+use crate::wire::{Wire, WireEvent, WireWriter, accept_loop, spawn_wire};
 
 /// A user's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +154,8 @@ pub fn spawn_peer(core: Peer, settings: PeerSettings, listener: TcpListener) -> 
     let (inbox_tx, inbox_rx) = bounded(INBOX);
     let (events_tx, events_rx) = bounded(EVENTS);
     let accept_tx = inbox_tx.clone();
-    let listener_task = async_std::task::spawn(accept_loop(listener, accept_tx));
+    let listener_task =
+        async_std::task::spawn(accept_loop(listener, accept_tx, LoopInput::Accepted));
     let loop_tx = inbox_tx.clone();
     let task = async_std::task::spawn(async move {
         let mut state = LoopState {
@@ -176,23 +177,6 @@ pub fn spawn_peer(core: Peer, settings: PeerSettings, listener: TcpListener) -> 
     }
 }
 
-async fn accept_loop(listener: TcpListener, to_loop: Sender<LoopInput>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                if to_loop.send(LoopInput::Accepted(stream)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // Out of file descriptors, for example: wait rather than spin.
-                tracing::warn!("accepting an inbound connection failed: {e}");
-                async_std::task::sleep(core::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
 struct LoopState {
     core: Peer,
     settings: PeerSettings,
@@ -209,20 +193,11 @@ impl LoopState {
             if !self.drain().await || self.core.is_shut_down() {
                 return;
             }
-            let input = match self.core.poll_timeout() {
-                Some(at) => {
-                    match async_std::future::timeout(self.clock.until(at), inbox.recv()).await {
-                        Ok(input) => input,
-                        Err(_) => {
-                            self.core.handle_timeout(self.clock.now());
-                            continue;
-                        }
-                    }
-                }
-                None => inbox.recv().await,
-            };
-            let Ok(input) = input else { return };
-            self.handle(input);
+            match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
+                Ok(Wake::Input(input)) => self.handle(input),
+                Ok(Wake::Timer) => self.core.handle_timeout(self.clock.now()),
+                Err(_) => return,
+            }
         }
     }
 

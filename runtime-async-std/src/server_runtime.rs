@@ -12,9 +12,9 @@ use async_tungstenite::WebSocketStream;
 use p2pchat_core::conn::ConnId;
 use p2pchat_core::registry::{Registry, RegistryOutput};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Wake, next_input};
 use crate::websocket::server_config;
-use crate::wire::{Wire, WireEvent, WireWriter, spawn_wire};
+use crate::wire::{Wire, WireEvent, WireWriter, accept_loop, spawn_wire};
 
 /// Server settings beyond the core's.
 #[derive(Debug, Clone)]
@@ -78,7 +78,8 @@ pub fn spawn_server(
     let stop = StopServer(tx.clone());
     let accept_tx = tx.clone();
     let task = async_std::task::spawn(async move {
-        let acceptor = async_std::task::spawn(accept_loop(listener, accept_tx));
+        let acceptor =
+            async_std::task::spawn(accept_loop(listener, accept_tx, ServerInput::Accepted));
         let mut server = Server {
             core,
             settings,
@@ -91,22 +92,6 @@ pub fn spawn_server(
         acceptor.cancel().await;
     });
     (stop, task)
-}
-
-async fn accept_loop(listener: TcpListener, to_loop: Sender<ServerInput>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                if to_loop.send(ServerInput::Accepted(stream)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!("accepting a connection failed: {e}");
-                async_std::task::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }
 
 struct Server {
@@ -123,21 +108,10 @@ impl Server {
     async fn run(&mut self, inbox: Receiver<ServerInput>) {
         loop {
             self.drain();
-            let input = match self.core.poll_timeout() {
-                Some(at) => {
-                    match async_std::future::timeout(self.clock.until(at), inbox.recv()).await {
-                        Ok(input) => input,
-                        Err(_) => {
-                            self.core.handle_timeout(self.clock.now());
-                            continue;
-                        }
-                    }
-                }
-                None => inbox.recv().await,
-            };
-            match input {
-                Ok(ServerInput::Stop) | Err(_) => break,
-                Ok(input) => self.handle(input),
+            match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
+                Ok(Wake::Input(ServerInput::Stop)) | Err(_) => break,
+                Ok(Wake::Input(input)) => self.handle(input),
+                Ok(Wake::Timer) => self.core.handle_timeout(self.clock.now()),
             }
         }
         tracing::info!(

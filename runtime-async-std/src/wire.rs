@@ -57,6 +57,29 @@ impl WireWriter {
     }
 }
 
+/// Accepts connections on `listener` and hands each to the loop as `wrap(stream)`, until
+/// the loop is gone.
+pub async fn accept_loop<T>(
+    listener: async_std::net::TcpListener,
+    to_loop: Sender<T>,
+    wrap: fn(TcpStream) -> T,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if to_loop.send(wrap(stream)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors, for example: wait rather than spin.
+                tracing::warn!("accepting a connection failed: {e}");
+                async_std::task::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// How long a WebSocket close handshake may take before the socket is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
