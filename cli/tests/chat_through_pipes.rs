@@ -3,16 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
-mod support;
+use std::path::Path;
 
-use support::{start_chat, start_registry, temp_dir};
+use p2pchat_tests::process::{start_chat, start_registry, temp_dir};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_p2pchat"))
+}
 
 #[test]
 fn two_chat_processes_talk_through_a_server_process() {
     let dir = temp_dir("pipes");
-    let (mut server, port) = start_registry(&dir);
-    let mut alice = start_chat(&dir, "alice", port, &[]);
-    let mut bob = start_chat(&dir, "bob", port, &[]);
+    let (mut server, port) = start_registry(bin(), &dir);
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
+    let mut bob = start_chat(bin(), &dir, "bob", port, &[]);
     alice.expect("you are alice");
     bob.expect("you are bob");
 
@@ -48,9 +52,9 @@ fn two_chat_processes_talk_through_a_server_process() {
 #[test]
 fn a_denied_chat_request_shows_the_reason_to_the_requester() {
     let dir = temp_dir("deny");
-    let (_server, port) = start_registry(&dir);
-    let mut alice = start_chat(&dir, "alice", port, &[]);
-    let mut carol = start_chat(&dir, "carol", port, &[]);
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
+    let mut carol = start_chat(bin(), &dir, "carol", port, &[]);
     alice.expect("you are alice");
     carol.expect("you are carol");
     alice.send("/connect carol");

@@ -4,15 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
-mod support;
+use std::path::Path;
 
-use support::{start_chat, start_registry, temp_dir};
+use p2pchat_tests::process::{start_chat, start_registry, temp_dir};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_p2pchat"))
+}
 
 #[test]
 fn a_killed_peer_comes_back_and_gets_the_queued_message_exactly_once() {
     let dir = temp_dir("restart");
-    let (_server, port) = start_registry(&dir);
-    let mut alice = start_chat(&dir, "alice", port, &[]);
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
     // Bob keeps his port across the restart, as an onion service keeps its virtual port.
     let bob_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -20,7 +24,7 @@ fn a_killed_peer_comes_back_and_gets_the_queued_message_exactly_once() {
     };
     let bob_listen = format!("127.0.0.1:{bob_port}");
     let bob_args = ["--auto-accept", "--listen", bob_listen.as_str()];
-    let mut bob = start_chat(&dir, "bob", port, &bob_args);
+    let mut bob = start_chat(bin(), &dir, "bob", port, &bob_args);
     alice.expect("you are alice");
     bob.expect("you are bob");
     alice.send("/connect bob");
@@ -36,7 +40,7 @@ fn a_killed_peer_comes_back_and_gets_the_queued_message_exactly_once() {
     alice.send("are you there?");
     alice.expect("#2 sent to bob");
 
-    let mut bob = start_chat(&dir, "bob", port, &bob_args);
+    let mut bob = start_chat(bin(), &dir, "bob", port, &bob_args);
     bob.expect("you are bob");
     alice.send("/retry bob");
     bob.expect("<alice> are you there?");

@@ -2,15 +2,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
-mod support;
+use std::path::Path;
 
-use support::{start_chat, start_registry, temp_dir};
+use p2pchat_tests::process::{start_chat, start_registry, temp_dir};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_p2pchat"))
+}
 
 #[test]
 fn sigterm_stops_the_server_and_its_clients_are_told() {
     let dir = temp_dir("sigterm");
-    let (mut server, port) = start_registry(&dir);
-    let mut alice = start_chat(&dir, "alice", port, &[]);
+    let (mut server, port) = start_registry(bin(), &dir);
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
     alice.expect("you are alice");
     server.terminate();
     server.expect("p2pchat registry stopped");

@@ -3,9 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
 
-mod support;
+use std::path::Path;
 
-use support::{Proc, empty_config, start_chat, start_registry, temp_dir};
+use p2pchat_tests::process::{Proc, empty_config, start_chat, start_registry, temp_dir};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_p2pchat"))
+}
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
@@ -25,7 +29,7 @@ fn chat_with_config(dir: &std::path::Path, config: &str, extra: &[&str]) -> Proc
         data.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    Proc::start("chat", &args)
+    Proc::start(bin(), "chat", &args)
 }
 
 #[test]
@@ -33,6 +37,7 @@ fn missing_configuration_values_are_each_named_with_exit_code_3() {
     let dir = temp_dir("missing");
     let config = empty_config(&dir);
     let mut p = Proc::start(
+        bin(),
         "chat",
         &[
             "chat",
@@ -63,7 +68,7 @@ fn an_unknown_configuration_key_is_named_with_exit_code_3() {
 fn a_registry_that_is_down_is_reported_with_exit_code_4() {
     let dir = temp_dir("registry-down");
     let port = closed_port();
-    let mut p = start_chat(&dir, "alice", port, &[]);
+    let mut p = start_chat(bin(), &dir, "alice", port, &[]);
     assert_eq!(p.wait(), 4);
     let out = p.output();
     assert!(
@@ -139,12 +144,12 @@ fn a_wrong_hidden_service_dir_is_reported_with_exit_code_4() {
 #[test]
 fn a_duplicate_nick_shows_the_registrys_reason_with_exit_code_5() {
     let dir = temp_dir("dup-nick");
-    let (_server, port) = start_registry(&dir);
-    let mut first = start_chat(&dir, "alice", port, &[]);
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut first = start_chat(bin(), &dir, "alice", port, &[]);
     first.expect("you are alice");
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
-    let mut second = start_chat(&other, "alice", port, &[]);
+    let mut second = start_chat(bin(), &other, "alice", port, &[]);
     assert_eq!(second.wait(), 5);
     let out = second.output();
     assert!(
@@ -159,6 +164,7 @@ fn direct_mode_refuses_a_registry_that_is_not_on_loopback() {
     let config = empty_config(&dir);
     let data = dir.join("data");
     let mut p = Proc::start(
+        bin(),
         "chat",
         &[
             "chat",

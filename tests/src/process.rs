@@ -1,6 +1,6 @@
 //! Running the real `p2pchat` binary: processes with piped stdin/stdout, read line by line.
-
-#![allow(dead_code)] // each test file uses part of this
+//! Tests of the `p2pchat` package pass `env!("CARGO_BIN_EXE_p2pchat")`; others use
+//! [`p2pchat_binary`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -8,9 +8,23 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_p2pchat")
+/// The `p2pchat` binary of this build (`target/<profile>/p2pchat`), built first if it is
+/// missing (as when only this package's tests are run).
+pub fn p2pchat_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/p2pchat
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    let binary = profile_dir.join("p2pchat");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--locked", "-p", "p2pchat", "--bin", "p2pchat"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "cannot build p2pchat");
+    }
+    binary
 }
 
 /// A fresh temporary directory for one test.
@@ -30,6 +44,7 @@ pub fn empty_config(dir: &Path) -> PathBuf {
 
 /// A running `p2pchat` process.
 pub struct Proc {
+    /// A label for failure messages.
     pub name: String,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -39,11 +54,15 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `p2pchat ARGS`.
-    pub fn start(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(binary())
-            .args(args)
-            .env("RUST_LOG", "warn")
+    /// Starts `BINARY ARGS`.
+    pub fn start(binary: &Path, name: &str, args: &[&str]) -> Self {
+        Self::start_command(Command::new(binary).args(args), name)
+    }
+
+    /// Starts a prepared command (for example `strace … p2pchat …`).
+    pub fn start_command(command: &mut Command, name: &str) -> Self {
+        let mut child = command
+            .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -74,7 +93,12 @@ impl Proc {
 
     /// Waits (up to 30 s) for a line containing `needle`; returns it.
     pub fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.expect_within(needle, Duration::from_secs(30))
+    }
+
+    /// Waits up to `limit` for a line containing `needle`; returns it.
+    pub fn expect_within(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -102,7 +126,12 @@ impl Proc {
 
     /// Waits (up to 30 s) for the process to exit; returns its exit code.
     pub fn wait(&mut self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_within(Duration::from_secs(30))
+    }
+
+    /// Waits up to `limit` for the process to exit; returns its exit code.
+    pub fn wait_within(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 // Collect what is left of the output for assertions.
@@ -151,10 +180,11 @@ impl Drop for Proc {
 }
 
 /// Starts a registry in direct mode on a free port; returns it and its port.
-pub fn start_registry(dir: &Path) -> (Proc, u16) {
+pub fn start_registry(binary: &Path, dir: &Path) -> (Proc, u16) {
     let config = empty_config(dir);
     let data = dir.join("registry-data");
     let mut server = Proc::start(
+        binary,
         "server",
         &[
             "server",
@@ -174,7 +204,13 @@ pub fn start_registry(dir: &Path) -> (Proc, u16) {
 }
 
 /// Starts `p2pchat chat` in direct mode as `nick`, with its own data directory.
-pub fn start_chat(dir: &Path, nick: &str, registry_port: u16, extra: &[&str]) -> Proc {
+pub fn start_chat(
+    binary: &Path,
+    dir: &Path,
+    nick: &str,
+    registry_port: u16,
+    extra: &[&str],
+) -> Proc {
     let config = empty_config(dir);
     let data = dir.join(format!("{nick}-data"));
     let server = format!("127.0.0.1:{registry_port}");
@@ -196,5 +232,5 @@ pub fn start_chat(dir: &Path, nick: &str, registry_port: u16, extra: &[&str]) ->
         data.to_str().unwrap(),
     ]);
     args.extend_from_slice(extra);
-    Proc::start(nick, &args)
+    Proc::start(binary, nick, &args)
 }
