@@ -25,6 +25,8 @@ pub struct ControlConnection {
     stream: TcpStream,
     parser: ReplyParser,
     pending: std::collections::VecDeque<Reply>,
+    /// Asynchronous events (status 650), kept apart from command replies.
+    events: std::collections::VecDeque<Reply>,
     addr: SocketAddr,
 }
 
@@ -44,6 +46,7 @@ impl ControlConnection {
             stream,
             parser: ReplyParser::new(),
             pending: Default::default(),
+            events: Default::default(),
             addr,
         })
     }
@@ -58,21 +61,56 @@ impl ControlConnection {
     }
 
     async fn read_reply(&mut self) -> Result<Reply, TorError> {
-        let mut buf = [0u8; 4096];
         loop {
             if let Some(reply) = self.pending.pop_front() {
                 return Ok(reply);
             }
-            let n = self.stream.read(&mut buf).await.map_err(|e| self.lost(e))?;
-            if n == 0 {
-                return Err(TorError::ControlClosed(self.addr));
-            }
-            let replies = self
-                .parser
-                .push(buf.get(..n).unwrap_or_default())
-                .map_err(TorError::ControlReply)?;
-            self.pending.extend(replies);
+            self.read_more().await?;
         }
+    }
+
+    /// Subscribes to asynchronous events (`SETEVENTS`), e.g. `HS_DESC`.
+    pub async fn set_events(&mut self, events: &str) -> Result<(), TorError> {
+        let reply = self.command(&format!("SETEVENTS {events}")).await?;
+        if reply.is_ok() {
+            Ok(())
+        } else {
+            Err(TorError::Refused {
+                command: "SETEVENTS",
+                message: reply.message().to_owned(),
+            })
+        }
+    }
+
+    /// The next asynchronous event (after [`ControlConnection::set_events`]): its text,
+    /// e.g. `HS_DESC UPLOADED <service id> …`.
+    pub async fn next_event(&mut self) -> Result<String, TorError> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event.message().to_owned());
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> Result<(), TorError> {
+        let mut buf = [0u8; 4096];
+        let n = self.stream.read(&mut buf).await.map_err(|e| self.lost(e))?;
+        if n == 0 {
+            return Err(TorError::ControlClosed(self.addr));
+        }
+        let replies = self
+            .parser
+            .push(buf.get(..n).unwrap_or_default())
+            .map_err(TorError::ControlReply)?;
+        for reply in replies {
+            if reply.status() == 650 {
+                self.events.push_back(reply);
+            } else {
+                self.pending.push_back(reply);
+            }
+        }
+        Ok(())
     }
 
     fn lost(&self, e: std::io::Error) -> TorError {
