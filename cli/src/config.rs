@@ -260,6 +260,20 @@ pub fn split_listen(s: &str, key: &'static str) -> Result<(String, u16), ConfigE
     }
 }
 
+/// Fuzzing entry point: arbitrary text through the TOML loader, the environment
+/// overrides and the address splitter.
+#[cfg(fuzzing)]
+pub fn fuzz(data: &[u8]) {
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(mut config) = FileConfig::parse(text) {
+        let _ = config.apply_env(|key| (key.len() % 3 == 0).then(|| text.to_owned()));
+    }
+    let _ = split_host_port(text, "fuzz");
+    let _ = split_listen(text, "fuzz");
+}
+
 /// The commented default written by `p2pchat init`.
 pub const DEFAULT_CONFIG: &str = r#"# p2pchat configuration. Every key is optional here; flags and P2PCHAT_* environment
 # variables override what is set. Unknown keys are errors.

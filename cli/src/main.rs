@@ -6,7 +6,6 @@
 
 mod chat_ui;
 mod commands;
-mod config;
 mod errors;
 mod keystore;
 mod paths;
@@ -16,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use p2pchat::config;
 
 use crate::errors::CliError;
 

@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod frame;
+#[cfg(all(fuzzing, feature = "test-keys"))]
+pub mod fuzzing;
 pub mod identity;
 pub mod nick;
 pub mod time;

@@ -130,6 +130,13 @@ pub fn verify_onion_signature(
     let Ok(key) = VerifyingKey::from_bytes(address.public_key()) else {
         return false;
     };
+    // Fuzzing only: every signature by a valid key verifies (see `RsaPublicKey::verify_pss`).
+    #[cfg(fuzzing)]
+    return {
+        let _ = key;
+        signature.iter().any(|b| *b != 0) && !message.is_empty()
+    };
+    #[cfg(not(fuzzing))]
     key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
         .is_ok()
 }

@@ -229,6 +229,31 @@ pub fn key_values(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Fuzzing entry point: arbitrary bytes in arbitrary chunks; every reply within the caps,
+/// every line's `KEY=VALUE` pairs split without panicking.
+#[cfg(fuzzing)]
+pub fn fuzz(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let mut parser = ReplyParser::new();
+    for chunk in rest.chunks(usize::from(split).max(1)) {
+        match parser.push(chunk) {
+            Ok(replies) => {
+                for reply in replies {
+                    assert!(!reply.lines.is_empty() && reply.lines.len() <= MAX_LINES);
+                    for line in &reply.lines {
+                        assert!(line.text.len() <= MAX_LINE);
+                        let _ = key_values(&line.text);
+                    }
+                    let _ = reply.value("ServiceID");
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,573 @@
+//! Entry points of the fuzz targets (`fuzz/fuzz_targets/`), compiled only with
+//! `--cfg fuzzing`. Each turns fuzz bytes into inputs and time steps for one parser or
+//! state machine, drains a bounded number of outputs, and asserts what must hold. Under
+//! `cfg(fuzzing)` the RSA and Ed25519 operations are fakes (see `identity`): any
+//! signature verifies and RSA-OAEP is a length byte and the plaintext, so fuzz input
+//! reaches the code behind the checks. ChaCha20-Poly1305 stays real: the harnesses seal
+//! what they want a peer to receive.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::conn::ConnId;
+use crate::frame::{FrameDecoder, MAX_FRAME_BODY, decode_body, encode_frame};
+use crate::handshake::{ExpectedPeer, Initiator};
+use crate::identity::{KeyBindingCertificate, OnionAddress, RsaPublicKey};
+use crate::nick::Nick;
+use crate::peer::{AcceptPolicy, Input, Output, Peer, PeerConfig, Target};
+use crate::peer_wire::{PeerFrame, SessionMessage};
+use crate::registry::{
+    ClientMessage, Registration, Registry, RegistryConfig, RegistryOutput, ServerMessage,
+    registration_signed_bytes,
+};
+use crate::test_keys;
+use crate::time::Instant;
+
+/// The test identities, parsed once (parsing an RSA key costs about a millisecond, which
+/// would dominate every execution).
+fn identity(i: usize, nick: &str) -> crate::identity::Identity {
+    static KEYS: std::sync::OnceLock<Vec<crate::identity::RsaIdentity>> =
+        std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| (0..test_keys::RSA_2048_COUNT).map(test_keys::rsa).collect());
+    let nick = match Nick::new(nick) {
+        Ok(n) => n,
+        // ok: the harness's own constant nicks.
+        Err(e) => panic!("fuzz harness nick {nick:?}: {e}"),
+    };
+    crate::identity::Identity::new(nick, keys[i % keys.len()].clone(), test_keys::onion(i))
+}
+
+/// Most outputs one step may produce before it counts as unbounded (a bug).
+const MAX_OUTPUTS_PER_STEP: usize = 100_000;
+
+/// Fuzz bytes as a stream of small decisions.
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    /// A chunk: a length byte, then up to that many bytes.
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(self.byte()?);
+        let n = n.min(self.0.len());
+        let (chunk, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(chunk)
+    }
+
+    /// A longer chunk: two length bytes.
+    fn long_chunk(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(u16::from_le_bytes([self.byte()?, self.byte()?]));
+        let n = n.min(self.0.len());
+        let (chunk, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(chunk)
+    }
+}
+
+/// Arbitrary bytes, split into arbitrary chunks, through the frame decoder and every
+/// message decoder: nothing panics and no body exceeds the cap.
+pub fn frame_decoder(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(split).max(1);
+    let mut decoder = FrameDecoder::new();
+    for mut piece in rest.chunks(chunk) {
+        loop {
+            match decoder.decode(&mut piece) {
+                Ok(Some(body)) => {
+                    assert!(body.len() <= MAX_FRAME_BODY);
+                    let _ = decode_body::<PeerFrame>(&body);
+                    let _ = decode_body::<ClientMessage>(&body);
+                    let _ = decode_body::<ServerMessage>(&body);
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A string as an onion address: parses or errors; what parses prints back to itself.
+pub fn onion_address(data: &[u8]) {
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(address) = text.parse::<OnionAddress>() {
+        assert_eq!(address.hostname().parse::<OnionAddress>(), Ok(address));
+        assert_eq!(
+            OnionAddress::from_public_key(*address.public_key()),
+            address
+        );
+    }
+}
+
+/// Bytes as an RSA key (SPKI DER) and as a key-binding certificate.
+pub fn key_binding_certificate(data: &[u8]) {
+    if let Ok(key) = RsaPublicKey::from_der(data) {
+        assert_eq!(RsaPublicKey::from_der(key.der()).ok(), Some(key));
+    }
+    if let Ok(certificate) = postcard::from_bytes::<KeyBindingCertificate>(data) {
+        let _ = certificate.verify();
+        let bytes = postcard::to_allocvec(&certificate).unwrap_or_default();
+        assert_eq!(
+            postcard::from_bytes::<KeyBindingCertificate>(&bytes).ok(),
+            Some(certificate)
+        );
+    }
+}
+
+/// An initiator that dialed bob, fed arbitrary frames as bob's answers.
+pub fn handshake_initiator(data: &[u8]) {
+    let mut rng = test_keys::rng(1);
+    let alice = identity(0, "alice");
+    let bob = identity(1, "bob");
+    let expected = ExpectedPeer {
+        nick: bob.nick.clone(),
+        onion: bob.address(),
+        rsa: bob.rsa.public().clone(),
+    };
+    let Ok((initiator, _hello)) = Initiator::start(&mut rng, &alice, 5051, 7, expected) else {
+        return;
+    };
+    let mut initiator = Some(initiator);
+    let mut session = None;
+    let mut decoder = FrameDecoder::new();
+    let mut input = Bytes(data);
+    while let Some(mut chunk) = input.chunk() {
+        while let Ok(Some(body)) = decoder.decode(&mut chunk) {
+            let Ok(frame) = decode_body::<PeerFrame>(&body) else {
+                return;
+            };
+            match (frame, initiator.take(), session.as_mut()) {
+                (PeerFrame::Challenge(challenge), Some(init), None) => {
+                    match init.on_challenge(&mut rng, &alice, &challenge) {
+                        Ok((_finish, established)) => session = Some(established.cipher),
+                        Err(_) => return,
+                    }
+                }
+                (PeerFrame::Sealed(sealed), None, Some(cipher)) => {
+                    if cipher.open(&sealed).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Runs a peer's outputs to exhaustion (bounded); returns the transmits per connection.
+fn drain_peer(peer: &mut Peer) -> Vec<(ConnId, Vec<u8>)> {
+    let mut out = Vec::new();
+    for _ in 0..MAX_OUTPUTS_PER_STEP {
+        match peer.poll_output() {
+            Some(Output::Transmit { conn, bytes }) => out.push((conn, bytes)),
+            Some(_) => {}
+            None => return out,
+        }
+    }
+    panic!("a peer produced more than {MAX_OUTPUTS_PER_STEP} outputs in one step");
+}
+
+/// A peer accepting an inbound connection, fed arbitrary bytes and time steps (the
+/// responder side of the handshake, then the session and user decisions).
+pub fn handshake_responder(data: &[u8]) {
+    let mut config = PeerConfig {
+        accept_policy: AcceptPolicy::Ask,
+        ..PeerConfig::default()
+    };
+    let alice = identity(0, "alice");
+    if let Ok(nick) = Nick::new("alice") {
+        config.pinned.insert(nick, alice.rsa.public().clone());
+    }
+    let mut now = Instant::ZERO;
+    let mut peer = Peer::new(config, identity(1, "bob"), &mut test_keys::rng(2), now);
+    let Ok(conn) = peer.accept_incoming(now) else {
+        return;
+    };
+    let mut input = Bytes(data);
+    while let Some(op) = input.byte() {
+        match op % 4 {
+            0 | 1 => {
+                let Some(bytes) = input.long_chunk() else {
+                    return;
+                };
+                peer.handle_input(now, Input::Received { conn, bytes });
+            }
+            2 => {
+                now = now + Duration::from_millis(u64::from(input.byte().unwrap_or(0)) * 997);
+                peer.handle_timeout(now);
+            }
+            _ => {
+                let request = u64::from(input.byte().unwrap_or(0) % 4);
+                if input.byte().unwrap_or(0) % 2 == 0 {
+                    let _ = peer.accept(now, request);
+                } else {
+                    let _ = peer.deny(now, request, "no");
+                }
+            }
+        }
+        drain_peer(&mut peer);
+    }
+}
+
+/// A peer's registry connection, fed arbitrary bytes (a hostile registry) and time steps.
+pub fn registry_client(data: &[u8]) {
+    let mut now = Instant::ZERO;
+    let mut peer = Peer::new(
+        PeerConfig::default(),
+        identity(0, "alice"),
+        &mut test_keys::rng(3),
+        now,
+    );
+    peer.register(now);
+    let mut conn = None;
+    let mut input = Bytes(data);
+    loop {
+        for _ in 0..MAX_OUTPUTS_PER_STEP {
+            match peer.poll_output() {
+                Some(Output::Connect {
+                    conn: c,
+                    target: Target::Registry,
+                }) => {
+                    conn = Some(c);
+                    peer.handle_input(now, Input::Connected { conn: c });
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let Some(op) = input.byte() else { return };
+        match (op % 5, conn) {
+            (0..=2, Some(c)) => {
+                let Some(bytes) = input.long_chunk() else {
+                    return;
+                };
+                peer.handle_input(now, Input::Received { conn: c, bytes });
+            }
+            (3, _) => {
+                now = now + Duration::from_secs(u64::from(input.byte().unwrap_or(0)));
+                peer.handle_timeout(now);
+            }
+            (_, Some(c)) => {
+                let prefix = input
+                    .chunk()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                peer.refresh_users(now, &prefix, None);
+                if op % 2 == 0 {
+                    peer.handle_input(now, Input::Closed { conn: c });
+                    conn = None;
+                }
+            }
+            (_, None) => {
+                now = now + Duration::from_secs(61);
+                peer.handle_timeout(now);
+            }
+        }
+    }
+}
+
+/// The registry server fed arbitrary client bytes on several connections, valid
+/// registrations (signatures are faked), closes and time steps. Its caps must hold.
+pub fn registry_server(data: &[u8]) {
+    let config = RegistryConfig {
+        max_users: 4,
+        max_connections: 6,
+        ..RegistryConfig::default()
+    };
+    let (max_users, max_connections) = (config.max_users, config.max_connections);
+    let mut registry = Registry::new(config, &mut test_keys::rng(4));
+    let mut now = Instant::ZERO;
+    let mut conns: Vec<ConnId> = Vec::new();
+    let mut challenges: BTreeMap<ConnId, [u8; 32]> = BTreeMap::new();
+    let mut decoders: BTreeMap<ConnId, FrameDecoder> = BTreeMap::new();
+    let mut input = Bytes(data);
+    while let Some(op) = input.byte() {
+        let pick = |b: Option<u8>, conns: &[ConnId]| {
+            (!conns.is_empty()).then(|| conns[usize::from(b.unwrap_or(0)) % conns.len()])
+        };
+        match op % 6 {
+            0 => {
+                if let Ok(c) = registry.accept_connection(now) {
+                    conns.push(c);
+                }
+            }
+            1 | 2 => {
+                let target = pick(input.byte(), &conns);
+                let Some(bytes) = input.long_chunk() else {
+                    return;
+                };
+                if let Some(c) = target {
+                    registry.handle_received(now, c, bytes);
+                }
+            }
+            3 => {
+                let target = pick(input.byte(), &conns);
+                let who = usize::from(input.byte().unwrap_or(0) % 6);
+                let port = u16::from(input.byte().unwrap_or(1));
+                if let Some(c) = target {
+                    let id = identity(who, ["a", "b", "c", "a", "d", "e"][who]);
+                    let nonce = challenges.get(&c).copied().unwrap_or([0; 32]);
+                    let signed = registration_signed_bytes(&nonce, &id.certificate, port);
+                    let registration = Registration {
+                        nick: id.nick.to_string(),
+                        onion: *id.address().public_key(),
+                        port,
+                        rsa_public_key: id.rsa.public().der().to_vec(),
+                        certificate_signature: id.certificate.signature,
+                        challenge_signature: id
+                            .rsa
+                            .sign_pss(&mut test_keys::rng(5), &signed)
+                            .unwrap_or_default(),
+                    };
+                    if let Ok(bytes) = encode_frame(&ClientMessage::Register(registration)) {
+                        registry.handle_received(now, c, &bytes);
+                    }
+                }
+            }
+            4 => {
+                if let Some(c) = pick(input.byte(), &conns) {
+                    registry.handle_closed(c);
+                    conns.retain(|x| *x != c);
+                }
+            }
+            _ => {
+                now = now + Duration::from_secs(u64::from(input.byte().unwrap_or(0)));
+                registry.handle_timeout(now);
+            }
+        }
+        for _ in 0..MAX_OUTPUTS_PER_STEP {
+            match registry.poll_output() {
+                Some(RegistryOutput::Transmit { conn, mut bytes }) => {
+                    let decoder = decoders.entry(conn).or_default();
+                    let mut slice = &bytes[..];
+                    while let Ok(Some(body)) = decoder.decode(&mut slice) {
+                        if let Ok(ServerMessage::Challenge { nonce }) = decode_body(&body) {
+                            challenges.insert(conn, nonce);
+                        }
+                    }
+                    bytes.clear();
+                }
+                Some(RegistryOutput::Close { conn }) => conns.retain(|x| *x != conn),
+                None => break,
+            }
+        }
+        assert!(registry.user_count() <= max_users);
+        assert!(registry.connection_count() <= max_connections);
+    }
+}
+
+/// Hosts of the in-memory world of [`session`].
+const REGISTRY: usize = 0;
+
+/// An in-memory world: the registry (host 0) and two peers (hosts 1 and 2).
+struct World {
+    now: Instant,
+    registry: Registry,
+    peers: [Peer; 2],
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    queue: VecDeque<((usize, ConnId), Option<Vec<u8>>)>,
+}
+
+impl World {
+    fn new() -> Self {
+        let config = PeerConfig {
+            accept_policy: AcceptPolicy::AcceptAll,
+            ..PeerConfig::default()
+        };
+        let mut rng = test_keys::rng(6);
+        Self {
+            now: Instant::ZERO,
+            registry: Registry::new(RegistryConfig::default(), &mut rng),
+            peers: [
+                Peer::new(
+                    config.clone(),
+                    identity(0, "alice"),
+                    &mut rng,
+                    Instant::ZERO,
+                ),
+                Peer::new(config, identity(1, "bob"), &mut rng, Instant::ZERO),
+            ],
+            links: BTreeMap::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn link(&mut self, a: (usize, ConnId), b: (usize, ConnId)) {
+        self.links.insert(a, b);
+        self.links.insert(b, a);
+    }
+
+    /// Moves everything until nothing is left (bounded).
+    fn run(&mut self) {
+        for _ in 0..MAX_OUTPUTS_PER_STEP {
+            let mut progressed = false;
+            for i in 0..2 {
+                while let Some(output) = self.peers[i].poll_output() {
+                    progressed = true;
+                    let host = i + 1;
+                    match output {
+                        Output::Connect { conn, target } => {
+                            let to = match target {
+                                Target::Registry => self
+                                    .registry
+                                    .accept_connection(self.now)
+                                    .ok()
+                                    .map(|c| (REGISTRY, c)),
+                                Target::Peer { .. } => {
+                                    let j = 1 - i;
+                                    self.peers[j]
+                                        .accept_incoming(self.now)
+                                        .ok()
+                                        .map(|c| (j + 1, c))
+                                }
+                            };
+                            match to {
+                                Some(to) => {
+                                    self.link((host, conn), to);
+                                    self.peers[i].handle_input(self.now, Input::Connected { conn });
+                                }
+                                None => self.peers[i].handle_input(
+                                    self.now,
+                                    Input::ConnectFailed {
+                                        conn,
+                                        reason: "refused".into(),
+                                    },
+                                ),
+                            }
+                        }
+                        Output::Transmit { conn, bytes } => self.send((host, conn), Some(bytes)),
+                        Output::Close { conn } => self.send((host, conn), None),
+                        Output::Event(_) => {}
+                    }
+                }
+            }
+            while let Some(output) = self.registry.poll_output() {
+                progressed = true;
+                match output {
+                    RegistryOutput::Transmit { conn, bytes } => {
+                        self.send((REGISTRY, conn), Some(bytes));
+                    }
+                    RegistryOutput::Close { conn } => self.send((REGISTRY, conn), None),
+                }
+            }
+            if let Some((to, bytes)) = self.queue.pop_front() {
+                progressed = true;
+                self.deliver(to, bytes.as_deref());
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("the world did not settle within {MAX_OUTPUTS_PER_STEP} steps");
+    }
+
+    fn send(&mut self, from: (usize, ConnId), bytes: Option<Vec<u8>>) {
+        let Some(&to) = self.links.get(&from) else {
+            return;
+        };
+        if bytes.is_none() {
+            self.links.remove(&from);
+            self.links.remove(&to);
+        }
+        self.queue.push_back((to, bytes));
+    }
+
+    fn deliver(&mut self, (host, conn): (usize, ConnId), bytes: Option<&[u8]>) {
+        let now = self.now;
+        match (host, bytes) {
+            (REGISTRY, Some(b)) => self.registry.handle_received(now, conn, b),
+            (REGISTRY, None) => self.registry.handle_closed(conn),
+            (h, Some(b)) => self.peers[h - 1].handle_input(now, Input::Received { conn, bytes: b }),
+            (h, None) => self.peers[h - 1].handle_input(now, Input::Closed { conn }),
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now + d;
+        for p in &mut self.peers {
+            p.handle_timeout(self.now);
+        }
+        self.registry.handle_timeout(self.now);
+    }
+
+    /// Alice's end of her connection to bob, if there is one.
+    fn alice_to_bob(&self) -> Option<ConnId> {
+        self.links
+            .iter()
+            .find(|((h, _), (g, _))| *h == 1 && *g == 2)
+            .map(|((_, c), _)| *c)
+    }
+}
+
+/// An established chat between two peers, fed arbitrary session messages (sealed
+/// properly, so they reach the message logic), raw bytes, commands and time steps.
+pub fn session(data: &[u8]) {
+    let mut world = World::new();
+    for p in &mut world.peers {
+        p.register(Instant::ZERO);
+    }
+    world.run();
+    let (Ok(alice), Ok(bob)) = (Nick::new("alice"), Nick::new("bob")) else {
+        return;
+    };
+    if world.peers[0].connect(world.now, &bob).is_err() {
+        return;
+    }
+    world.run();
+    let mut input = Bytes(data);
+    while let Some(op) = input.byte() {
+        match op % 7 {
+            0 => {
+                let text = input
+                    .chunk()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let _ = world.peers[0].send(world.now, &bob, &text);
+            }
+            1 => {
+                let text = input
+                    .chunk()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let _ = world.peers[1].send(world.now, &alice, &text);
+            }
+            2 | 3 => {
+                let Some(bytes) = input.long_chunk() else {
+                    return;
+                };
+                if let Ok(message) = postcard::from_bytes::<SessionMessage>(bytes) {
+                    world.peers[1].fuzz_seal(&alice, &message);
+                }
+            }
+            4 => {
+                let Some(bytes) = input.long_chunk() else {
+                    return;
+                };
+                if let Some(conn) = world.alice_to_bob() {
+                    world.deliver((1, conn), Some(bytes));
+                }
+            }
+            5 => world.advance(Duration::from_secs(u64::from(input.byte().unwrap_or(0)))),
+            _ => {
+                let _ = match input.byte().unwrap_or(0) % 4 {
+                    0 => world.peers[0].close_chat(world.now, &bob, "bye"),
+                    1 => world.peers[1].connect(world.now, &alice),
+                    2 => world.peers[0].retry_now(world.now, &bob),
+                    _ => {
+                        world.peers[1].shutdown(world.now);
+                        Ok(())
+                    }
+                };
+            }
+        }
+        world.run();
+    }
+}
