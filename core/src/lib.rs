@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod frame;
-#[cfg(all(fuzzing, feature = "test-keys"))]
+#[cfg(any(test, all(fuzzing, feature = "test-keys")))]
 pub mod fuzzing;
+#[cfg(test)]
+mod wire_properties;
 pub mod identity;
 pub mod nick;
 pub mod time;
