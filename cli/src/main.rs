@@ -50,6 +50,8 @@ enum Command {
     Id(commands::id::IdArgs),
     /// Simulate a network of peers, deterministically, and check the protocol's invariants.
     Sim(commands::sim::SimArgs),
+    /// Load generators: `bench registry`, `bench chat`.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init::run(args, cli.config),
         Command::Id(args) => commands::id::run(args, cli.config, cli.data_dir),
         Command::Sim(args) => commands::sim::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,11 +12,11 @@
 pub mod frame;
 #[cfg(any(test, all(fuzzing, feature = "test-keys")))]
 pub mod fuzzing;
-#[cfg(test)]
-mod wire_properties;
 pub mod identity;
 pub mod nick;
 pub mod time;
+#[cfg(test)]
+mod wire_properties;
 
 #[cfg(any(test, feature = "test-keys"))]
 pub mod test_keys;

@@ -22,7 +22,11 @@ fn nick() -> impl Strategy<Value = Nick> {
 
 fn certificate() -> impl Strategy<Value = KeyBindingCertificate> {
     (0..test_keys::RSA_2048_COUNT, nick()).prop_map(|(i, nick)| {
-        KeyBindingCertificate::issue(&test_keys::onion(i), nick, test_keys::rsa(i).public().clone())
+        KeyBindingCertificate::issue(
+            &test_keys::onion(i),
+            nick,
+            test_keys::rsa(i).public().clone(),
+        )
     })
 }
 
@@ -60,18 +64,33 @@ fn peer_frame() -> impl Strategy<Value = PeerFrame> {
         Just(RejectReason::RegistryUnavailable),
     ];
     prop_oneof![
-        (any::<[u8; 32]>(), any::<[u8; 32]>(), certificate(), any::<u16>(), nick(), any::<u64>())
-            .prop_map(|(nonce, ephemeral, certificate, port, responder, instance)| {
-                PeerFrame::Hello(Hello {
-                    nonce,
-                    ephemeral,
-                    certificate,
-                    port,
-                    responder,
-                    instance,
-                })
-            }),
-        (any::<[u8; 32]>(), any::<[u8; 32]>(), certificate(), any::<u64>(), vec(any::<u8>(), 0..300))
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            certificate(),
+            any::<u16>(),
+            nick(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(nonce, ephemeral, certificate, port, responder, instance)| {
+                    PeerFrame::Hello(Hello {
+                        nonce,
+                        ephemeral,
+                        certificate,
+                        port,
+                        responder,
+                        instance,
+                    })
+                }
+            ),
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            certificate(),
+            any::<u64>(),
+            vec(any::<u8>(), 0..300)
+        )
             .prop_map(|(nonce, ephemeral, certificate, instance, signature)| {
                 PeerFrame::Challenge(Challenge {
                     body: ChallengeBody {
@@ -90,33 +109,50 @@ fn peer_frame() -> impl Strategy<Value = PeerFrame> {
             })
         ),
         reject.prop_map(PeerFrame::Reject),
-        (any::<u64>(), vec(any::<u8>(), 0..300))
-            .prop_map(|(counter, ciphertext)| PeerFrame::Sealed(Sealed { counter, ciphertext })),
+        (any::<u64>(), vec(any::<u8>(), 0..300)).prop_map(|(counter, ciphertext)| {
+            PeerFrame::Sealed(Sealed {
+                counter,
+                ciphertext,
+            })
+        }),
     ]
 }
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (text(), any::<[u8; 32]>(), any::<u16>(), vec(any::<u8>(), 0..300), any::<[u8; 64]>(), vec(any::<u8>(), 0..300))
-            .prop_map(|(nick, onion, port, rsa_public_key, sig, challenge_signature)| {
-                ClientMessage::Register(Registration {
-                    nick,
-                    onion,
-                    port,
-                    rsa_public_key,
-                    certificate_signature: Ed25519Signature(sig),
-                    challenge_signature,
-                })
-            }),
+        (
+            text(),
+            any::<[u8; 32]>(),
+            any::<u16>(),
+            vec(any::<u8>(), 0..300),
+            any::<[u8; 64]>(),
+            vec(any::<u8>(), 0..300)
+        )
+            .prop_map(
+                |(nick, onion, port, rsa_public_key, sig, challenge_signature)| {
+                    ClientMessage::Register(Registration {
+                        nick,
+                        onion,
+                        port,
+                        rsa_public_key,
+                        certificate_signature: Ed25519Signature(sig),
+                        challenge_signature,
+                    })
+                }
+            ),
         (any::<u32>(), text()).prop_map(|(request, nick)| ClientMessage::Lookup { request, nick }),
-        (any::<u32>(), text(), proptest::option::of(text()), any::<u16>()).prop_map(
-            |(request, prefix, after, limit)| ClientMessage::List {
+        (
+            any::<u32>(),
+            text(),
+            proptest::option::of(text()),
+            any::<u16>()
+        )
+            .prop_map(|(request, prefix, after, limit)| ClientMessage::List {
                 request,
                 prefix,
                 after,
                 limit
-            }
-        ),
+            }),
         Just(ClientMessage::Subscribe),
         Just(ClientMessage::Unregister),
         Just(ClientMessage::Ping),
@@ -150,8 +186,13 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         register_error.prop_map(ServerMessage::RegisterRejected),
         (any::<u32>(), proptest::option::of(record()))
             .prop_map(|(request, record)| ServerMessage::LookupResult { request, record }),
-        (any::<u32>(), vec(record(), 0..4), any::<bool>())
-            .prop_map(|(request, users, more)| ServerMessage::Page { request, users, more }),
+        (any::<u32>(), vec(record(), 0..4), any::<bool>()).prop_map(|(request, users, more)| {
+            ServerMessage::Page {
+                request,
+                users,
+                more,
+            }
+        }),
         record().prop_map(|r| ServerMessage::Presence(Presence::Joined(r))),
         nick().prop_map(|n| ServerMessage::Presence(Presence::Left(n))),
         Just(ServerMessage::Unregistered),

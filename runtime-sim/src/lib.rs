@@ -27,7 +27,7 @@ mod trace;
 mod world;
 
 pub use config::{FaultLevel, FaultRates, Latency, SimConfig, UnknownFaultLevel, Workload};
-pub use keys::{POOL_SIZE, PoolError};
+pub use keys::{POOL_SIZE, PoolError, pool_key};
 pub use ledger::{Fate, Violation};
 pub use net::Host;
 pub use summary::Summary;
