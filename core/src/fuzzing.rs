@@ -367,13 +367,17 @@ pub fn registry_server(data: &[u8]) {
 /// Hosts of the in-memory world of [`session`].
 const REGISTRY: usize = 0;
 
+/// One end of a link: host and connection.
+type End = (usize, ConnId);
+
 /// An in-memory world: the registry (host 0) and two peers (hosts 1 and 2).
 struct World {
     now: Instant,
     registry: Registry,
     peers: [Peer; 2],
-    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
-    queue: VecDeque<((usize, ConnId), Option<Vec<u8>>)>,
+    links: BTreeMap<End, End>,
+    /// Bytes (or the end, `None`) on their way to an end.
+    queue: VecDeque<(End, Option<Vec<u8>>)>,
 }
 
 impl World {
