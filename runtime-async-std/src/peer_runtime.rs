@@ -142,7 +142,7 @@ impl core::fmt::Debug for Wire {
 }
 
 /// Frames queued per connection before it counts as too slow and is dropped.
-const WRITE_QUEUE: usize = 4096;
+const WRITE_QUEUE: usize = 1024;
 /// Inputs queued for the loop (readers wait when it is full: backpressure, not loss).
 const INBOX: usize = 1024;
 /// Events queued for the user interface.

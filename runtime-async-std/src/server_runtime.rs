@@ -31,7 +31,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
-            write_queue: 256,
+            write_queue: 64,
             shutdown_grace: Duration::from_millis(500),
         }
     }
