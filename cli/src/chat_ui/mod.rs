@@ -18,6 +18,9 @@ use p2pchat_core::peer::{ChatState, Event};
 
 use parse::{HELP, UiCommand, parse};
 
+/// Pending chat requests remembered for /accept and /deny.
+const MAX_REMEMBERED_REQUESTS: usize = 64;
+
 enum UiInput {
     Line(String),
     Eof,
@@ -148,7 +151,17 @@ impl Ui {
     fn event(&mut self, event: &Event) {
         match event {
             Event::ConnectionRequest { request, nick, .. } => {
+                // The core holds at most a few pending requests; so does this map (a
+                // request the core dropped without a word is replaced or aged out).
+                if self.requests.len() >= MAX_REMEMBERED_REQUESTS
+                    && !self.requests.contains_key(nick)
+                {
+                    self.requests.pop_first();
+                }
                 self.requests.insert(nick.clone(), *request);
+            }
+            Event::ConnectionLost { nick, .. } => {
+                self.requests.remove(nick);
             }
             Event::ChatState {
                 nick,
@@ -159,8 +172,11 @@ impl Ui {
                     self.current = Some(nick.clone());
                 }
             }
-            Event::ChatClosed { nick, .. } if self.current.as_ref() == Some(nick) => {
-                self.current = None;
+            Event::ChatClosed { nick, .. } => {
+                self.requests.remove(nick);
+                if self.current.as_ref() == Some(nick) {
+                    self.current = None;
+                }
             }
             _ => {}
         }
