@@ -37,14 +37,7 @@ impl World {
         let incarnation = host.incarnation;
         self.pump_peer(i);
         if self.config.workload.enabled && self.phase == Phase::Running {
-            let think = self.sampler.exponential(self.config.workload.think_time);
-            self.queue.push(
-                self.now + think,
-                SimEvent::Act {
-                    peer: i,
-                    incarnation,
-                },
-            );
+            self.schedule_act(i, incarnation);
         }
     }
 

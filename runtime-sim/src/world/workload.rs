@@ -19,14 +19,7 @@ impl World {
         if self.phase != Phase::Running {
             return;
         }
-        let think = self.sampler.exponential(self.config.workload.think_time);
-        self.queue.push(
-            self.now + think,
-            SimEvent::Act {
-                peer: i,
-                incarnation,
-            },
-        );
+        self.schedule_act(i, incarnation);
         if !self.peers[i].registered {
             return;
         }
@@ -61,6 +54,18 @@ impl World {
                 let _ = self.send(i, j, len);
             }
         }
+    }
+
+    /// Plans peer `i`'s next action, a think time from now.
+    pub(super) fn schedule_act(&mut self, i: usize, incarnation: u32) {
+        let think = self.sampler.exponential(self.config.workload.think_time);
+        self.queue.push(
+            self.now + think,
+            SimEvent::Act {
+                peer: i,
+                incarnation,
+            },
+        );
     }
 
     /// Opens a chat with someone `i` has discovered, or looks for people first.
