@@ -124,9 +124,23 @@ async fn tcp_reader<T: From<WireEvent>>(conn: ConnId, mut stream: TcpStream, to_
     let _ = to_loop.send(WireEvent::Closed(conn).into()).await;
 }
 
+/// Most bytes gathered into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
 async fn tcp_writer(mut stream: TcpStream, rx: Receiver<Vec<u8>>) {
+    let mut batch = Vec::new();
     while let Ok(bytes) = rx.recv().await {
-        if stream.write_all(&bytes).await.is_err() {
+        // Whatever else is queued goes out in the same write: one system call, not one
+        // per frame.
+        batch.clear();
+        batch.extend_from_slice(&bytes);
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if stream.write_all(&batch).await.is_err() {
             break;
         }
     }
@@ -163,8 +177,17 @@ async fn ws_writer<S>(mut sink: S, raw: TcpStream, rx: Receiver<Vec<u8>>)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
-    while let Ok(bytes) = rx.recv().await {
-        if sink.send(Message::binary(bytes)).await.is_err() {
+    'outer: while let Ok(bytes) = rx.recv().await {
+        // Queue what is waiting, then flush once.
+        if sink.feed(Message::binary(bytes)).await.is_err() {
+            break;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if sink.feed(Message::binary(more)).await.is_err() {
+                break 'outer;
+            }
+        }
+        if sink.flush().await.is_err() {
             break;
         }
     }

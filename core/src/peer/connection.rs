@@ -50,6 +50,8 @@ pub(super) struct Conn {
     pub(super) nick: Option<crate::nick::Nick>,
     /// The chat instance we announced on an inbound connection before its chat existed.
     announced_instance: Option<u64>,
+    /// Messages arrived that are not yet acknowledged.
+    ack_due: bool,
 }
 
 impl Conn {
@@ -62,6 +64,7 @@ impl Conn {
             keepalive_at: None,
             nick: None,
             announced_instance: None,
+            ack_due: false,
         }
     }
 
@@ -74,6 +77,7 @@ impl Conn {
             deadline,
             keepalive_at: None,
             announced_instance: None,
+            ack_due: false,
         }
     }
 
@@ -101,20 +105,42 @@ impl Peer {
                 self.conn_lost(conn, ConnectionLost::ConnectFailed(reason), false)
             }
             Input::Closed { conn } => self.conn_lost(conn, ConnectionLost::Closed, false),
-            Input::Received { conn, mut bytes } => loop {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                let body = match c.decoder.decode(&mut bytes) {
-                    Ok(Some(body)) => body,
-                    Ok(None) => return,
-                    Err(e) => return self.conn_lost(conn, ConnectionLost::Frame(e), true),
-                };
-                match decode_body::<PeerFrame>(&body) {
-                    Ok(frame) => self.frame(conn, body, frame),
-                    Err(e) => return self.conn_lost(conn, ConnectionLost::Frame(e), true),
-                }
-            },
+            Input::Received { conn, bytes } => {
+                self.receive(conn, bytes);
+                self.flush_ack(conn);
+            }
+        }
+    }
+
+    /// Handles every whole frame in `bytes`.
+    fn receive(&mut self, conn: ConnId, mut bytes: &[u8]) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let body = match c.decoder.decode(&mut bytes) {
+                Ok(Some(body)) => body,
+                Ok(None) => return,
+                Err(e) => return self.conn_lost(conn, ConnectionLost::Frame(e), true),
+            };
+            match decode_body::<PeerFrame>(&body) {
+                Ok(frame) => self.frame(conn, body, frame),
+                Err(e) => return self.conn_lost(conn, ConnectionLost::Frame(e), true),
+            }
+        }
+    }
+
+    /// One cumulative acknowledgement for every message that arrived in one read.
+    fn flush_ack(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !core::mem::take(&mut c.ack_due) {
+            return;
+        }
+        let Some(nick) = c.nick.clone() else { return };
+        if let Some(upto) = self.chats.get(&nick).map(|c| c.mailbox.received_upto()) {
+            self.seal_on(conn, &SessionMessage::Ack { id: upto });
         }
     }
 
@@ -519,11 +545,10 @@ impl Peer {
                         text,
                     });
                 }
-                let upto = self
-                    .chats
-                    .get(&nick)
-                    .map_or(id, |c| c.mailbox.received_upto());
-                self.seal_on(conn, &SessionMessage::Ack { id: upto });
+                // Acknowledged once the whole read is handled (`flush_ack`).
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.ack_due = true;
+                }
             }
             SessionMessage::Ack { id } => {
                 let Some(chat) = self.chats.get_mut(&nick) else {
