@@ -94,6 +94,35 @@ pub struct FileConfig {
     /// Tor.
     #[serde(default)]
     pub tor: TorSection,
+    /// Pinned contacts: nick = key fingerprint (as `/fingerprint` shows it). A registry
+    /// record or a peer presenting another key is refused as a possible impersonation.
+    #[serde(default)]
+    pub contacts: std::collections::BTreeMap<String, String>,
+}
+
+impl FileConfig {
+    /// The pinned contacts, checked: each nick valid, each fingerprint 64 hex digits.
+    pub fn pinned(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<p2pchat_core::nick::Nick, p2pchat_core::identity::Fingerprint>,
+        ConfigError,
+    > {
+        self.contacts
+            .iter()
+            .map(|(nick, fingerprint)| {
+                let n = p2pchat_core::nick::Nick::new(nick).map_err(|e| ConfigError::Invalid {
+                    key: "contacts",
+                    why: format!("{nick:?}: {e}"),
+                })?;
+                let f = fingerprint.parse().map_err(|e| ConfigError::Invalid {
+                    key: "contacts",
+                    why: format!("{nick}: {e}"),
+                })?;
+                Ok((n, f))
+            })
+            .collect()
+    }
 }
 
 /// A configuration problem, naming the file and the key.
@@ -304,6 +333,10 @@ pub const DEFAULT_CONFIG: &str = r#"# p2pchat configuration. Every key is option
 
 [hidden_service]
 # dir = "/var/lib/tor/p2pchat"   # hidden-service-dir mode: your HiddenServiceDir
+
+[contacts]
+# Pin a contact's key, once compared out of band (/fingerprint bob):
+# bob = "9D1D AAB2 F069 B733 0415 AEE1 7D01 B140 60D5 8291 130B 0F5B D941 0280 CAE2 ED91"
 "#;
 
 #[cfg(test)]
@@ -325,6 +358,19 @@ mod tests {
         assert_eq!(c.server.port, Some(5050));
         assert_eq!(c.tor.mode, Some(TorMode::System));
         assert_eq!(c.hidden_service.dir, Some(PathBuf::from("/tmp/hs")));
+    }
+
+    #[test]
+    fn pinned_contacts_are_read_and_checked() {
+        let f = "9D1D AAB2 F069 B733 0415 AEE1 7D01 B140 60D5 8291 130B 0F5B D941 0280 CAE2 ED91";
+        let c = FileConfig::parse(&format!("[contacts]\nbob = \"{f}\"\n")).unwrap();
+        let pinned = c.pinned().unwrap();
+        assert_eq!(
+            pinned.values().next().map(|x| x.to_string()),
+            Some(f.to_owned())
+        );
+        let bad = FileConfig::parse("[contacts]\nbob = \"12\"\n").unwrap();
+        assert!(bad.pinned().unwrap_err().to_string().contains("bob"));
     }
 
     #[test]

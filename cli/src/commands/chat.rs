@@ -86,6 +86,7 @@ async fn chat(
     data_dir: Option<PathBuf>,
 ) -> Result<(), CliError> {
     let (file, config_path) = load_config(config)?;
+    let pinned = file.pinned()?;
     let nick = args.nick.clone().or(file.nick.clone());
     let server = match &args.server {
         Some(s) => Some(split_host_port(s, "--server")?),
@@ -169,6 +170,7 @@ async fn chat(
     let fingerprint = identity.rsa.public().fingerprint();
     let config = PeerConfig {
         port: advertised,
+        pinned,
         accept_policy: if args.auto_accept {
             AcceptPolicy::AcceptAll
         } else {

@@ -10,7 +10,9 @@ pub use certificate::{
 };
 pub use onion_address::{OnionAddress, OnionAddressError};
 pub use onion_key::{OnionIdentity, OnionKeyError, TOR_SECRET_KEY_HEADER, verify_onion_signature};
-pub use rsa_key::{ALLOWED_RSA_BITS, Fingerprint, RsaIdentity, RsaKeyError, RsaPublicKey};
+pub use rsa_key::{
+    ALLOWED_RSA_BITS, Fingerprint, FingerprintParseError, RsaIdentity, RsaKeyError, RsaPublicKey,
+};
 
 use crate::nick::Nick;
 

@@ -258,6 +258,27 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// Text that is not a fingerprint (64 hex digits; spaces and colons are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a key fingerprint: expected 64 hex digits (spaces allowed), as /fingerprint shows")]
+pub struct FingerprintParseError;
+
+impl core::str::FromStr for Fingerprint {
+    type Err = FingerprintParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex: Vec<u8> = s
+            .bytes()
+            .filter(|b| !matches!(b, b' ' | b':' | b'\t'))
+            .collect();
+        let bytes = data_encoding::HEXUPPER_PERMISSIVE
+            .decode(&hex)
+            .map_err(|_| FingerprintParseError)?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| FingerprintParseError)?;
+        Ok(Self(bytes))
+    }
+}
+
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Fingerprint({self})")
@@ -308,6 +329,21 @@ mod tests {
         let ct = a.public().encrypt_oaep(&mut rng, b"secret").unwrap();
         assert_eq!(&a.decrypt_oaep(&mut rng, &ct).unwrap()[..], b"secret");
         assert!(test_keys::rsa(1).decrypt_oaep(&mut rng, &ct).is_err());
+    }
+
+    #[test]
+    fn a_fingerprint_reads_back_from_its_display_form() {
+        let f = test_keys::rsa(0).public().fingerprint();
+        assert_eq!(f.to_string().parse::<Fingerprint>(), Ok(f));
+        assert_eq!(
+            f.to_string()
+                .to_lowercase()
+                .replace(' ', ":")
+                .parse::<Fingerprint>(),
+            Ok(f)
+        );
+        assert!("ABCD".parse::<Fingerprint>().is_err());
+        assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
     }
 
     #[test]

@@ -230,7 +230,7 @@ impl Peer {
             return self.end_chat(nick, CloseReason::Failed(failure));
         }
         if let Some(pinned) = self.config.pinned.get(nick)
-            && *pinned != record.certificate.rsa
+            && *pinned != record.certificate.rsa.fingerprint()
         {
             let failure = ChatFailure::BadRecord {
                 nick: nick.clone(),

@@ -3,7 +3,7 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use crate::identity::RsaPublicKey;
+use crate::identity::Fingerprint;
 use crate::nick::Nick;
 
 /// What to do with an incoming chat request.
@@ -46,8 +46,9 @@ pub struct PeerConfig {
     pub port: u16,
     /// What to do with incoming chat requests.
     pub accept_policy: AcceptPolicy,
-    /// Contacts whose RSA key is pinned: a registry record or peer with another key is refused.
-    pub pinned: BTreeMap<Nick, RsaPublicKey>,
+    /// Contacts whose RSA key is pinned by fingerprint: a registry record or a peer with
+    /// another key is refused as a possible impersonation.
+    pub pinned: BTreeMap<Nick, Fingerprint>,
     /// Ask the registry for presence pushes (who joins and leaves). Every push costs the
     /// registry one frame per watcher, so large simulations and bots may turn it off.
     pub watch_presence: bool,

@@ -288,12 +288,22 @@ impl Peer {
             return self.reject(conn, RejectReason::Simultaneous, None);
         }
         // The key to check: a pinned contact, a chat's verified peer, or the registry's record.
-        let known = self
-            .config
-            .pinned
-            .get(&nick)
-            .cloned()
-            .or_else(|| chat.and_then(|c| c.peer.as_ref()).map(|p| p.rsa.clone()));
+        let presented = &hello.hello.certificate.rsa;
+        if let Some(pinned) = self.config.pinned.get(&nick).copied()
+            && pinned != presented.fingerprint()
+        {
+            let e = HandshakeError::Impersonation {
+                nick: nick.clone(),
+                expected: pinned,
+                presented: presented.fingerprint(),
+            };
+            return self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)));
+        }
+        let known = if self.config.pinned.contains_key(&nick) {
+            Some(presented.clone())
+        } else {
+            chat.and_then(|c| c.peer.as_ref()).map(|p| p.rsa.clone())
+        };
         match known {
             Some(key) => self.respond(conn, hello, &key),
             None => {

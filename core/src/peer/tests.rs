@@ -507,7 +507,7 @@ fn the_initiator_detects_a_responder_key_that_differs_from_its_pinned_contact() 
     let mut config = PeerConfig::default();
     config.pinned.insert(
         Nick::new("bob").unwrap(),
-        test_keys::rsa(9).public().clone(),
+        test_keys::rsa(9).public().fingerprint(),
     );
     let mut w = World::new(&["alice", "bob"], config);
     w.register_all();
@@ -1067,4 +1067,33 @@ proptest::proptest! {
         p.handle_timeout(Instant::ZERO + Duration::from_secs(3600));
         while p.poll_output().is_some() {}
     }
+}
+
+#[test]
+fn the_responder_refuses_an_initiator_whose_key_is_not_its_pinned_fingerprint() {
+    let mut config = PeerConfig::default();
+    config.pinned.insert(
+        Nick::new("alice").unwrap(),
+        test_keys::rsa(9).public().fingerprint(),
+    );
+    let mut w = World::new(&["alice", "bob"], config);
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let eb = w.take(1);
+    assert!(
+        eb.iter().any(|e| matches!(
+            e,
+            Event::IncomingRejected {
+                reason: HandshakeError::Impersonation { .. },
+                ..
+            }
+        )),
+        "{eb:?}"
+    );
+    assert!(
+        !eb.iter()
+            .any(|e| matches!(e, Event::ConnectionRequest { .. }))
+    );
 }
