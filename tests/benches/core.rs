@@ -107,6 +107,37 @@ fn session_message_with_ack(bencher: Bencher, len: usize) {
     });
 }
 
+/// As the runtime does under load: 100 messages arrive together and are acknowledged by
+/// one cumulative `Ack` (one per read). Counted per message.
+#[divan::bench(args = [100, 4096])]
+fn session_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
+    let (alice, bob) = identities(2048);
+    let (mut a, mut b) = handshake(&alice, &bob, &mut test_keys::rng(2));
+    let text = "x".repeat(len);
+    let (mut a_in, mut b_in) = (FrameDecoder::new(), FrameDecoder::new());
+    let mut id = 0u64;
+    let mut wire = Vec::new();
+    bencher.counter(ItemsCount::new(100usize)).bench_local(|| {
+        wire.clear();
+        for _ in 0..100 {
+            id += 1;
+            let frame = a.seal(&SessionMessage::Message { id, text: text.clone() }).unwrap();
+            wire.extend_from_slice(&frame);
+        }
+        let mut input = &wire[..];
+        let mut upto = 0;
+        while let Some(body) = b_in.decode(&mut input).unwrap() {
+            let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else { panic!() };
+            let SessionMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else { panic!() };
+            upto = got;
+        }
+        let ack = b.seal(&SessionMessage::Ack { id: upto }).unwrap();
+        let body = a_in.decode(&mut &ack[..]).unwrap().unwrap();
+        let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else { panic!() };
+        a.open(&sealed).unwrap()
+    });
+}
+
 /// The original scheme on the same message: RSA-OAEP-SHA256 to the peer's 2048-bit key,
 /// decrypted by the peer (longer messages in 190-byte blocks, the most OAEP-SHA256 takes).
 #[divan::bench(args = [100, 4096], sample_count = 20, sample_size = 5)]
