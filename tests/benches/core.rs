@@ -121,19 +121,30 @@ fn session_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
         wire.clear();
         for _ in 0..100 {
             id += 1;
-            let frame = a.seal(&SessionMessage::Message { id, text: text.clone() }).unwrap();
+            let frame = a
+                .seal(&SessionMessage::Message {
+                    id,
+                    text: text.clone(),
+                })
+                .unwrap();
             wire.extend_from_slice(&frame);
         }
         let mut input = &wire[..];
         let mut upto = 0;
         while let Some(body) = b_in.decode(&mut input).unwrap() {
-            let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else { panic!() };
-            let SessionMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else { panic!() };
+            let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else {
+                panic!()
+            };
+            let SessionMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else {
+                panic!()
+            };
             upto = got;
         }
         let ack = b.seal(&SessionMessage::Ack { id: upto }).unwrap();
         let body = a_in.decode(&mut &ack[..]).unwrap().unwrap();
-        let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else { panic!() };
+        let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else {
+            panic!()
+        };
         a.open(&sealed).unwrap()
     });
 }
