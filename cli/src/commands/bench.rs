@@ -147,7 +147,7 @@ fn start_server(capacity: usize) -> Result<ServerProcess, CliError> {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .map_err(net)?;
     let stdout = child.stdout.take().ok_or_else(|| net("no stdout"))?;
@@ -173,15 +173,20 @@ async fn registry(clients: usize, requests: usize) -> Result<(), CliError> {
     // Phase 1: connect everyone; each gets its challenge.
     let started = Instant::now();
     let mut conns = Vec::with_capacity(clients);
-    for _ in 0..clients {
+    for i in 0..clients {
+        let at = |step: &str, e: &dyn core::fmt::Display| {
+            net(format!("client {i} of {clients}, {step}: {e}"))
+        };
         let stream = TcpStream::connect(("127.0.0.1", server.port))
             .await
-            .map_err(net)?;
+            .map_err(|e| at("connecting", &e))?;
         let (mut ws, _) =
             async_tungstenite::client_async(format!("ws://127.0.0.1:{}/", server.port), stream)
                 .await
-                .map_err(net)?;
-        let ServerMessage::Challenge { nonce } = recv(&mut ws).await? else {
+                .map_err(|e| at("WebSocket handshake", &e))?;
+        let ServerMessage::Challenge { nonce } =
+            recv(&mut ws).await.map_err(|e| at("challenge", &e))?
+        else {
             return Err(net("no challenge"));
         };
         conns.push((ws, nonce));
