@@ -18,10 +18,7 @@ fn a_killed_peer_comes_back_and_gets_the_queued_message_exactly_once() {
     let (_server, port) = start_registry(bin(), &dir);
     let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
     // Bob keeps his port across the restart, as an onion service keeps its virtual port.
-    let bob_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let bob_port = p2pchat_tests::tor_network::free_port().unwrap();
     let bob_listen = format!("127.0.0.1:{bob_port}");
     let bob_args = ["--auto-accept", "--listen", bob_listen.as_str()];
     let mut bob = start_chat(bin(), &dir, "bob", port, &bob_args);

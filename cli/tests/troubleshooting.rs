@@ -13,8 +13,7 @@ fn bin() -> &'static Path {
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    p2pchat_tests::tor_network::free_port().unwrap()
 }
 
 fn chat_with_config(dir: &std::path::Path, config: &str, extra: &[&str]) -> Proc {

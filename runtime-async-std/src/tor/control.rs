@@ -30,6 +30,9 @@ pub struct ControlConnection {
     addr: SocketAddr,
 }
 
+/// Asynchronous events kept until read; older ones are dropped beyond this.
+const MAX_QUEUED_EVENTS: usize = 256;
+
 const SERVER_TO_CONTROLLER: &[u8] = b"Tor safe cookie authentication server-to-controller hash";
 const CONTROLLER_TO_SERVER: &[u8] = b"Tor safe cookie authentication controller-to-server hash";
 
@@ -105,6 +108,10 @@ impl ControlConnection {
             .map_err(TorError::ControlReply)?;
         for reply in replies {
             if reply.status() == 650 {
+                // Events nobody reads must not pile up: keep the newest.
+                if self.events.len() >= MAX_QUEUED_EVENTS {
+                    self.events.pop_front();
+                }
                 self.events.push_back(reply);
             } else {
                 self.pending.push_back(reply);
