@@ -37,6 +37,17 @@ pub(super) enum Stage {
     Established(SessionCipher),
 }
 
+/// The chat instance a responder announced: the peer scopes our message ids to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announced {
+    /// No chat existed: a fresh instance, which the chat created on acceptance adopts.
+    Fresh(u64),
+    /// The instance of the chat that existed then. If that chat ends before the handshake
+    /// completes, the connection must not serve a later chat: that chat's ids restart, and
+    /// the peer, still holding this instance, would take them for duplicates.
+    Existing(u64),
+}
+
 /// One peer connection.
 #[derive(Debug)]
 pub(super) struct Conn {
@@ -48,8 +59,8 @@ pub(super) struct Conn {
     keepalive_at: Option<Instant>,
     /// The chat this connection serves, once known.
     pub(super) nick: Option<crate::nick::Nick>,
-    /// The chat instance we announced on an inbound connection before its chat existed.
-    announced_instance: Option<u64>,
+    /// The chat instance we announced in our `Challenge` on an inbound connection.
+    announced: Option<Announced>,
     /// Messages arrived that are not yet acknowledged.
     ack_due: bool,
 }
@@ -63,7 +74,7 @@ impl Conn {
             deadline,
             keepalive_at: None,
             nick: None,
-            announced_instance: None,
+            announced: None,
             ack_due: false,
         }
     }
@@ -76,7 +87,7 @@ impl Conn {
             stage: Stage::Dialing(expected),
             deadline,
             keepalive_at: None,
-            announced_instance: None,
+            announced: None,
             ack_due: false,
         }
     }
@@ -355,16 +366,14 @@ impl Peer {
         expected: &crate::identity::RsaPublicKey,
     ) {
         let nick = hello.hello.certificate.nick.clone();
-        let instance = match self.chats.get(&nick) {
-            Some(chat) => chat.mailbox.instance,
-            None => {
-                let fresh = self.fresh_u64();
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.announced_instance = Some(fresh);
-                }
-                fresh
-            }
+        let announced = match self.chats.get(&nick) {
+            Some(chat) => Announced::Existing(chat.mailbox.instance),
+            None => Announced::Fresh(self.fresh_u64()),
         };
+        let (Announced::Existing(instance) | Announced::Fresh(instance)) = announced;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.announced = Some(announced);
+        }
         match Responder::respond(&mut self.rng, &self.identity, instance, &hello, expected) {
             Ok((responder, challenge)) => {
                 self.set_stage(conn, Stage::AwaitFinish(responder, Box::new(hello)));
@@ -389,6 +398,9 @@ impl Peer {
             Ok(est) => est,
             Err(e) => return self.reject(conn, RejectReason::BadProof, Some((Some(nick), e))),
         };
+        if !self.announced_instance_holds(conn, &nick) {
+            return self.conn_lost(conn, ConnectionLost::Superseded, true);
+        }
         if self.chats.contains_key(&nick) {
             // A known chat reconnecting: accept without asking again.
             return self.accept_connection(conn, est.cipher, est.peer_instance, &hello);
@@ -430,6 +442,22 @@ impl Peer {
         }
     }
 
+    /// Whether the chat instance announced on inbound `conn` can still be the one its chat
+    /// with `nick` uses: the announced chat still exists (a fresh instance is checked when
+    /// the chat adopts it).
+    fn announced_instance_holds(&self, conn: ConnId, nick: &crate::nick::Nick) -> bool {
+        let announced = self.conns.get(&conn).and_then(|c| c.announced);
+        let current = self.chats.get(nick).map(|c| c.mailbox.instance);
+        match announced {
+            Some(Announced::Existing(instance)) => current == Some(instance),
+            Some(Announced::Fresh(_)) => true,
+            None => {
+                debug_assert!(false, "an inbound connection finished without a Challenge");
+                false
+            }
+        }
+    }
+
     /// Makes an authenticated inbound connection the chat's connection and says `Accept`.
     pub(super) fn accept_connection(
         &mut self,
@@ -445,11 +473,17 @@ impl Peer {
             onion: cert.onion,
             rsa: cert.rsa.clone(),
         };
+        if !self.announced_instance_holds(conn, &nick) {
+            return self.conn_lost(conn, ConnectionLost::Superseded, true);
+        }
         self.ensure_chat(&nick, Some(peer), hello.hello.port);
         // The peer scopes our message ids to the instance we announced in the handshake.
-        let announced = self.conns.get(&conn).and_then(|c| c.announced_instance);
-        if let (Some(instance), Some(chat)) = (announced, self.chats.get_mut(&nick)) {
-            chat.mailbox.adopt_instance(instance);
+        let announced = self.conns.get(&conn).and_then(|c| c.announced);
+        if let (Some(Announced::Fresh(instance)), Some(chat)) =
+            (announced, self.chats.get_mut(&nick))
+            && !chat.mailbox.adopt_instance(instance)
+        {
+            return self.conn_lost(conn, ConnectionLost::Superseded, true);
         }
         // The new connection replaces any other the chat had (the peer redialed, or won a
         // simultaneous dial). Attach it first, so dropping the old one does not look like

@@ -1097,3 +1097,98 @@ fn the_responder_refuses_an_initiator_whose_key_is_not_its_pinned_fingerprint() 
             .any(|e| matches!(e, Event::ConnectionRequest { .. }))
     );
 }
+
+impl World {
+    /// Carries out every output of every host. Returns whether there was any.
+    fn drain_outputs(&mut self) -> bool {
+        let mut progressed = false;
+        for i in 0..self.peers.len() {
+            while let Some(out) = self.peers[i].poll_output() {
+                progressed = true;
+                self.peer_output(i, out);
+            }
+        }
+        while let Some(out) = self.registry.poll_output() {
+            progressed = true;
+            match out {
+                RegistryOutput::Transmit { conn, bytes } => {
+                    self.transmit((Host::Registry, conn), bytes)
+                }
+                RegistryOutput::Close { conn } => self.close((Host::Registry, conn)),
+            }
+        }
+        progressed
+    }
+
+    /// Delivers queued items one at a time until bytes are on their way to peer `i`.
+    fn run_until_bytes_for(&mut self, i: usize) {
+        for _ in 0..10_000 {
+            let drained = self.drain_outputs();
+            let queued = self
+                .queue
+                .iter()
+                .any(|((h, _), d)| *h == Host::Peer(i) && matches!(d, Delivery::Bytes(_)));
+            if queued {
+                return;
+            }
+            match self.queue.pop_front() {
+                Some((end, d)) => self.deliver(end, d),
+                None if !drained => break,
+                None => {}
+            }
+        }
+        panic!("nothing was sent to peer {i}");
+    }
+}
+
+/// Regression (simulator seed 90006, 40 peers × 2,000 messages, heavy faults): bob's
+/// responder announced the instance of his chat with alice in its `Challenge`; the chat
+/// then ended before alice's `Finish` arrived, so the `Finish` opened a new chat whose
+/// message ids restarted at 1 under a new instance, while alice still held the old
+/// instance, took bob's new id 1 for a duplicate, hid it, and acknowledged it: bob was told
+/// "delivered" for a message alice never saw.
+#[test]
+fn a_chat_that_ends_during_a_handshake_never_lends_its_instance_to_the_next_chat() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    w.peers[1].send(w.now, &alice, "first").unwrap();
+    w.run();
+    assert_eq!(messages(&w.take(0)).len(), 1);
+    w.cut(0, 1);
+    w.run();
+    // Only alice redials: dials towards her are refused.
+    w.offline[0] = true;
+    w.peers[0].retry_now(w.now, &bob).unwrap();
+    w.run_until_bytes_for(0); // bob's Challenge is on its way to alice
+    w.peers[1].close_chat(w.now, &alice, "bye").unwrap();
+    w.offline[0] = false;
+    w.advance(Duration::from_secs(60));
+    // However the handshake ends, a chat bob accepts now must show alice every message.
+    if let Some(request) = w.events[1].iter().find_map(|e| match e {
+        Event::ConnectionRequest { request, .. } => Some(*request),
+        _ => None,
+    }) {
+        w.peers[1].accept(w.now, request).unwrap();
+    } else {
+        w.peers[1].connect(w.now, &alice).unwrap();
+        w.run();
+        let request = w.request_id(0);
+        w.peers[0].accept(w.now, request).unwrap();
+    }
+    w.advance(Duration::from_secs(60));
+    let id = w.peers[1].send(w.now, &alice, "second").unwrap();
+    w.advance(Duration::from_secs(60));
+    let shown = messages(&w.take(0));
+    let delivered = delivered(&w.take(1));
+    assert!(
+        delivered.contains(&id),
+        "bob was never told it was delivered"
+    );
+    assert_eq!(
+        shown.iter().filter(|m| m.2 == "second").count(),
+        1,
+        "bob was told \"delivered\"; alice must have been shown it once: {shown:?}"
+    );
+}

@@ -161,7 +161,14 @@ impl World {
             Some(core) => core.send(now, &nick, &text),
             None => Err(CommandError::ShuttingDown),
         };
-        let number = result.map(|id| self.ledger.sent((i, incarnation), j, id));
+        let number = result.map(|id| {
+            let number = self.ledger.sent((i, incarnation), j, id);
+            if self.trace.wants_lines() {
+                let line = format!("peer {i}: sent #{number} to peer {j} as id {id}");
+                self.trace.line(now.as_micros(), &line);
+            }
+            number
+        });
         self.pump_peer(i);
         if number.is_ok()
             && self.config.workload.enabled
