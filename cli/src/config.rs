@@ -82,6 +82,9 @@ pub struct TorSection {
 pub struct FileConfig {
     /// Our nickname.
     pub nick: Option<String>,
+    /// Keep message history (default true). Off: only contacts, the outbox and
+    /// de-duplication state are stored.
+    pub history: Option<bool>,
     /// The registry.
     #[serde(default)]
     pub server: ServerSection,
@@ -309,6 +312,10 @@ pub const DEFAULT_CONFIG: &str = r#"# p2pchat configuration. Every key is option
 
 # Your nickname: 1-32 characters from A-Z a-z 0-9 _ -.
 # nick = "alice"
+
+# Keep message history in your (encrypted) store. With false, only contacts, messages
+# waiting to be delivered and what de-duplicates resent messages are kept.
+# history = true
 
 [server]
 # The registry's onion address and port (ask whoever runs it).

@@ -17,6 +17,9 @@ pub enum CliError {
     /// The data directory or a key in it.
     #[error("{0}")]
     Keystore(#[from] KeystoreError),
+    /// The store: wrong passphrase, damaged, newer, unwritable.
+    #[error("{0}")]
+    Store(#[from] p2pchat_async_std::store::StoreError),
     /// Tor could not be set up.
     #[error("{0}")]
     Tor(#[from] p2pchat_async_std::tor::TorError),
@@ -32,12 +35,12 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit code: 2 usage, 3 configuration, 4 network, 5 protocol,
+    /// The process exit code: 2 usage, 3 configuration or store, 4 network, 5 protocol,
     /// 6 simulation invariant.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::Usage(_) => 2,
-            Self::Config(_) | Self::Keystore(_) => 3,
+            Self::Config(_) | Self::Keystore(_) | Self::Store(_) => 3,
             Self::Tor(_) | Self::Network(_) => 4,
             Self::Protocol(_) => 5,
             Self::Invariant => 6,

@@ -149,6 +149,20 @@ pub fn load_or_create(dir: &Path, rsa_bits: usize) -> Result<Keys, KeystoreError
     })
 }
 
+/// New keys, kept nowhere yet (the profile seals them into its store).
+pub fn generate(rsa_bits: usize) -> Result<Keys, KeystoreError> {
+    let mut rng =
+        p2pchat_async_std::rng::os_rng().map_err(|e| KeystoreError::Rng(e.to_string()))?;
+    let rsa = RsaIdentity::generate(&mut rng, rsa_bits)
+        .map_err(|e| KeystoreError::Rng(e.to_string()))?;
+    let onion = OnionIdentity::generate(&mut rng);
+    Ok(Keys {
+        rsa,
+        onion,
+        created: true,
+    })
+}
+
 /// Loads (or creates) only an onion key in `dir`: the registry server needs no RSA key.
 pub fn load_or_create_onion_only(dir: &Path) -> Result<(OnionIdentity, bool), KeystoreError> {
     ensure_private_dir(dir)?;

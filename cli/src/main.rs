@@ -9,6 +9,7 @@ mod commands;
 mod errors;
 mod keystore;
 mod paths;
+mod profile;
 mod tor_setup;
 
 use std::path::PathBuf;

@@ -178,16 +178,16 @@ fn drain_peer(peer: &mut Peer) -> Vec<(ConnId, Vec<u8>)> {
 /// A peer accepting an inbound connection, fed arbitrary bytes and time steps (the
 /// responder side of the handshake, then the session and user decisions).
 pub fn handshake_responder(data: &[u8]) {
-    let mut config = PeerConfig {
+    let config = PeerConfig {
         accept_policy: AcceptPolicy::Ask,
         ..PeerConfig::default()
     };
     let alice = identity(0, "alice");
-    if let Ok(nick) = Nick::new("alice") {
-        config.pinned.insert(nick, alice.rsa.public().fingerprint());
-    }
     let mut now = Instant::ZERO;
     let mut peer = Peer::new(config, identity(1, "bob"), &mut test_keys::rng(2), now);
+    if let Ok(nick) = Nick::new("alice") {
+        peer.import_verified(now, &nick, alice.rsa.public().fingerprint());
+    }
     let Ok(conn) = peer.accept_incoming(now) else {
         return;
     };
@@ -449,7 +449,7 @@ impl World {
                         }
                         Output::Transmit { conn, bytes } => self.send((host, conn), Some(bytes)),
                         Output::Close { conn } => self.send((host, conn), None),
-                        Output::Event(_) => {}
+                        Output::Event(_) | Output::Store(_) => {}
                     }
                 }
             }

@@ -113,6 +113,9 @@ pub enum RejectReason {
     /// The responder's registry lookup did not answer in time.
     #[error("the peer could not reach its registry to check your key")]
     RegistryUnavailable,
+    /// The responder's user blocked the initiator.
+    #[error("the peer does not accept chats from you")]
+    Refused,
 }
 
 /// An AEAD-sealed session message.

@@ -8,14 +8,17 @@
 //! * [`wire`]: per-connection reader and writer tasks with bounded queues.
 //! * [`peer_runtime`]: one task owns a `Peer`; commands in, events out.
 //! * [`server_runtime`]: one task owns a `Registry`.
+//! * [`store`]: what a peer must not forget, in SQLite, encrypted under a passphrase.
 //! * [`tor`]: control-port client (reply parser sans-IO), launching our own tor.
 
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod local;
 pub mod peer_runtime;
 pub mod rng;
 pub mod server_runtime;
+pub mod store;
 pub mod tor;
 pub mod transport;
 pub mod websocket;

@@ -10,9 +10,10 @@ use async_std::task::JoinHandle;
 use p2pchat_core::conn::ConnId;
 use p2pchat_core::identity::Fingerprint;
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{ChatState, CommandError, Event, Input, Output, Peer, Target};
+use p2pchat_core::peer::{ChatState, CommandError, Event, Input, Output, Peer, StoreOp, Target};
 
 use crate::clock::{Clock, Wake, next_input};
+use crate::store::{PeerStore, StoreError};
 use crate::transport::Transport;
 use crate::websocket::open_registry;
 use crate::wire::{Wire, WireEvent, WireWriter, accept_loop, spawn_wire};
@@ -43,8 +44,24 @@ pub enum Command {
     Retry(Nick),
     /// The chats and their states.
     Chats,
-    /// The fingerprint of our key (`None`) or of a chat partner's.
+    /// The fingerprint of our key (`None`) or of a contact's.
     Fingerprint(Option<Nick>),
+    /// Every contact.
+    Contacts,
+    /// Messages waiting to be delivered.
+    Outbox,
+    /// The last messages with a contact.
+    History(Nick, usize),
+    /// Accept a contact's changed key if its fingerprint is this one.
+    Verify(Nick, p2pchat_core::identity::Fingerprint),
+    /// Trust a contact again without checking.
+    Trust(Nick),
+    /// Refuse a nick's requests without asking.
+    Block(Nick),
+    /// Undo `Block`.
+    Unblock(Nick),
+    /// Withdraw a queued message.
+    Cancel(Nick, u64),
     /// Close every chat, unregister, and stop.
     Shutdown,
 }
@@ -60,6 +77,14 @@ pub enum Answer {
     Chats(Vec<(Nick, ChatState)>),
     /// A fingerprint, if known.
     Fingerprint(Option<Fingerprint>),
+    /// The contacts.
+    Contacts(Vec<p2pchat_core::peer::ContactView>),
+    /// The outbox: each waiting message, and how long until its contact is tried next.
+    Outbox(Vec<(p2pchat_core::peer::QueuedMessage, Option<core::time::Duration>)>),
+    /// History entries, oldest first.
+    History(Vec<crate::store::HistoryEntry>),
+    /// The store could not be read.
+    StoreError(String),
 }
 
 /// Where the registry is and how to reach everything.
@@ -83,7 +108,7 @@ pub struct Stopped;
 pub struct PeerHandle {
     inbox: Sender<LoopInput>,
     events: Receiver<Event>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), StoreError>>,
 }
 
 impl PeerHandle {
@@ -107,10 +132,11 @@ impl PeerHandle {
         self.events.clone()
     }
 
-    /// Waits for the peer loop to end (after `Shutdown`, or if it failed).
-    pub async fn join(self) {
+    /// Waits for the peer loop to end (after `Shutdown`, or if it failed). An error says
+    /// the store could not be written: the loop stopped rather than go on without it.
+    pub async fn join(self) -> Result<(), StoreError> {
         drop(self.inbox);
-        self.task.await;
+        self.task.await
     }
 }
 
@@ -149,8 +175,14 @@ const INBOX: usize = 1024;
 const EVENTS: usize = 1024;
 
 /// Starts the peer: accepts inbound streams on `listener` (where our onion service
-/// forwards), and runs `core` until it has shut down.
-pub fn spawn_peer(core: Peer, settings: PeerSettings, listener: TcpListener) -> PeerHandle {
+/// forwards), and runs `core` until it has shut down. `store` keeps what the core asks to
+/// store, before anything that follows it happens.
+pub fn spawn_peer(
+    core: Peer,
+    settings: PeerSettings,
+    listener: TcpListener,
+    store: Box<dyn PeerStore>,
+) -> PeerHandle {
     let (inbox_tx, inbox_rx) = bounded(INBOX);
     let (events_tx, events_rx) = bounded(EVENTS);
     let accept_tx = inbox_tx.clone();
@@ -166,9 +198,15 @@ pub fn spawn_peer(core: Peer, settings: PeerSettings, listener: TcpListener) -> 
             writers: BTreeMap::new(),
             dialing: BTreeSet::new(),
             events: events_tx,
+            store,
+            unstored: Vec::new(),
         };
-        state.run(inbox_rx).await;
+        let result = state.run(inbox_rx).await;
         listener_task.cancel().await;
+        if let Err(e) = &result {
+            tracing::error!("the peer stopped: {e}");
+        }
+        result
     });
     PeerHandle {
         inbox: inbox_tx,
@@ -185,26 +223,57 @@ struct LoopState {
     writers: BTreeMap<ConnId, WireWriter>,
     dialing: BTreeSet<ConnId>,
     events: Sender<Event>,
+    store: Box<dyn PeerStore>,
+    /// Store operations of the drain in progress, applied together (one transaction)
+    /// before the next output that is not one.
+    unstored: Vec<StoreOp>,
+}
+
+/// Why the loop stops.
+enum Stop {
+    /// The user interface went away, or the core shut down.
+    Done,
+    /// The store failed: nothing more may be sent or acknowledged.
+    Store(StoreError),
 }
 
 impl LoopState {
-    async fn run(&mut self, inbox: Receiver<LoopInput>) {
+    async fn run(&mut self, inbox: Receiver<LoopInput>) -> Result<(), StoreError> {
         loop {
-            if !self.drain().await || self.core.is_shut_down() {
-                return;
+            match self.drain().await {
+                Ok(()) if self.core.is_shut_down() => return Ok(()),
+                Ok(()) => {}
+                Err(Stop::Done) => return Ok(()),
+                Err(Stop::Store(e)) => return Err(e),
             }
             match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
-                Ok(Wake::Input(input)) => self.handle(input),
+                Ok(Wake::Input(input)) => self.handle(input).await?,
                 Ok(Wake::Timer) => self.core.handle_timeout(self.clock.now()),
-                Err(_) => return,
+                Err(_) => return Ok(()),
             }
         }
     }
 
-    /// Does what the core asks. False when the user interface has gone away.
-    async fn drain(&mut self) -> bool {
+    /// Applies the store operations gathered so far, in one transaction.
+    fn flush_store(&mut self) -> Result<(), Stop> {
+        if self.unstored.is_empty() {
+            return Ok(());
+        }
+        let result = self.store.apply(&self.unstored);
+        self.unstored.clear();
+        result.map_err(Stop::Store)
+    }
+
+    /// Does what the core asks, storing first what it asks to store.
+    async fn drain(&mut self) -> Result<(), Stop> {
         while let Some(output) = self.core.poll_output() {
+            if let Output::Store(op) = output {
+                self.unstored.push(op);
+                continue;
+            }
+            self.flush_store()?;
             match output {
+                Output::Store(_) => {}
                 Output::Connect { conn, target } => self.dial(conn, target),
                 Output::Transmit { conn, bytes } => {
                     let slow = self
@@ -224,15 +293,15 @@ impl LoopState {
                 }
                 Output::Event(event) => {
                     if self.events.send(event).await.is_err() {
-                        return false;
+                        return Err(Stop::Done);
                     }
                 }
             }
         }
-        true
+        self.flush_store()
     }
 
-    fn handle(&mut self, input: LoopInput) {
+    async fn handle(&mut self, input: LoopInput) -> Result<(), StoreError> {
         let now = self.clock.now();
         match input {
             LoopInput::Wire(WireEvent::Received(conn, bytes)) => {
@@ -254,7 +323,7 @@ impl LoopState {
             LoopInput::Dialed { conn, result } => {
                 // A dial the core has given up on meanwhile is dropped (and so closed).
                 if !self.dialing.remove(&conn) {
-                    return;
+                    return Ok(());
                 }
                 match result {
                     Ok(wire) => {
@@ -277,9 +346,17 @@ impl LoopState {
             },
             LoopInput::Command(command, reply) => {
                 let answer = self.execute(now, command);
+                // The answer (a message id, say) goes out only once what the command
+                // changed is stored: an accepted message is never lost to a crash.
+                match self.drain().await {
+                    Ok(()) => {}
+                    Err(Stop::Done) => {}
+                    Err(Stop::Store(e)) => return Err(e),
+                }
                 let _ = reply.try_send(answer);
             }
         }
+        Ok(())
     }
 
     fn execute(
@@ -317,6 +394,31 @@ impl LoopState {
             Command::Fingerprint(Some(nick)) => {
                 return Ok(Answer::Fingerprint(core.chat_fingerprint(&nick)));
             }
+            Command::Contacts => return Ok(Answer::Contacts(core.contacts())),
+            Command::Outbox => {
+                let waiting = core
+                    .state()
+                    .outbox
+                    .values()
+                    .flatten()
+                    .map(|m| {
+                        let next = core.contact(&m.to).and_then(|c| c.next_delivery);
+                        (m.clone(), next.map(|t| t.saturating_duration_since(now)))
+                    })
+                    .collect();
+                return Ok(Answer::Outbox(waiting));
+            }
+            Command::History(nick, limit) => {
+                return Ok(match self.store.history(&nick, limit) {
+                    Ok(entries) => Answer::History(entries),
+                    Err(e) => Answer::StoreError(e.to_string()),
+                });
+            }
+            Command::Verify(nick, fingerprint) => core.verify(now, &nick, fingerprint)?,
+            Command::Trust(nick) => core.trust(now, &nick)?,
+            Command::Block(nick) => core.block(now, &nick)?,
+            Command::Unblock(nick) => core.unblock(now, &nick)?,
+            Command::Cancel(nick, id) => core.cancel(now, &nick, id)?,
             Command::Shutdown => core.shutdown(now),
         }
         Ok(Answer::Done)

@@ -141,6 +141,9 @@ pub struct Workload {
     pub leave_probability: f64,
     /// Probability, per action, that a user closes one of their chats.
     pub close_probability: f64,
+    /// Chance that an action writes to a random contact, whether or not a chat with it is
+    /// open or it is online (the message waits in the outbox).
+    pub contact_message_probability: f64,
     /// Fraction of users who watch presence (each push costs the registry a frame per
     /// watcher).
     pub presence_watchers: f64,
@@ -156,6 +159,7 @@ impl Default for Workload {
             deny_probability: 0.1,
             leave_probability: 0.004,
             close_probability: 0.02,
+            contact_message_probability: 0.15,
             presence_watchers: 0.05,
         }
     }

@@ -1,13 +1,15 @@
 //! The ledger: every message the workload sends, what became of it, and the invariants
 //! checked as events happen. The simulator knows the truth (who sent what to whom); the
-//! ledger compares what the peers report with it.
+//! ledger compares what the peers store with it.
+//!
+//! A message counts as sent when its sender's disk holds it (the outbox entry), as shown
+//! when its recipient's disk holds it (the history entry a user reads, also after a
+//! crash), and as resolved when the sender's disk records its outcome: that is what a user
+//! of the real program sees after any crash.
 
 use std::collections::BTreeMap;
 
 use p2pchat_core::nick::Nick;
-
-/// A peer incarnation: peer index and how many times it (re)started.
-pub(crate) type Incarnation = (usize, u32);
 
 /// What became of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,13 +20,13 @@ pub enum Fate {
     Delivered,
     /// The sender was told it failed.
     Failed,
-    /// The sender crashed before it was resolved.
+    /// The sender lost it: unresolved, and not on its disk after a crash (a bug).
     LostInCrash,
 }
 
 #[derive(Debug)]
 struct Message {
-    from: Incarnation,
+    from: usize,
     to: usize,
     received: u32,
     fate: Fate,
@@ -45,10 +47,10 @@ pub struct Violation {
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     messages: Vec<Message>,
-    /// (sender incarnation, recipient, sender's message id) → global number.
-    by_sender_id: BTreeMap<(Incarnation, usize, u64), u64>,
-    /// (sender incarnation, recipient incarnation) → last global number received.
-    last_received: BTreeMap<(Incarnation, Incarnation), u64>,
+    /// (sender, recipient, sender's message id) → global number, while unresolved.
+    by_sender_id: BTreeMap<(usize, usize, u64), u64>,
+    /// (sender, recipient) → last global number received.
+    last_received: BTreeMap<(usize, usize), u64>,
     pub(crate) delivered: u64,
     pub(crate) failed: u64,
     pub(crate) lost_in_crash: u64,
@@ -89,9 +91,21 @@ impl Ledger {
         text
     }
 
-    /// `from` sent `text` (made by `next_text`) to peer `to`; the core gave it `id`.
-    pub(crate) fn sent(&mut self, from: Incarnation, to: usize, id: u64) -> u64 {
+    /// The number `next_text` wrote at the start of `text`.
+    pub(crate) fn number_of(text: &str) -> Option<u64> {
+        text.strip_prefix('#')
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    }
+
+    /// Peer `from` stored `text` (made by `next_text`) for peer `to` under `id`.
+    pub(crate) fn sent(&mut self, from: usize, to: usize, id: u64, text: &str) {
         let number = self.messages.len() as u64;
+        if Self::number_of(text) != Some(number) {
+            return self.violation(format!(
+                "peer {from} stored a message that was not the next one sent: {text:.40?}"
+            ));
+        }
         self.messages.push(Message {
             from,
             to,
@@ -101,61 +115,47 @@ impl Ledger {
         self.pending += 1;
         if self.by_sender_id.insert((from, to, id), number).is_some() {
             self.violation(format!(
-                "peer {} reused message id {id} towards peer {to} while it was unresolved",
-                from.0
+                "peer {from} reused message id {id} towards peer {to} while it was unresolved"
             ));
         }
-        number
     }
 
-    /// Peer incarnation `at` was shown `text` as coming from peer `from_peer`.
-    pub(crate) fn received(&mut self, at: Incarnation, from_peer: usize, text: &str) {
-        let number = text
-            .strip_prefix('#')
-            .and_then(|t| t.split(' ').next())
-            .and_then(|n| n.parse::<u64>().ok());
+    /// Peer `at` stored (and so showed) `text` as coming from peer `from_peer`.
+    pub(crate) fn received(&mut self, at: usize, from_peer: usize, text: &str) {
+        let number = Self::number_of(text);
         let Some(number) = number.filter(|n| *n < self.messages.len() as u64) else {
             return self.violation(format!(
-                "peer {} was shown a message nobody sent: {text:.40?}",
-                at.0
+                "peer {at} was shown a message nobody sent: {text:.40?}"
             ));
         };
         let m = &mut self.messages[number as usize];
-        if m.to != at.0 || m.from.0 != from_peer {
-            let (to, from) = (m.to, m.from.0);
+        if m.to != at || m.from != from_peer {
+            let (to, from) = (m.to, m.from);
             return self.violation(format!(
-                "message #{number} from peer {from} to peer {to} was shown to peer {} as from peer {from_peer}",
-                at.0
+                "message #{number} from peer {from} to peer {to} was shown to peer {at} as from peer {from_peer}"
             ));
         }
         m.received += 1;
         let (from, times) = (m.from, m.received);
         if times > 1 {
             self.duplicates += 1;
-            self.violation(format!(
-                "message #{number} was shown to peer {} {times} times",
-                at.0
-            ));
+            self.violation(format!("message #{number} was shown to peer {at} {times} times"));
         }
         let last = self.last_received.entry((from, at)).or_insert(0);
         if number < *last {
             self.out_of_order += 1;
             let last = *last;
-            self.violation(format!(
-                "message #{number} reached peer {} after #{last}",
-                at.0
-            ));
+            self.violation(format!("message #{number} reached peer {at} after #{last}"));
         } else {
             *last = number;
         }
     }
 
     /// The sender was told message `id` to `to` was delivered (`true`) or failed.
-    pub(crate) fn resolved(&mut self, from: Incarnation, to: usize, id: u64, delivered: bool) {
+    pub(crate) fn resolved(&mut self, from: usize, to: usize, id: u64, delivered: bool) {
         let Some(number) = self.by_sender_id.remove(&(from, to, id)) else {
             return self.violation(format!(
-                "peer {} was told about message {id} to peer {to}, which it never sent (or was told twice)",
-                from.0
+                "peer {from} resolved message {id} to peer {to}, which it never sent (or resolved it twice)"
             ));
         };
         let Some(m) = self.messages.get_mut(number as usize) else {
@@ -180,11 +180,13 @@ impl Ledger {
         }
     }
 
-    /// Peer incarnation `who` crashed: what it had not resolved is lost with it.
-    pub(crate) fn crashed(&mut self, who: Incarnation) {
+    /// Peer `who` restarted from a disk whose outbox holds `queued` (recipient, id): any
+    /// unresolved message of `who` not among them was lost.
+    pub(crate) fn restarted(&mut self, who: usize, queued: &std::collections::BTreeSet<(usize, u64)>) {
         let keys: Vec<_> = self
             .by_sender_id
             .range((who, 0, 0)..=(who, usize::MAX, u64::MAX))
+            .filter(|((_, to, id), _)| !queued.contains(&(*to, *id)))
             .map(|(k, n)| (*k, *n))
             .collect();
         for (key, number) in keys {
@@ -194,6 +196,9 @@ impl Ledger {
                 self.pending -= 1;
                 self.lost_in_crash += 1;
             }
+            self.violation(format!(
+                "message #{number} of peer {who} was accepted but is gone from its disk after a restart"
+            ));
         }
     }
 
@@ -252,9 +257,9 @@ mod tests {
     fn a_message_shown_twice_is_a_duplicate_and_a_violation() {
         let mut l = Ledger::default();
         let text = l.next_text(30);
-        l.sent((0, 0), 1, 1);
-        l.received((1, 0), 0, &text);
-        l.received((1, 0), 0, &text);
+        l.sent(0, 1, 1, &text);
+        l.received(1, 0, &text);
+        l.received(1, 0, &text);
         assert_eq!(l.duplicates, 1);
         assert_eq!(l.violation_count, 1);
     }
@@ -262,34 +267,45 @@ mod tests {
     #[test]
     fn delivered_without_being_shown_is_a_violation() {
         let mut l = Ledger::default();
-        l.sent((0, 0), 1, 1);
-        l.resolved((0, 0), 1, 1, true);
+        let text = l.next_text(30);
+        l.sent(0, 1, 1, &text);
+        l.resolved(0, 1, 1, true);
         assert_eq!(l.violation_count, 1);
         assert_eq!(l.pending, 0);
     }
 
     #[test]
-    fn a_crash_turns_pending_messages_into_lost_in_crash() {
+    fn an_accepted_message_missing_from_the_disk_after_a_restart_is_lost_and_a_violation() {
         let mut l = Ledger::default();
-        l.sent((0, 0), 1, 1);
-        l.sent((0, 0), 2, 1);
-        l.sent((3, 0), 2, 1);
-        l.crashed((0, 0));
-        assert_eq!(l.lost_in_crash, 2);
-        assert_eq!(l.pending, 1);
-        l.check_settled();
+        for (from, to, id) in [(0, 1, 1), (0, 2, 1), (3, 2, 1)] {
+            let text = l.next_text(10);
+            l.sent(from, to, id, &text);
+        }
+        // Peer 0's disk still holds its message to peer 1, not the one to peer 2.
+        let on_disk = std::collections::BTreeSet::from([(1, 1)]);
+        l.restarted(0, &on_disk);
+        assert_eq!(l.lost_in_crash, 1);
+        assert_eq!(l.pending, 2);
         assert_eq!(l.violation_count, 1);
+    }
+
+    #[test]
+    fn a_stored_message_that_is_not_the_next_one_sent_is_a_violation() {
+        let mut l = Ledger::default();
+        l.sent(0, 1, 1, "#7 made up");
+        assert_eq!(l.violation_count, 1);
+        assert_eq!(l.sent_count(), 0);
     }
 
     #[test]
     fn out_of_order_reception_is_counted() {
         let mut l = Ledger::default();
         let first = l.next_text(10);
-        l.sent((0, 0), 1, 1);
+        l.sent(0, 1, 1, &first);
         let second = l.next_text(10);
-        l.sent((0, 0), 1, 2);
-        l.received((1, 0), 0, &second);
-        l.received((1, 0), 0, &first);
+        l.sent(0, 1, 2, &second);
+        l.received(1, 0, &second);
+        l.received(1, 0, &first);
         assert_eq!(l.out_of_order, 1);
     }
 }

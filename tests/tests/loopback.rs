@@ -7,12 +7,11 @@ use core::time::Duration;
 
 use async_std::net::TcpListener;
 use async_std::task::block_on;
-use p2pchat_async_std::{Answer, Command, PeerHandle, PeerSettings, ServerSettings, Transport};
+use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings};
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{AcceptPolicy, ChatState, CloseReason, Event, Peer, PeerConfig};
+use p2pchat_core::peer::{AcceptPolicy, ChatState, CloseReason, Event, PeerConfig};
 use p2pchat_core::registry::{Registry, RegistryConfig};
 use p2pchat_core::test_keys;
-use p2pchat_core::time::Instant;
 
 struct Net {
     registry_port: u16,
@@ -31,26 +30,21 @@ async fn start_registry() -> Net {
 }
 
 async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> PeerHandle {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let dir = p2pchat_tests::process::temp_dir(&format!("loopback-{nick}"));
+    let store = p2pchat_async_std::local::scratch_store(&dir, nick).unwrap();
     let config = PeerConfig {
-        port,
         accept_policy: policy,
         ..PeerConfig::default()
     };
-    let core = Peer::new(
+    let peer = p2pchat_async_std::local::start_direct_peer(
         config,
         test_keys::identity(i, nick),
+        net.registry_port,
+        store,
         &mut test_keys::rng(10 + i as u64),
-        Instant::ZERO,
-    );
-    let settings = PeerSettings {
-        transport: Transport::Direct,
-        registry_host: "127.0.0.1".into(),
-        registry_port: net.registry_port,
-    };
-    let peer = p2pchat_async_std::spawn_peer(core, settings, listener);
-    peer.command(Command::Register).await.unwrap().unwrap();
+    )
+    .await
+    .unwrap();
     wait_for(&peer, |e| *e == Event::Registered).await;
     peer
 }
@@ -221,7 +215,7 @@ fn three_clients_chat_deny_close_and_quit_gracefully() {
         carol.command(Command::Shutdown).await.unwrap().unwrap();
         wait_for(&carol, |e| *e == Event::Unregistered).await;
         wait_for(&carol, |e| *e == Event::ShutdownComplete).await;
-        carol.join().await;
+        carol.join().await.unwrap();
         wait_for(&alice, |e| {
             matches!(e, Event::Presence(p2pchat_core::registry::Presence::Left(n)) if *n == nick("carol"))
         })

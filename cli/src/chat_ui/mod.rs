@@ -29,7 +29,8 @@ enum UiInput {
 }
 
 /// Runs the interface until the user quits (or stdin ends) and the peer has shut down.
-pub async fn run(peer: PeerHandle, me: Nick) {
+/// An error says the store failed and the peer stopped.
+pub async fn run(peer: PeerHandle, me: Nick) -> Result<(), p2pchat_async_std::store::StoreError> {
     let (tx, rx) = bounded::<UiInput>(256);
     async_std::task::spawn(read_stdin(tx.clone()));
     let events = peer.events();
@@ -71,7 +72,7 @@ pub async fn run(peer: PeerHandle, me: Nick) {
             UiInput::Stopped => break,
         }
     }
-    ui.peer.join().await;
+    ui.peer.join().await
 }
 
 async fn read_stdin(tx: Sender<UiInput>) {
@@ -320,8 +321,59 @@ impl Ui {
             }
             UiCommand::Text(text) => match self.current.clone() {
                 Some(nick) => self.send(nick, text).await,
-                None => self.say("! no current chat: /connect NICK, /accept NICK or /switch NICK"),
+                None => self.say(
+                    "! no current chat: /msg NICK TEXT, /connect NICK, /accept NICK or /switch NICK",
+                ),
             },
+            UiCommand::Contacts => self.contacts().await,
+            UiCommand::Outbox => self.outbox().await,
+            UiCommand::History(nick, n) => {
+                let Some(nick) = self.nick(&nick) else { return };
+                match self.run(Command::History(nick.clone(), n)).await {
+                    Some(Answer::History(entries)) if entries.is_empty() => {
+                        self.say(&format!("* no history with {nick}"));
+                    }
+                    Some(Answer::History(entries)) => {
+                        for e in &entries {
+                            self.say(&render::history_line(e, &self.me));
+                        }
+                    }
+                    Some(Answer::StoreError(e)) => self.say(&format!("! {e}")),
+                    _ => {}
+                }
+            }
+            UiCommand::Verify(nick, fingerprint) => {
+                let Some(nick) = self.nick(&nick) else { return };
+                match fingerprint.parse() {
+                    Ok(f) => {
+                        if self.run(Command::Verify(nick.clone(), f)).await.is_some() {
+                            self.say(&format!("* {nick}'s key is verified"));
+                        }
+                    }
+                    Err(e) => self.say(&format!("! {e}")),
+                }
+            }
+            UiCommand::Trust(nick) => {
+                let Some(nick) = self.nick(&nick) else { return };
+                if self.run(Command::Trust(nick.clone())).await.is_some() {
+                    self.say(&format!(
+                        "* trusting {nick}'s key without checking it; /verify {nick} FINGERPRINT once you compared it"
+                    ));
+                }
+            }
+            UiCommand::Block(nick) => {
+                let Some(nick) = self.nick(&nick) else { return };
+                if self.run(Command::Block(nick.clone())).await.is_some() {
+                    self.say(&format!("* {nick} is blocked; /unblock {nick} to undo"));
+                }
+            }
+            UiCommand::Unblock(nick) => {
+                let Some(nick) = self.nick(&nick) else { return };
+                if self.run(Command::Unblock(nick.clone())).await.is_some() {
+                    self.say(&format!("* {nick} is no longer blocked"));
+                }
+            }
+            UiCommand::Cancel(nick, id) => self.cancel(nick, id).await,
             UiCommand::Close(nick) => {
                 if let Some(nick) = self.nick(&nick) {
                     self.run(Command::Close(nick, "closed by the user".into()))
@@ -345,11 +397,67 @@ impl Ui {
                 match self.run(Command::Fingerprint(Some(nick.clone()))).await {
                     Some(Answer::Fingerprint(Some(f))) => self.say(&format!("* {nick}: {f}")),
                     Some(_) => self.say(&format!(
-                        "! no chat with {nick}: its key is known once you connect"
+                        "! {nick}'s key is not known yet: it is pinned when you first chat"
                     )),
                     None => {}
                 }
             }
+        }
+    }
+
+    async fn contacts(&mut self) {
+        let Some(Answer::Contacts(contacts)) = self.run(Command::Contacts).await else {
+            return;
+        };
+        if contacts.is_empty() {
+            self.say("* no contacts yet: they are added when you first chat");
+        }
+        for c in contacts {
+            self.say(&render::contact_line(&c));
+        }
+    }
+
+    async fn outbox(&mut self) {
+        let Some(Answer::Outbox(waiting)) = self.run(Command::Outbox).await else {
+            return;
+        };
+        if waiting.is_empty() {
+            self.say("* nothing is waiting to be delivered");
+        }
+        for (m, next) in waiting {
+            self.say(&render::outbox_line(&m, next));
+        }
+    }
+
+    async fn cancel(&mut self, nick: Option<String>, id: u64) {
+        let nick = match nick {
+            Some(n) => match self.nick(&n) {
+                Some(n) => n,
+                None => return,
+            },
+            None => {
+                let Some(Answer::Outbox(waiting)) = self.run(Command::Outbox).await else {
+                    return;
+                };
+                let mut matching: Vec<Nick> = waiting
+                    .into_iter()
+                    .filter(|(m, _)| m.id == id)
+                    .map(|(m, _)| m.to)
+                    .collect();
+                matching.dedup();
+                match matching.len() {
+                    0 => return self.say(&format!("! no waiting message #{id}")),
+                    1 => matching.remove(0),
+                    _ => {
+                        return self.say(&format!(
+                            "! #{id} is waiting for several contacts; say which: /cancel NICK {id}"
+                        ));
+                    }
+                }
+            }
+        };
+        if self.run(Command::Cancel(nick.clone(), id)).await.is_some() {
+            self.say(&format!("* #{id} to {nick} withdrawn"));
         }
     }
 }

@@ -23,6 +23,22 @@ pub enum UiCommand {
     Retry(String),
     /// `/fingerprint [NICK]`
     Fingerprint(Option<String>),
+    /// `/contacts`
+    Contacts,
+    /// `/outbox`
+    Outbox,
+    /// `/history NICK [N]`
+    History(String, usize),
+    /// `/verify NICK FINGERPRINT`
+    Verify(String, String),
+    /// `/trust NICK`
+    Trust(String),
+    /// `/block NICK`
+    Block(String),
+    /// `/unblock NICK`
+    Unblock(String),
+    /// `/cancel [NICK] ID`
+    Cancel(Option<String>, u64),
     /// `/quit`
     Quit,
     /// `/help`
@@ -42,10 +58,17 @@ commands:
   /deny NICK [REASON]    deny it (NICK sees the reason)
   /chats                 your chats and their states
   /switch NICK           make NICK's chat the current one
-  /msg NICK TEXT         send TEXT to NICK
+  /msg NICK TEXT         send TEXT to NICK, online or not (it waits until delivered)
   TEXT                   send TEXT to the current chat
+  /contacts              your contacts: key, verified, blocked, online, waiting messages
+  /outbox                messages waiting to be delivered, and the next attempt
+  /history NICK [N]      the last N (20) messages with NICK
+  /cancel [NICK] ID      withdraw a waiting message
+  /verify NICK FPR       accept NICK's key if its fingerprint is FPR (compared out of band)
+  /trust NICK            trust NICK's new key without checking
+  /block NICK            refuse NICK's requests without asking (/unblock NICK)
   /close NICK            close a chat
-  /retry NICK            reconnect now instead of waiting
+  /retry NICK            reconnect (or deliver waiting messages) now
   /fingerprint [NICK]    your key's fingerprint, or NICK's
   /quit                  close chats, unregister, exit
   //TEXT                 send TEXT starting with a slash";
@@ -96,6 +119,36 @@ pub fn parse(line: &str) -> Result<UiCommand, String> {
         "fingerprint" => Ok(UiCommand::Fingerprint(
             (!first.is_empty()).then(|| first.clone()),
         )),
+        "contacts" => Ok(UiCommand::Contacts),
+        "outbox" => Ok(UiCommand::Outbox),
+        "history" => {
+            let nick = need_nick("/history NICK [N]")?;
+            let n = if tail.is_empty() {
+                20
+            } else {
+                tail.parse()
+                    .map_err(|_| "usage: /history NICK [N], N a number".to_owned())?
+            };
+            Ok(UiCommand::History(nick, n))
+        }
+        "verify" => {
+            let nick = need_nick("/verify NICK FINGERPRINT")?;
+            if tail.is_empty() {
+                return Err("usage: /verify NICK FINGERPRINT".into());
+            }
+            Ok(UiCommand::Verify(nick, tail))
+        }
+        "trust" => Ok(UiCommand::Trust(need_nick("/trust NICK")?)),
+        "block" => Ok(UiCommand::Block(need_nick("/block NICK")?)),
+        "unblock" => Ok(UiCommand::Unblock(need_nick("/unblock NICK")?)),
+        "cancel" => {
+            let usage = || "usage: /cancel [NICK] ID".to_owned();
+            match (first.parse::<u64>(), tail.parse::<u64>()) {
+                (Ok(id), _) if tail.is_empty() => Ok(UiCommand::Cancel(None, id)),
+                (_, Ok(id)) if !first.is_empty() => Ok(UiCommand::Cancel(Some(first.clone()), id)),
+                _ => Err(usage()),
+            }
+        }
         "quit" | "exit" => Ok(UiCommand::Quit),
         "help" => Ok(UiCommand::Help),
         other => Err(format!("unknown command /{other}; /help lists them")),
@@ -125,6 +178,17 @@ mod tests {
         assert_eq!(parse("/users al"), Ok(UiCommand::Users("al".into())));
         assert_eq!(parse("/fingerprint"), Ok(UiCommand::Fingerprint(None)));
         assert_eq!(parse("/quit\r\n"), Ok(UiCommand::Quit));
+        assert_eq!(parse("/history bob"), Ok(UiCommand::History("bob".into(), 20)));
+        assert_eq!(parse("/history bob 5"), Ok(UiCommand::History("bob".into(), 5)));
+        assert_eq!(parse("/cancel 7"), Ok(UiCommand::Cancel(None, 7)));
+        assert_eq!(
+            parse("/cancel bob 7"),
+            Ok(UiCommand::Cancel(Some("bob".into()), 7))
+        );
+        assert_eq!(
+            parse("/verify bob 12 34"),
+            Ok(UiCommand::Verify("bob".into(), "12 34".into()))
+        );
     }
 
     #[test]

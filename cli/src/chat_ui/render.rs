@@ -1,7 +1,13 @@
 //! How events read in the line interface. Text that came from the network (messages,
 //! reasons) is cleaned of control characters, so a peer cannot drive the terminal.
 
-use p2pchat_core::peer::{ChatState, CloseReason, Event};
+use core::time::Duration;
+
+use p2pchat_async_std::store::HistoryEntry;
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{
+    ChatState, CloseReason, ContactView, Event, Outcome, QueuedMessage, WallTime,
+};
 use p2pchat_core::registry::Presence;
 
 /// Replaces control characters (escape sequences, carriage returns, …) with `�`.
@@ -67,6 +73,7 @@ pub fn render(event: &Event) -> Vec<String> {
             clean(&reason.to_string())
         )),
         Event::Message { nick, text, .. } => one(format!("<{nick}> {}", clean(text))),
+        Event::Sent { .. } => Vec::new(),
         Event::Delivered { nick, id } => one(format!("* #{id} delivered to {nick}")),
         Event::Failed { nick, id, reason } => one(format!(
             "! #{id} to {nick} not delivered: {}",
@@ -84,14 +91,93 @@ pub fn render(event: &Event) -> Vec<String> {
             Some(n) => format!("! refused a connection claiming to be {n}: {reason}"),
             None => format!("! refused an incoming connection: {reason}"),
         }),
+        Event::KeyChanged {
+            nick,
+            pinned,
+            presented,
+        } => vec![
+            format!("!!! possible impersonation: the key of {nick} changed"),
+            format!("!!!   pinned:    {pinned}"),
+            format!("!!!   presented: {presented}"),
+            format!(
+                "!!! nothing is sent to {nick} until you compare fingerprints out of band: /verify {nick} FINGERPRINT, or /trust {nick}"
+            ),
+        ],
         Event::ShutdownComplete => one("* bye".into()),
     }
+}
+
+/// How long ago wall-clock time `at` was, roughly.
+fn ago(at: WallTime) -> String {
+    let now = p2pchat_async_std::local::wall_clock();
+    let secs = now.0.saturating_sub(at.0) / 1000;
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// One line of `/contacts`.
+pub fn contact_line(c: &ContactView) -> String {
+    let key = match c.fingerprint {
+        Some(f) => f.to_string(),
+        None => "key not known yet".into(),
+    };
+    let mut marks = Vec::new();
+    marks.push(if c.verified { "verified" } else { "not verified" }.to_owned());
+    if c.blocked {
+        marks.push("BLOCKED".into());
+    }
+    match c.online {
+        Some(true) => marks.push("online".into()),
+        Some(false) => marks.push("offline".into()),
+        None => {}
+    }
+    if let Some(state) = &c.chat {
+        marks.push(format!("chat {state:?}").to_lowercase());
+    }
+    if c.queued > 0 {
+        marks.push(format!("{} waiting", c.queued));
+    }
+    if let Some(conflict) = &c.conflict {
+        marks.push(format!("KEY CHANGED to {}", conflict.presented));
+    }
+    format!("  {}  {key}  ({})", c.nick, marks.join(", "))
+}
+
+/// One line of `/outbox`.
+pub fn outbox_line(m: &QueuedMessage, next: Option<Duration>) -> String {
+    let next = match next {
+        Some(d) if d.is_zero() => "trying now".to_owned(),
+        Some(d) => format!("next try in {} s", d.as_secs()),
+        None => "waiting for a connection".to_owned(),
+    };
+    let preview: String = clean(&m.text).chars().take(40).collect();
+    format!(
+        "  #{} to {}, written {}, {next}: {preview}",
+        m.id,
+        m.to,
+        ago(m.queued_at)
+    )
+}
+
+/// One line of `/history`.
+pub fn history_line(e: &HistoryEntry, me: &Nick) -> String {
+    let receipt = match (&e.outcome, e.outgoing) {
+        (_, false) => String::new(),
+        (None, true) => " (waiting)".into(),
+        (Some(Outcome::Delivered), true) => " (delivered)".into(),
+        (Some(Outcome::Failed(why)), true) => format!(" (not delivered: {})", clean(why)),
+    };
+    let who = if e.outgoing { me } else { &e.nick };
+    format!("  [{}] <{who}> {}{receipt}", ago(e.at), clean(&e.text))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2pchat_core::nick::Nick;
 
     #[test]
     fn a_peer_cannot_send_terminal_escapes() {

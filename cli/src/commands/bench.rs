@@ -10,15 +10,14 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
-use p2pchat_async_std::{Answer, Command, PeerHandle, PeerSettings, ServerSettings, Transport};
+use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings};
 use p2pchat_core::frame::{FrameDecoder, decode_body, encode_frame};
 use p2pchat_core::identity::{Identity, OnionIdentity};
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{AcceptPolicy, ChatState, Event, Peer, PeerConfig};
+use p2pchat_core::peer::{AcceptPolicy, ChatState, Event, PeerConfig};
 use p2pchat_core::registry::{
     ClientMessage, Registration, Registry, RegistryConfig, ServerMessage, registration_signed_bytes,
 };
-use p2pchat_core::time::Instant as CoreInstant;
 
 use crate::errors::CliError;
 
@@ -323,26 +322,19 @@ async fn start_peer(
     identity: Identity,
     registry_port: u16,
     policy: AcceptPolicy,
+    dir: &std::path::Path,
 ) -> Result<PeerHandle, CliError> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(net)?;
-    let port = listener.local_addr().map_err(net)?.port();
+    let store =
+        p2pchat_async_std::local::scratch_store(dir, &identity.nick.to_string()).map_err(net)?;
     let config = PeerConfig {
-        port,
         accept_policy: policy,
         ..PeerConfig::default()
     };
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(net)?;
-    let core = Peer::new(config, identity, &mut rng, CoreInstant::ZERO);
-    let peer = p2pchat_async_std::spawn_peer(
-        core,
-        PeerSettings {
-            transport: Transport::Direct,
-            registry_host: "127.0.0.1".into(),
-            registry_port,
-        },
-        listener,
-    );
-    let _ = peer.command(Command::Register).await;
+    let peer =
+        p2pchat_async_std::local::start_direct_peer(config, identity, registry_port, store, &mut rng)
+            .await
+            .map_err(net)?;
     wait(&peer, |e| *e == Event::Registered).await?;
     Ok(peer)
 }
@@ -373,8 +365,13 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
             OnionIdentity::generate(&mut p2pchat_async_std::rng::os_rng().map_err(net)?),
         ))
     };
-    let alice = start_peer(identity(0, "alice")?, port, AcceptPolicy::Ask).await?;
-    let bob = start_peer(identity(1, "bob")?, port, AcceptPolicy::AcceptAll).await?;
+    // Real stores, as a user's: every message is stored before it is sent, and stored
+    // by the receiver before it is acknowledged.
+    let scratch = std::env::temp_dir().join(format!("p2pchat-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    crate::keystore::ensure_private_dir(&scratch).map_err(net)?;
+    let alice = start_peer(identity(0, "alice")?, port, AcceptPolicy::Ask, &scratch).await?;
+    let bob = start_peer(identity(1, "bob")?, port, AcceptPolicy::AcceptAll, &scratch).await?;
     let bob_nick = Nick::new("bob").map_err(net)?;
     let _ = alice.command(Command::Connect(bob_nick.clone())).await;
     wait(&alice, |e| {

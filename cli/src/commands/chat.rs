@@ -33,6 +33,9 @@ pub struct ChatArgs {
     /// Accept every authenticated chat request without asking.
     #[arg(long)]
     auto_accept: bool,
+    /// Where the store's passphrase comes from.
+    #[command(flatten)]
+    passphrase: crate::profile::PassphraseArgs,
 }
 
 /// The default port of a peer's onion service.
@@ -129,15 +132,24 @@ async fn chat(
     let data_dir = crate::paths::data_dir(data_dir)?;
     let mode = tor_setup::choose_mode(args.tor, &file).await?;
     let progress = Progress::new();
-    progress.set("loading your keys…");
-    let identity_dir = data_dir.join("identity");
-    let keys = async_std::task::spawn_blocking(move || {
-        crate::keystore::load_or_create(&identity_dir, 2048)
+    let options = p2pchat_async_std::store::OpenOptions {
+        history: file.history.unwrap_or(true),
+    };
+    let passphrase = args.passphrase.clone();
+    let profile_dir = data_dir.clone();
+    let profile = async_std::task::spawn_blocking(move || {
+        crate::profile::open_or_create(&profile_dir, &passphrase, false, options)
     })
     .await?;
-    if keys.created {
+    if profile.created {
         eprintln!("p2pchat: created a new identity in {}", data_dir.display());
     }
+    let keys = crate::keystore::Keys {
+        rsa: profile.rsa,
+        onion: profile.onion,
+        created: profile.created,
+    };
+    let store = profile.store;
     let onion = match mode {
         TorMode::HiddenServiceDir => {
             let dir = file
@@ -170,7 +182,6 @@ async fn chat(
     let fingerprint = identity.rsa.public().fingerprint();
     let config = PeerConfig {
         port: advertised,
-        pinned,
         accept_policy: if args.auto_accept {
             AcceptPolicy::AcceptAll
         } else {
@@ -179,27 +190,46 @@ async fn chat(
         ..PeerConfig::default()
     };
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(|e| CliError::Network(e.to_string()))?;
-    let core = Peer::new(
+    let now = p2pchat_core::time::Instant::ZERO;
+    let has_contacts = !store.state().contacts.is_empty();
+    let mut core = Peer::restore(
         config,
         identity,
+        store.state().clone(),
         &mut rng,
-        p2pchat_core::time::Instant::ZERO,
+        now,
+        p2pchat_async_std::local::wall_clock(),
     );
+    // Contacts pinned in the configuration are verified contacts.
+    for (nick, fingerprint) in pinned {
+        core.import_verified(now, &nick, fingerprint);
+    }
     let settings = PeerSettings {
         transport: tor.transport.clone(),
         registry_host: server_host.clone(),
         registry_port: server_port,
     };
-    let peer = p2pchat_async_std::spawn_peer(core, settings, listener);
+    let peer = p2pchat_async_std::spawn_peer(core, settings, listener, Box::new(store));
     progress.set(format!("registering with {server_host}:{server_port}…"));
     let _ = peer.command(Command::Register).await;
-    wait_registered(&peer, &server_host, server_port).await?;
-    progress.done();
+    match wait_registered(&peer, &server_host, server_port).await {
+        Ok(()) => progress.done(),
+        // With contacts there is something to do without the registry: they are dialled
+        // at their pinned addresses. The registry is retried in the background.
+        Err(CliError::Network(e)) if has_contacts => {
+            progress.done();
+            eprintln!(
+                "p2pchat: {e}
+p2pchat: retrying the registry in the background; your contacts can be reached meanwhile"
+            );
+        }
+        Err(e) => return Err(e),
+    }
     println!(
         "* you are {nick} at {}:{advertised} (key {fingerprint})",
         address.hostname()
     );
-    crate::chat_ui::run(peer, nick).await;
+    crate::chat_ui::run(peer, nick).await?;
     drop(tor);
     Ok(())
 }

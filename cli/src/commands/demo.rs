@@ -5,12 +5,11 @@
 use core::time::Duration;
 
 use async_std::net::TcpListener;
-use p2pchat_async_std::{Answer, Command, PeerHandle, PeerSettings, ServerSettings, Transport};
+use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings};
 use p2pchat_core::identity::{Identity, OnionIdentity, RsaIdentity};
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{AcceptPolicy, ChatState, Event, Peer, PeerConfig};
+use p2pchat_core::peer::{AcceptPolicy, ChatState, Event, PeerConfig};
 use p2pchat_core::registry::{Registry, RegistryConfig};
-use p2pchat_core::time::Instant;
 
 use crate::chat_ui::render::render;
 use crate::errors::CliError;
@@ -71,8 +70,12 @@ async fn demo() -> Result<(), CliError> {
     println!("   listening on 127.0.0.1:{registry_port}");
 
     step("alice and bob register (each proves its keys)");
-    let alice = start_peer(alice_id, registry_port).await?;
-    let bob = start_peer(bob_id, registry_port).await?;
+    // The peers' stores live for the demo only.
+    let scratch = std::env::temp_dir().join(format!("p2pchat-demo-{}", std::process::id()));
+    crate::keystore::ensure_private_dir(&scratch).map_err(network)?;
+    let _cleanup = RemoveOnDrop(scratch.clone());
+    let alice = start_peer(alice_id, registry_port, &scratch).await?;
+    let bob = start_peer(bob_id, registry_port, &scratch).await?;
     expect(&alice, "alice", |e| *e == Event::Registered).await?;
     expect(&bob, "bob", |e| *e == Event::Registered).await?;
 
@@ -151,8 +154,8 @@ async fn demo() -> Result<(), CliError> {
         command(peer, Command::Shutdown).await?;
         expect(peer, name, |e| *e == Event::ShutdownComplete).await?;
     }
-    alice.join().await;
-    bob.join().await;
+    alice.join().await.map_err(network)?;
+    bob.join().await.map_err(network)?;
     stop.stop();
     server.await;
     println!("\ndemo complete: every message was delivered and acknowledged.");
@@ -160,24 +163,22 @@ async fn demo() -> Result<(), CliError> {
     Ok(())
 }
 
-async fn start_peer(identity: Identity, registry_port: u16) -> Result<PeerHandle, CliError> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(network)?;
-    let port = listener.local_addr().map_err(network)?.port();
+/// Starts a demo peer with a scratch store in `dir`.
+async fn start_peer(
+    identity: Identity,
+    registry_port: u16,
+    dir: &std::path::Path,
+) -> Result<PeerHandle, CliError> {
+    let store = p2pchat_async_std::local::scratch_store(dir, &identity.nick.to_string())
+        .map_err(network)?;
     let config = PeerConfig {
-        port,
         accept_policy: AcceptPolicy::Ask,
         ..PeerConfig::default()
     };
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(network)?;
-    let core = Peer::new(config, identity, &mut rng, Instant::ZERO);
-    let settings = PeerSettings {
-        transport: Transport::Direct,
-        registry_host: "127.0.0.1".into(),
-        registry_port,
-    };
-    let peer = p2pchat_async_std::spawn_peer(core, settings, listener);
-    command(&peer, Command::Register).await?;
-    Ok(peer)
+    p2pchat_async_std::local::start_direct_peer(config, identity, registry_port, store, &mut rng)
+        .await
+        .map_err(network)
 }
 
 async fn command(peer: &PeerHandle, c: Command) -> Result<Answer, CliError> {
@@ -207,5 +208,14 @@ async fn expect(
         if want(&event) {
             return Ok(event);
         }
+    }
+}
+
+/// Removes a scratch directory when the demo ends, however it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -243,7 +243,7 @@ impl fmt::Debug for RsaIdentity {
 }
 
 /// SHA-256 of a public key's SPKI DER, shown as 16 groups of 4 hex digits for reading aloud.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Fingerprint(pub [u8; 32]);
 
 impl fmt::Display for Fingerprint {

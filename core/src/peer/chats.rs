@@ -1,26 +1,23 @@
 //! Chat commands and lifecycle: connect, accept, deny, send, close, retry, end.
 
-use super::{Chat, ChatFailure, ChatState, CloseReason, CommandError, Event, Mailbox, Peer};
-use crate::handshake::ExpectedPeer;
+use super::durable::{ContactKey, QueuedMessage, StoreOp};
+use super::{Chat, ChatFailure, ChatState, CloseReason, CommandError, Peer};
+use crate::handshake::{ExpectedPeer, HandshakeError};
 use crate::nick::Nick;
 use crate::peer::connection::Stage;
 use crate::peer::registry_link::Pending;
-use crate::peer_wire::{MAX_MESSAGE_LEN, SessionMessage};
+use crate::peer_wire::{MAX_MESSAGE_LEN, RejectReason, SessionMessage};
 use crate::registry::UserRecord;
 use crate::time::Instant;
 
 impl Peer {
-    /// Opens a chat with `nick`: looks up its record, dials it through the runtime, and
-    /// authenticates it. Progress arrives as [`Event::ChatState`]. If `nick` is asking to
-    /// chat with us right now, this accepts that request instead.
+    /// Opens a chat with `nick`. A contact is dialled at its pinned onion address; anyone
+    /// else is looked up at the registry first, and the verified record's key is pinned
+    /// (trust on first use). Progress arrives as [`super::Event::ChatState`]. If `nick` is
+    /// asking to chat with us right now, this accepts that request instead.
     pub fn connect(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
         self.now = now;
-        if self.shutdown.is_some() || self.done {
-            return Err(CommandError::ShuttingDown);
-        }
-        if *nick == self.identity.nick {
-            return Err(CommandError::OwnNick);
-        }
+        self.check_can_reach(nick)?;
         if let Some(chat) = self.chats.get(nick) {
             return match chat.state {
                 ChatState::Retrying { .. } => self.retry_now(now, nick),
@@ -37,12 +34,29 @@ impl Peer {
         if self.chats.len() >= self.config.max_chats {
             return Err(CommandError::TooManyChats(self.config.max_chats));
         }
-        self.ensure_chat(nick, None, 0);
-        self.begin_attempt(nick);
+        self.ensure_contact(nick);
+        self.open_chat(nick);
         Ok(())
     }
 
-    /// Accepts the connection request `request` (from [`Event::ConnectionRequest`]).
+    /// Why we cannot reach out to `nick` at all, if we cannot.
+    fn check_can_reach(&self, nick: &Nick) -> Result<(), CommandError> {
+        if self.shutdown.is_some() || self.done {
+            return Err(CommandError::ShuttingDown);
+        }
+        if *nick == self.identity.nick {
+            return Err(CommandError::OwnNick);
+        }
+        if self.state.contacts.get(nick).is_some_and(|c| c.blocked) {
+            return Err(CommandError::Blocked(nick.clone()));
+        }
+        if self.status.get(nick).is_some_and(|s| s.conflict.is_some()) {
+            return Err(CommandError::KeyChanged(nick.clone()));
+        }
+        Ok(())
+    }
+
+    /// Accepts the connection request `request` (from [`super::Event::ConnectionRequest`]).
     pub fn accept(&mut self, now: Instant, request: u64) -> Result<(), CommandError> {
         self.now = now;
         let conn = self
@@ -89,9 +103,11 @@ impl Peer {
         Ok(())
     }
 
-    /// Sends `text` to `nick`. Returns the message id; [`Event::Delivered`] or
-    /// [`Event::Failed`] follows for it. Messages sent while the chat is connecting or
-    /// retrying are queued and sent once it connects.
+    /// Sends `text` to `nick`, online or not: the message is stored in the outbox first,
+    /// then sent whenever a connection with `nick` exists (one is opened if none is).
+    /// Returns its id; [`super::Event::Sent`], then [`super::Event::Delivered`] (or
+    /// [`super::Event::Failed`], with why) follow. A message leaves the outbox only when
+    /// acknowledged, cancelled, refused by the contact's user, or expired.
     pub fn send(&mut self, now: Instant, nick: &Nick, text: &str) -> Result<u64, CommandError> {
         self.now = now;
         if text.len() > MAX_MESSAGE_LEN {
@@ -100,24 +116,45 @@ impl Peer {
                 max: MAX_MESSAGE_LEN,
             });
         }
-        let max_unacked = self.config.max_unacked;
-        let chat = self
-            .chats
-            .get_mut(nick)
-            .ok_or_else(|| CommandError::NoChat(nick.clone()))?;
-        if chat.closing.is_some() {
-            return Err(CommandError::Closing(nick.clone()));
+        if self.shutdown.is_some() || self.done {
+            return Err(CommandError::ShuttingDown);
         }
-        if chat.mailbox.unacked_len() >= max_unacked {
+        if *nick == self.identity.nick {
+            return Err(CommandError::OwnNick);
+        }
+        if self.state.contacts.get(nick).is_some_and(|c| c.blocked) {
+            return Err(CommandError::Blocked(nick.clone()));
+        }
+        let max_unacked = self.config.max_unacked;
+        if self.state.queued_len(nick) >= max_unacked {
             return Err(CommandError::OutboxFull(nick.clone(), max_unacked));
         }
-        let id = chat.mailbox.push(text.to_owned());
-        self.flush_outbox(nick);
+        if !self.chats.contains_key(nick)
+            && !self.state.contacts.contains_key(nick)
+            && self.state.contacts.len() >= self.config.max_contacts
+        {
+            return Err(CommandError::TooManyContacts(self.config.max_contacts));
+        }
+        self.ensure_contact(nick);
+        let id = self.state.contacts.get(nick).map_or(1, |c| c.next_id);
+        let queued_at = self.wall_time(now);
+        self.store(StoreOp::Queued(QueuedMessage {
+            to: nick.clone(),
+            id,
+            text: text.to_owned(),
+            queued_at,
+        }));
+        if self.chats.contains_key(nick) {
+            self.flush_outbox(nick);
+        } else {
+            self.deliver_now(nick);
+        }
         Ok(id)
     }
 
     /// Closes the chat with `nick`: a `Close`/`CloseAck` exchange when connected, at once
-    /// otherwise. [`Event::ChatClosed`] follows.
+    /// otherwise. [`super::Event::ChatClosed`] follows. Messages still queued for `nick`
+    /// stay queued.
     pub fn close_chat(
         &mut self,
         now: Instant,
@@ -148,17 +185,23 @@ impl Peer {
         Ok(())
     }
 
-    /// Retries a chat that is waiting to reconnect, now instead of at its backoff time.
+    /// Tries `nick` now: a chat waiting to reconnect, or a contact with queued messages
+    /// waiting for its next delivery attempt.
     pub fn retry_now(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
         self.now = now;
-        let chat = self
-            .chats
-            .get(nick)
-            .ok_or_else(|| CommandError::NoChat(nick.clone()))?;
-        if matches!(chat.state, ChatState::Retrying { .. }) {
-            self.begin_attempt(nick);
+        match self.chats.get(nick).map(|c| &c.state) {
+            Some(ChatState::Retrying { .. }) => {
+                self.begin_attempt(nick);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None if self.state.queued_len(nick) > 0 => {
+                self.check_can_reach(nick)?;
+                self.deliver_now(nick);
+                Ok(())
+            }
+            None => Err(CommandError::NoChat(nick.clone())),
         }
-        Ok(())
     }
 
     pub(super) fn send_close(&mut self, nick: &Nick, reason: String) {
@@ -167,18 +210,34 @@ impl Peer {
         }
     }
 
-    /// Creates the chat if it does not exist; fills in the peer once it is known.
-    pub(super) fn ensure_chat(&mut self, nick: &Nick, peer: Option<ExpectedPeer>, port: u16) {
+    /// Creates the chat with `nick` (a contact) and starts its first attempt.
+    pub(super) fn open_chat(&mut self, nick: &Nick) {
+        debug_assert!(self.state.contacts.contains_key(nick));
+        if self.chats.contains_key(nick) {
+            return;
+        }
+        self.chats.insert(
+            nick.clone(),
+            Chat {
+                state: ChatState::LookingUp,
+                conn: None,
+                attempt: 0,
+                last_failure: String::new(),
+                closing: None,
+                close_deadline: None,
+            },
+        );
+        self.begin_attempt(nick);
+    }
+
+    /// Creates the chat for an accepted inbound connection (no attempt: it is connected).
+    pub(super) fn ensure_chat(&mut self, nick: &Nick) {
         if !self.chats.contains_key(nick) {
-            let instance = self.fresh_u64();
             self.chats.insert(
                 nick.clone(),
                 Chat {
-                    peer: None,
-                    port: 0,
-                    state: ChatState::LookingUp,
+                    state: ChatState::Connecting,
                     conn: None,
-                    mailbox: Mailbox::new(instance),
                     attempt: 0,
                     last_failure: String::new(),
                     closing: None,
@@ -186,20 +245,17 @@ impl Peer {
                 },
             );
         }
-        if let (Some(chat), Some(peer)) = (self.chats.get_mut(nick), peer) {
-            chat.peer = Some(peer);
-            chat.port = port;
-        }
     }
 
-    /// Starts one connection attempt: a fresh registry lookup, then a dial.
+    /// Starts one connection attempt: a contact whose key is pinned is dialled directly;
+    /// anyone else is looked up at the registry first.
     fn begin_attempt(&mut self, nick: &Nick) {
-        let Some(chat) = self.chats.get(nick) else {
-            return;
-        };
-        // A chat that knows its peer (pinned, or seen before) dials directly; the registry
-        // is asked only for where a new peer is.
-        if chat.peer.is_some() {
+        let pinned = self
+            .state
+            .contacts
+            .get(nick)
+            .is_some_and(|c| matches!(c.key, ContactKey::Pinned { .. }));
+        if pinned {
             self.set_state(nick, ChatState::Connecting);
             self.pump_dials();
         } else {
@@ -229,21 +285,18 @@ impl Peer {
             };
             return self.end_chat(nick, CloseReason::Failed(failure));
         }
-        if let Some(pinned) = self.config.pinned.get(nick)
-            && *pinned != record.certificate.rsa.fingerprint()
+        let expected = self.state.contacts.get(nick).map(|c| c.key.clone());
+        if let Some(ContactKey::Fingerprint(fingerprint)) = expected
+            && fingerprint != record.certificate.rsa.fingerprint()
         {
+            self.key_conflict(nick, fingerprint, record.certificate.clone(), record.port);
             let failure = ChatFailure::BadRecord {
                 nick: nick.clone(),
-                why: "the pinned key",
+                why: "the key you pinned",
             };
             return self.end_chat(nick, CloseReason::Failed(failure));
         }
-        let peer = ExpectedPeer {
-            nick: nick.clone(),
-            onion: record.certificate.onion,
-            rsa: record.certificate.rsa.clone(),
-        };
-        self.ensure_chat(nick, Some(peer), record.port);
+        self.pin(nick, record.certificate, record.port);
         self.set_state(nick, ChatState::Connecting);
         self.pump_dials();
     }
@@ -308,14 +361,14 @@ impl Peer {
 
     /// Sends queued messages if the chat's connection is established.
     pub(super) fn flush_outbox(&mut self, nick: &Nick) {
-        let Some(chat) = self.chats.get_mut(nick) else {
+        let Some(chat) = self.chats.get(nick) else {
             return;
         };
         if chat.state != ChatState::Connected && chat.state != ChatState::Closing {
             return;
         }
         let Some(conn) = chat.conn else { return };
-        for (id, text) in chat.mailbox.take_untransmitted() {
+        for (id, text) in self.take_untransmitted(nick) {
             if !self.seal_on(conn, &SessionMessage::Message { id, text }) {
                 return;
             }
@@ -327,14 +380,15 @@ impl Peer {
             && chat.state != state
         {
             chat.state = state.clone();
-            self.emit(Event::ChatState {
+            self.emit(super::Event::ChatState {
                 nick: nick.clone(),
                 state,
             });
         }
     }
 
-    /// Removes the chat, failing every message not acknowledged, and reports why it ended.
+    /// Removes the chat and reports why it ended. Queued messages stay queued (and are
+    /// tried again later), unless the contact's user refused the chat.
     pub(super) fn end_chat(&mut self, nick: &Nick, reason: CloseReason) {
         let Some(mut chat) = self.chats.remove(nick) else {
             return;
@@ -342,24 +396,47 @@ impl Peer {
         if let Some(conn) = chat.conn.take() {
             self.drop_conn(conn);
         }
-        let why = match &reason {
-            CloseReason::ByUs(_) | CloseReason::ByPeer(_) => {
-                "the chat was closed before the peer acknowledged it".to_owned()
-            }
-            CloseReason::Denied(r) => format!("the peer denied the chat: {r}"),
-            CloseReason::Failed(f) => f.to_string(),
-        };
-        for id in chat.mailbox.fail_all() {
-            self.emit(Event::Failed {
-                nick: nick.clone(),
-                id,
-                reason: why.clone(),
-            });
+        if let Some(m) = self.mailboxes.get_mut(nick) {
+            m.connection_lost();
         }
-        self.emit(Event::ChatClosed {
+        // The contact's user said no: waiting would not change that.
+        match &reason {
+            CloseReason::Denied(why) => {
+                self.fail_queued(nick, &format!("{nick} refused the chat: {why}"));
+            }
+            CloseReason::Failed(ChatFailure::Handshake(HandshakeError::Rejected(
+                RejectReason::Refused,
+            ))) => self.fail_queued(nick, &format!("{nick} does not accept chats from you")),
+            _ => {}
+        }
+        self.emit(super::Event::ChatClosed {
             nick: nick.clone(),
-            reason,
+            reason: reason.clone(),
         });
+        let shutting_down = self.shutdown.is_some() || self.done;
+        if self.state.queued_len(nick) > 0 && !shutting_down {
+            self.schedule_delivery(nick);
+        } else if matches!(
+            reason,
+            CloseReason::Failed(ChatFailure::NotOnline(_) | ChatFailure::BadRecord { .. })
+        ) {
+            self.forget_if_unknown(nick);
+        }
         self.maybe_finish_shutdown();
+    }
+
+    /// The expected peer of a chat: the contact's pinned key and address.
+    pub(super) fn expected_peer(&self, nick: &Nick) -> Option<(ExpectedPeer, u16)> {
+        match &self.state.contacts.get(nick)?.key {
+            ContactKey::Pinned { certificate, port } => Some((
+                ExpectedPeer {
+                    nick: nick.clone(),
+                    onion: certificate.onion,
+                    rsa: certificate.rsa.clone(),
+                },
+                *port,
+            )),
+            _ => None,
+        }
     }
 }

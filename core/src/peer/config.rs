@@ -1,10 +1,6 @@
 //! How a peer behaves: policies, limits and timers.
 
 use core::time::Duration;
-use std::collections::BTreeMap;
-
-use crate::identity::Fingerprint;
-use crate::nick::Nick;
 
 /// What to do with an incoming chat request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +42,6 @@ pub struct PeerConfig {
     pub port: u16,
     /// What to do with incoming chat requests.
     pub accept_policy: AcceptPolicy,
-    /// Contacts whose RSA key is pinned by fingerprint: a registry record or a peer with
-    /// another key is refused as a possible impersonation.
-    pub pinned: BTreeMap<Nick, Fingerprint>,
     /// Ask the registry for presence pushes (who joins and leaves). Every push costs the
     /// registry one frame per watcher, so large simulations and bots may turn it off.
     pub watch_presence: bool,
@@ -76,6 +69,12 @@ pub struct PeerConfig {
     pub registry_timeout: Duration,
     /// Reconnection policy for chats and the registry.
     pub backoff: Backoff,
+    /// How often contacts with queued messages are tried while they seem offline.
+    pub delivery_backoff: Backoff,
+    /// How long a message waits in the outbox before it fails as expired.
+    pub outbox_expiry: Duration,
+    /// Most contacts (each costs a little memory and storage).
+    pub max_contacts: usize,
 }
 
 impl Default for PeerConfig {
@@ -83,7 +82,6 @@ impl Default for PeerConfig {
         Self {
             port: 5051,
             accept_policy: AcceptPolicy::Ask,
-            pinned: BTreeMap::new(),
             watch_presence: true,
             max_chats: 64,
             max_pending_inbound: 16,
@@ -101,6 +99,13 @@ impl Default for PeerConfig {
                 max: Duration::from_secs(60),
                 max_attempts: 8,
             },
+            delivery_backoff: Backoff {
+                initial: Duration::from_secs(30),
+                max: Duration::from_secs(15 * 60),
+                max_attempts: u32::MAX,
+            },
+            outbox_expiry: Duration::from_secs(30 * 86_400),
+            max_contacts: 10_000,
         }
     }
 }

@@ -5,6 +5,8 @@ use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::handshake::{ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello};
 use crate::peer::AcceptPolicy;
+use crate::peer::durable::{ContactKey, ContactRecord, StoreOp};
+use crate::peer::mailbox::Receipt;
 use crate::peer::registry_link::Pending;
 use crate::peer_wire::{MAX_MESSAGE_LEN, PeerFrame, RejectReason, SessionMessage, clip_reason};
 use crate::registry::UserRecord;
@@ -150,9 +152,8 @@ impl Peer {
             return;
         }
         let Some(nick) = c.nick.clone() else { return };
-        if let Some(upto) = self.chats.get(&nick).map(|c| c.mailbox.received_upto()) {
-            self.seal_on(conn, &SessionMessage::Ack { id: upto });
-        }
+        let upto = self.received_upto(&nick);
+        self.seal_on(conn, &SessionMessage::Ack { id: upto });
     }
 
     fn connected(&mut self, conn: ConnId) {
@@ -164,9 +165,9 @@ impl Peer {
         };
         let expected = expected.clone();
         let Some(nick) = c.nick.clone() else { return };
-        let instance = match self.chats.get(&nick) {
-            Some(chat) => chat.mailbox.instance,
-            None => return self.drop_conn(conn),
+        let instance = match self.state.contacts.get(&nick) {
+            Some(contact) if self.chats.contains_key(&nick) => contact.our_instance,
+            _ => return self.drop_conn(conn),
         };
         match Initiator::start(
             &mut self.rng,
@@ -298,26 +299,33 @@ impl Peer {
         if existing_is_ours && ours_wins {
             return self.reject(conn, RejectReason::Simultaneous, None);
         }
-        // The key to check: a pinned contact, a chat's verified peer, or the registry's record.
-        let presented = &hello.hello.certificate.rsa;
-        if let Some(pinned) = self.config.pinned.get(&nick).copied()
-            && pinned != presented.fingerprint()
-        {
-            let e = HandshakeError::Impersonation {
-                nick: nick.clone(),
-                expected: pinned,
-                presented: presented.fingerprint(),
-            };
-            return self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)));
+        // The key to check: the contact's pinned key, or the registry's record.
+        let presented = hello.hello.certificate.clone();
+        let contact = self.state.contacts.get(&nick);
+        if contact.is_some_and(|c| c.blocked) {
+            return self.reject(conn, RejectReason::Refused, None);
         }
-        let known = if self.config.pinned.contains_key(&nick) {
-            Some(presented.clone())
-        } else {
-            chat.and_then(|c| c.peer.as_ref()).map(|p| p.rsa.clone())
-        };
-        match known {
-            Some(key) => self.respond(conn, hello, &key),
-            None => {
+        match contact.map(|c| c.key.clone()) {
+            Some(ContactKey::Pinned { certificate, .. })
+                if certificate.rsa == presented.rsa && certificate.onion == presented.onion =>
+            {
+                self.respond(conn, hello, &presented.rsa)
+            }
+            Some(ContactKey::Fingerprint(f)) if f == presented.rsa.fingerprint() => {
+                self.respond(conn, hello, &presented.rsa)
+            }
+            Some(key @ (ContactKey::Pinned { .. } | ContactKey::Fingerprint(_))) => {
+                let pinned = key.fingerprint().unwrap_or(presented.rsa.fingerprint());
+                let port = hello.hello.port;
+                self.key_conflict(&nick, pinned, presented.clone(), port);
+                let e = HandshakeError::Impersonation {
+                    nick: nick.clone(),
+                    expected: pinned,
+                    presented: presented.rsa.fingerprint(),
+                };
+                self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)))
+            }
+            Some(ContactKey::Unknown) | None => {
                 self.set_stage(conn, Stage::AwaitLookup(Box::new(hello)));
                 self.lookup(&nick, Pending::Incoming(conn));
             }
@@ -366,8 +374,8 @@ impl Peer {
         expected: &crate::identity::RsaPublicKey,
     ) {
         let nick = hello.hello.certificate.nick.clone();
-        let announced = match self.chats.get(&nick) {
-            Some(chat) => Announced::Existing(chat.mailbox.instance),
+        let announced = match self.state.contacts.get(&nick) {
+            Some(contact) => Announced::Existing(contact.our_instance),
             None => Announced::Fresh(self.fresh_u64()),
         };
         let (Announced::Existing(instance) | Announced::Fresh(instance)) = announced;
@@ -401,8 +409,9 @@ impl Peer {
         if !self.announced_instance_holds(conn, &nick) {
             return self.conn_lost(conn, ConnectionLost::Superseded, true);
         }
-        if self.chats.contains_key(&nick) {
-            // A known chat reconnecting: accept without asking again.
+        let contact = self.state.contacts.get(&nick);
+        if self.chats.contains_key(&nick) || contact.is_some_and(|c| !c.blocked) {
+            // A contact (or an open chat) reconnecting: accept without asking again.
             return self.accept_connection(conn, est.cipher, est.peer_instance, &hello);
         }
         match self.config.accept_policy {
@@ -442,15 +451,15 @@ impl Peer {
         }
     }
 
-    /// Whether the chat instance announced on inbound `conn` can still be the one its chat
-    /// with `nick` uses: the announced chat still exists (a fresh instance is checked when
-    /// the chat adopts it).
+    /// Whether the instance announced on inbound `conn` is still the one our ids towards
+    /// `nick` are scoped to: the contact it was announced for still exists with it, or no
+    /// contact did and none does yet (a fresh instance is adopted on acceptance).
     fn announced_instance_holds(&self, conn: ConnId, nick: &crate::nick::Nick) -> bool {
         let announced = self.conns.get(&conn).and_then(|c| c.announced);
-        let current = self.chats.get(nick).map(|c| c.mailbox.instance);
+        let current = self.state.contacts.get(nick).map(|c| c.our_instance);
         match announced {
             Some(Announced::Existing(instance)) => current == Some(instance),
-            Some(Announced::Fresh(_)) => true,
+            Some(Announced::Fresh(instance)) => current.is_none_or(|c| c == instance),
             None => {
                 debug_assert!(false, "an inbound connection finished without a Challenge");
                 false
@@ -466,25 +475,22 @@ impl Peer {
         peer_instance: u64,
         hello: &VerifiedHello,
     ) {
-        let cert = &hello.hello.certificate;
+        let cert = hello.hello.certificate.clone();
         let nick = cert.nick.clone();
-        let peer = ExpectedPeer {
-            nick: nick.clone(),
-            onion: cert.onion,
-            rsa: cert.rsa.clone(),
-        };
         if !self.announced_instance_holds(conn, &nick) {
             return self.conn_lost(conn, ConnectionLost::Superseded, true);
         }
-        self.ensure_chat(&nick, Some(peer), hello.hello.port);
-        // The peer scopes our message ids to the instance we announced in the handshake.
-        let announced = self.conns.get(&conn).and_then(|c| c.announced);
-        if let (Some(Announced::Fresh(instance)), Some(chat)) =
-            (announced, self.chats.get_mut(&nick))
-            && !chat.mailbox.adopt_instance(instance)
+        // The peer scopes our message ids to the instance we announced in the handshake:
+        // a new contact takes it as its own.
+        if !self.state.contacts.contains_key(&nick)
+            && let Some(Announced::Fresh(instance)) =
+                self.conns.get(&conn).and_then(|c| c.announced)
         {
-            return self.conn_lost(conn, ConnectionLost::Superseded, true);
+            self.store(StoreOp::Contact(ContactRecord::new(nick.clone(), instance)));
         }
+        // Trust on first use: the key of a request we accept is pinned.
+        self.pin(&nick, cert, hello.hello.port);
+        self.ensure_chat(&nick);
         // The new connection replaces any other the chat had (the peer redialed, or won a
         // simultaneous dial). Attach it first, so dropping the old one does not look like
         // a chat without a connection (which would be redialed).
@@ -523,17 +529,10 @@ impl Peer {
         };
         chat.conn = Some(conn);
         chat.attempt = 0;
-        let doubtful = chat.mailbox.peer_instance(peer_instance);
-        chat.mailbox.connection_lost();
         let closing = chat.closing.clone();
-        for id in doubtful {
-            self.emit(Event::Failed {
-                nick: nick.clone(),
-                id,
-                reason: "the peer restarted before acknowledging it (it may have been shown)"
-                    .into(),
-            });
-        }
+        self.mailboxes.entry(nick.clone()).or_default().connection_lost();
+        self.peer_instance(&nick, peer_instance);
+        self.delivery_succeeded(&nick);
         self.set_state(&nick, ChatState::Connected);
         self.flush_outbox(&nick);
         // A close requested while the connection was down goes out now.
@@ -579,10 +578,23 @@ impl Peer {
                         true,
                     );
                 }
-                let Some(chat) = self.chats.get_mut(&nick) else {
+                if !self.chats.contains_key(&nick) {
                     return;
-                };
-                if chat.mailbox.receive(id) == super::Receipt::Deliver {
+                }
+                if self.classify_received(&nick, id) == Receipt::Deliver {
+                    // Stored before it is shown and before it is acknowledged: a crash
+                    // anywhere after this cannot show it twice or lose it.
+                    let peer_instance =
+                        self.state.contacts.get(&nick).and_then(|c| c.peer_instance);
+                    debug_assert!(peer_instance.is_some(), "a message before the handshake");
+                    let at = self.wall_time(self.now);
+                    self.store(StoreOp::Received {
+                        from: nick.clone(),
+                        peer_instance: peer_instance.unwrap_or_default(),
+                        id,
+                        text: text.clone(),
+                        at,
+                    });
                     self.emit(Event::Message {
                         nick: nick.clone(),
                         id,
@@ -595,16 +607,9 @@ impl Peer {
                 }
             }
             SessionMessage::Ack { id } => {
-                let Some(chat) = self.chats.get_mut(&nick) else {
-                    return;
-                };
-                for id in chat.mailbox.ack(id) {
-                    self.emit(Event::Delivered {
-                        nick: nick.clone(),
-                        id,
-                    });
+                if self.chats.contains_key(&nick) {
+                    self.acknowledged(&nick, id);
                 }
-                self.maybe_finish_shutdown();
             }
             SessionMessage::Close { reason } => {
                 self.seal_on(conn, &SessionMessage::CloseAck);
@@ -650,6 +655,7 @@ impl Peer {
             HandshakeError::Rejected(r) => matches!(
                 r,
                 RejectReason::WrongResponder
+                    | RejectReason::Refused
                     | RejectReason::KeyMismatch
                     | RejectReason::BadProof
                     | RejectReason::ProtocolViolation
@@ -663,6 +669,19 @@ impl Peer {
         if permanent {
             self.drop_conn(conn);
             if let Some(nick) = nick {
+                if let HandshakeError::Impersonation {
+                    expected,
+                    presented,
+                    ..
+                } = &error
+                {
+                    let conflict = super::KeyConflict {
+                        pinned: *expected,
+                        presented: *presented,
+                        certificate: None,
+                    };
+                    self.record_conflict(&nick, conflict);
+                }
                 self.end_chat(&nick, CloseReason::Failed(ChatFailure::Handshake(error)));
             }
         } else {
@@ -702,7 +721,9 @@ impl Peer {
                 && chat.conn == Some(conn)
             {
                 chat.conn = None;
-                chat.mailbox.connection_lost();
+                if let Some(m) = self.mailboxes.get_mut(&nick) {
+                    m.connection_lost();
+                }
             }
             self.pump_dials();
         }
@@ -729,7 +750,12 @@ impl Peer {
             return self.pump_dials();
         }
         chat.conn = None;
-        chat.mailbox.connection_lost();
+        if let Some(m) = self.mailboxes.get_mut(&nick) {
+            m.connection_lost();
+        }
+        let Some(chat) = self.chats.get(&nick) else {
+            return self.pump_dials();
+        };
         if let Some(closing) = chat.closing.clone()
             && chat.state == ChatState::Closing
         {
@@ -779,20 +805,18 @@ impl Peer {
         let waiting: Vec<crate::nick::Nick> = self
             .chats
             .iter()
-            .filter(|(_, c)| {
-                c.state == ChatState::Connecting && c.conn.is_none() && c.peer.is_some()
+            .filter(|(n, c)| {
+                c.state == ChatState::Connecting
+                    && c.conn.is_none()
+                    && self.expected_peer(n).is_some()
             })
             .map(|(n, _)| n.clone())
             .take(free)
             .collect();
         for nick in waiting {
-            let Some(chat) = self.chats.get(&nick) else {
+            let Some((peer, port)) = self.expected_peer(&nick) else {
                 continue;
             };
-            let Some(peer) = chat.peer.clone() else {
-                continue;
-            };
-            let port = chat.port;
             let conn = self.alloc_conn();
             let deadline = self.now + self.config.dial_timeout;
             let target = super::Target::Peer {

@@ -76,6 +76,8 @@ pub enum Output {
     },
     /// Something for the user.
     Event(Event),
+    /// Store this durably before carrying out any later output.
+    Store(super::StoreOp),
 }
 
 /// A user-visible connection state of a chat.
@@ -235,6 +237,14 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// Our message went out on a connection for the first time (it is not yet
+    /// acknowledged).
+    Sent {
+        /// To whom.
+        nick: Nick,
+        /// Which message.
+        id: u64,
+    },
     /// The peer acknowledged our message.
     Delivered {
         /// To whom.
@@ -264,6 +274,17 @@ pub enum Event {
         nick: Option<Nick>,
         /// Why.
         reason: HandshakeError,
+    },
+    /// Possible impersonation: a contact presented another key than the one pinned for
+    /// it. Nothing is sent to that key, and the contact's chats and deliveries wait, until
+    /// the user runs `verify` (with the fingerprint compared out of band) or `trust`.
+    KeyChanged {
+        /// Whose key.
+        nick: Nick,
+        /// The fingerprint pinned.
+        pinned: Fingerprint,
+        /// The fingerprint presented.
+        presented: Fingerprint,
     },
     /// `shutdown` finished: chats closed, registration removed.
     ShutdownComplete,
@@ -308,4 +329,24 @@ pub enum CommandError {
     /// Too many inbound connections are pending.
     #[error("too many pending incoming connections")]
     Busy,
+    /// The nick is blocked.
+    #[error("{0} is blocked; /unblock {0} first")]
+    Blocked(Nick),
+    /// The contact's key changed and the user has not checked it yet.
+    #[error(
+        "possible impersonation: the key of {0} changed; compare fingerprints, then /verify {0} FINGERPRINT (or /trust {0})"
+    )]
+    KeyChanged(Nick),
+    /// No such contact.
+    #[error("{0} is not a contact")]
+    NoContact(Nick),
+    /// `verify` was given a fingerprint that is not the contact's.
+    #[error("that fingerprint is not the key {0} presented; nothing was changed")]
+    FingerprintMismatch(Nick),
+    /// `cancel` of a message that is not queued.
+    #[error("no message {1} to {0} is waiting (it was delivered, failed or withdrawn)")]
+    NotQueued(Nick, u64),
+    /// Too many contacts.
+    #[error("too many contacts (limit {0})")]
+    TooManyContacts(usize),
 }

@@ -5,15 +5,20 @@
 //! [`Peer::handle_timeout`] when [`Peer::poll_timeout`] is reached. Runtimes own sockets
 //! and time, and make no protocol decisions.
 
-mod chat;
 mod chats;
 mod config;
 mod connection;
+mod contacts;
+mod durable;
 mod io;
+mod mailbox;
 mod registry_link;
 
-pub use chat::{Mailbox, Receipt};
 pub use config::{AcceptPolicy, Backoff, PeerConfig};
+pub use contacts::{ContactView, KeyConflict};
+pub use durable::{
+    ContactKey, ContactRecord, Outcome, PeerState, QueuedMessage, StoreOp, WallTime,
+};
 pub use io::{
     ChatFailure, ChatState, CloseReason, CommandError, ConnectionLost, Event, Input, Output, Target,
 };
@@ -28,17 +33,17 @@ use crate::identity::Identity;
 use crate::nick::Nick;
 use crate::time::Instant;
 use connection::Conn;
+use contacts::ContactStatus;
+use mailbox::Mailbox;
 use registry_link::RegistryLink;
 
-/// A chat: the peer it is with, its connection, its messages.
+/// A chat: a conversation with a contact that is connected or trying to be. Who the
+/// contact is and what waits for them is the contact's ([`PeerState`]); a chat is only
+/// the connection's life.
 #[derive(Debug)]
 struct Chat {
-    /// Where and who the peer is (from a verified registry record or an incoming handshake).
-    peer: Option<crate::handshake::ExpectedPeer>,
-    port: u16,
     state: ChatState,
     conn: Option<ConnId>,
-    mailbox: Mailbox,
     /// Failed attempts since the last success.
     attempt: u32,
     last_failure: String,
@@ -61,6 +66,15 @@ pub struct Peer {
     identity: Identity,
     rng: ChaCha20Rng,
     now: Instant,
+    /// Wall-clock time at `started` (history timestamps, expiry).
+    wall_at_start: WallTime,
+    started: Instant,
+    /// What must last: contacts and the outbox. Changed only through [`Peer::store`].
+    state: PeerState,
+    /// Per contact: the outbox's transmission state.
+    mailboxes: BTreeMap<Nick, Mailbox>,
+    /// Per contact: presence, delivery schedule, refused keys.
+    status: BTreeMap<Nick, ContactStatus>,
     next_conn: u64,
     next_decision: u64,
     registry: RegistryLink,
@@ -84,20 +98,49 @@ impl core::fmt::Debug for Peer {
 }
 
 impl Peer {
-    /// A peer with `identity`; its randomness derives from `rng` (drawn once, here).
+    /// A peer with `identity` and nothing stored yet; its randomness derives from `rng`
+    /// (drawn once, here). The wall clock starts at zero: runtimes that keep history use
+    /// [`Peer::restore`].
     pub fn new(
         config: PeerConfig,
         identity: Identity,
         rng: &mut impl CryptoRng,
         now: Instant,
     ) -> Self {
+        Self::restore(config, identity, PeerState::default(), rng, now, WallTime(0))
+    }
+
+    /// A peer that carries on from `state`, what a runtime stored of every
+    /// [`Output::Store`]; `wall` is the wall-clock time at `now`. Messages in the outbox
+    /// are delivered as soon as their contacts can be reached.
+    pub fn restore(
+        config: PeerConfig,
+        identity: Identity,
+        state: PeerState,
+        rng: &mut impl CryptoRng,
+        now: Instant,
+        wall: WallTime,
+    ) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        Self {
+        let mailboxes = state
+            .outbox
+            .iter()
+            .map(|(nick, queued)| {
+                let queued: Vec<QueuedMessage> = queued.iter().cloned().collect();
+                (nick.clone(), Mailbox::restored(&queued))
+            })
+            .collect();
+        let mut peer = Self {
             config,
             identity,
             rng: ChaCha20Rng::from_seed(seed),
             now,
+            wall_at_start: wall,
+            started: now,
+            state,
+            mailboxes,
+            status: BTreeMap::new(),
             next_conn: 0,
             next_decision: 1,
             registry: RegistryLink::default(),
@@ -107,7 +150,20 @@ impl Peer {
             outputs: VecDeque::new(),
             shutdown: None,
             done: false,
-        }
+        };
+        peer.schedule_restored_deliveries();
+        peer
+    }
+
+    /// What this peer has stored: contacts and the outbox.
+    pub fn state(&self) -> &PeerState {
+        &self.state
+    }
+
+    /// The wall-clock time at `now` (as the runtime reported it at start-up, plus the time
+    /// since).
+    pub fn wall_time(&self, now: Instant) -> WallTime {
+        self.wall_at_start.plus(now.saturating_duration_since(self.started))
     }
 
     /// Our identity.
@@ -120,11 +176,10 @@ impl Peer {
         self.chats.get(nick).map(|c| &c.state)
     }
 
-    /// The fingerprint of the RSA key the chat with `nick` authenticates (once its peer is
-    /// known: from the verified registry record, the pinned key, or the peer's handshake).
+    /// The fingerprint of the RSA key a chat with `nick` authenticates: the contact's
+    /// pinned key (or the fingerprint the user gave for it).
     pub fn chat_fingerprint(&self, nick: &Nick) -> Option<crate::identity::Fingerprint> {
-        let chat = self.chats.get(nick)?;
-        chat.peer.as_ref().map(|p| p.rsa.fingerprint())
+        self.state.contacts.get(nick)?.key.fingerprint()
     }
 
     /// Nicks of all current chats.
@@ -194,6 +249,7 @@ impl Peer {
         conns
             .chain(chats)
             .chain(self.registry.next_timer())
+            .chain(self.contact_timers())
             .chain(shutdown)
             .min()
     }
@@ -204,6 +260,7 @@ impl Peer {
         self.registry_timeout();
         self.connection_timeouts();
         self.chat_timeouts();
+        self.contact_timeouts();
         if let Some(s) = &self.shutdown
             && now >= s.deadline
         {
@@ -275,6 +332,13 @@ impl Peer {
 
     fn emit(&mut self, event: Event) {
         self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Changes what must last: applied to our own state and queued for the runtime, in
+    /// order with everything else it will do.
+    fn store(&mut self, op: StoreOp) {
+        self.state.apply(&op);
+        self.outputs.push_back(Output::Store(op));
     }
 
     fn transmit(&mut self, conn: ConnId, bytes: Vec<u8>) {

@@ -40,6 +40,9 @@ pub(super) struct RegistryLink {
     pending: BTreeMap<u32, (Pending, Instant)>,
     next_request: u32,
     next_ping: Option<Instant>,
+    /// The connection is given up if nothing arrives by then: a dial that is never
+    /// answered, or a registry (or a Tor circuit) gone silent without closing.
+    silent_deadline: Option<Instant>,
     retry_at: Option<Instant>,
     attempt: u32,
 }
@@ -48,6 +51,7 @@ impl RegistryLink {
     pub(super) fn next_timer(&self) -> impl Iterator<Item = Instant> + '_ {
         self.next_ping
             .into_iter()
+            .chain(self.silent_deadline)
             .chain(self.retry_at)
             .chain(self.pending.values().map(|(_, t)| *t))
     }
@@ -146,6 +150,7 @@ impl Peer {
         let conn = self.alloc_conn();
         self.registry.conn = Some(conn);
         self.registry.decoder = FrameDecoder::new();
+        self.registry.silent_deadline = Some(self.now + self.config.dial_timeout);
         self.outputs.push_back(Output::Connect {
             conn,
             target: Target::Registry,
@@ -178,6 +183,7 @@ impl Peer {
         match input {
             Input::Connected { .. } => {
                 self.registry.connected = true;
+                self.registry.silent_deadline = Some(self.now + self.registry_silence_allowed());
                 self.registry.attempt = 0;
                 self.registry.next_ping = Some(self.now + self.config.registry_ping_interval);
                 if self.config.watch_presence {
@@ -188,6 +194,12 @@ impl Peer {
             Input::ConnectFailed { reason, .. } => self.registry_lost(reason),
             Input::Closed { .. } => self.registry_lost("the registry closed the connection".into()),
             Input::Received { mut bytes, .. } => loop {
+                // While a registration is wanted, only its answer counts as life: a
+                // registry that answers pings but never registers us is no registry.
+                if self.registry.registered || !self.registry.want_registered {
+                    self.registry.silent_deadline =
+                        Some(self.now + self.registry_silence_allowed());
+                }
                 let body = match self.registry.decoder.decode(&mut bytes) {
                     Ok(Some(body)) => body,
                     Ok(None) => return,
@@ -221,6 +233,7 @@ impl Peer {
             }
             ServerMessage::Registered => {
                 self.registry.registered = true;
+                self.registry.silent_deadline = Some(self.now + self.registry_silence_allowed());
                 self.emit(Event::Registered);
             }
             ServerMessage::RegisterRejected(e) => {
@@ -253,7 +266,12 @@ impl Peer {
                     Presence::Left(_) => true,
                 };
                 if valid {
+                    let (nick, online) = match &p {
+                        Presence::Joined(r) => (r.nick().clone(), true),
+                        Presence::Left(nick) => (nick.clone(), false),
+                    };
                     self.emit(Event::Presence(p));
+                    self.presence_changed(&nick, online);
                 }
             }
             ServerMessage::Unregistered => {
@@ -308,6 +326,7 @@ impl Peer {
         self.registry.registered = false;
         self.registry.challenge = None;
         self.registry.next_ping = None;
+        self.registry.silent_deadline = None;
         self.registry.queued.clear();
         if self.shutdown.is_some() {
             return self.finish_shutdown();
@@ -329,8 +348,21 @@ impl Peer {
         }
     }
 
+    /// How long the registry may stay silent: two pings go unanswered.
+    fn registry_silence_allowed(&self) -> core::time::Duration {
+        self.config.registry_ping_interval * 2 + self.config.registry_timeout
+    }
+
     pub(super) fn registry_timeout(&mut self) {
         let now = self.now;
+        if self.registry.silent_deadline.is_some_and(|t| t <= now) {
+            let reason = if self.registry.connected {
+                "the registry stopped answering"
+            } else {
+                "the registry did not answer the connection in time"
+            };
+            return self.registry_lost(reason.into());
+        }
         if self.registry.retry_at.is_some_and(|t| t <= now) {
             self.registry.retry_at = None;
             self.ensure_registry();

@@ -37,6 +37,10 @@ struct World {
     /// Flip a byte in the next frame `host` sends on a peer connection.
     tamper_next: Option<usize>,
     offline: Vec<bool>,
+    /// What each peer asked to store.
+    disks: Vec<PeerState>,
+    /// The registry's answers are lost (it went silent without closing).
+    registry_silent: bool,
 }
 
 impl World {
@@ -65,6 +69,8 @@ impl World {
             sent: BTreeMap::new(),
             tamper_next: None,
             offline: vec![false; nicks.len()],
+            disks: vec![PeerState::default(); nicks.len()],
+            registry_silent: false,
         }
     }
 
@@ -169,10 +175,14 @@ impl World {
             }
             Output::Close { conn } => self.close((Host::Peer(i), conn)),
             Output::Event(e) => self.events[i].push(e),
+            Output::Store(op) => self.disks[i].apply(&op),
         }
     }
 
     fn transmit(&mut self, from: End, bytes: Vec<u8>) {
+        if self.registry_silent && from.0 == Host::Registry {
+            return;
+        }
         self.sent.entry(from).or_default().extend_from_slice(&bytes);
         if let Some(to) = self.links.get(&from) {
             self.queue.push_back((*to, Delivery::Bytes(bytes)));
@@ -453,10 +463,14 @@ fn closing_is_a_two_step_exchange_with_the_reason() {
     assert_eq!(messages(&ea).len(), 1);
     assert_eq!(delivered(&eb), vec![id]);
     assert!(w.peers[0].chat_state(&bob).is_none() && w.peers[1].chat_state(&alice).is_none());
-    assert_eq!(
-        w.peers[1].send(w.now, &alice, "x"),
-        Err(CommandError::NoChat(alice))
-    );
+    // A message written after the close is queued, reopens the chat, and is delivered
+    // without a new prompt: they are contacts now.
+    let later = w.peers[1].send(w.now, &alice, "one more thing").unwrap();
+    w.run();
+    let ea = w.take(0);
+    assert!(!ea.iter().any(|e| matches!(e, Event::ConnectionRequest { .. })));
+    assert_eq!(messages(&ea).len(), 1);
+    assert_eq!(delivered(&w.take(1)), vec![later]);
 }
 
 #[test]
@@ -504,14 +518,11 @@ fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
 
 #[test]
 fn the_initiator_detects_a_responder_key_that_differs_from_its_pinned_contact() {
-    let mut config = PeerConfig::default();
-    config.pinned.insert(
-        Nick::new("bob").unwrap(),
-        test_keys::rsa(9).public().fingerprint(),
-    );
-    let mut w = World::new(&["alice", "bob"], config);
-    w.register_all();
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
     let bob = w.nick(1);
+    let pinned = test_keys::rsa(9).public().fingerprint();
+    w.peers[0].import_verified(w.now, &bob, pinned);
+    w.register_all();
     w.peers[0].connect(w.now, &bob).unwrap();
     w.run();
     let ea = w.take(0);
@@ -788,7 +799,7 @@ fn simultaneous_dials_resolve_to_one_chat() {
 }
 
 #[test]
-fn an_unreachable_peer_is_retried_with_backoff_then_failed_with_every_message_reported() {
+fn an_unreachable_contact_is_retried_with_backoff_and_its_messages_wait_until_it_returns() {
     let mut config = PeerConfig::default();
     config.backoff.max_attempts = 3;
     let mut w = World::new(&["alice", "bob"], config);
@@ -811,10 +822,6 @@ fn an_unreachable_peer_is_retried_with_backoff_then_failed_with_every_message_re
     w.advance(Duration::from_secs(600));
     let ea = w.take(0);
     assert!(
-        ea.iter()
-            .any(|e| matches!(e, Event::Failed { id: x, .. } if *x == id))
-    );
-    assert!(
         ea.iter().any(|e| matches!(
             e,
             Event::ChatClosed {
@@ -824,6 +831,28 @@ fn an_unreachable_peer_is_retried_with_backoff_then_failed_with_every_message_re
         )),
         "{ea:?}"
     );
+    // The chat gave up; the message did not.
+    assert!(!ea.iter().any(|e| matches!(e, Event::Failed { .. })), "{ea:?}");
+    assert_eq!(w.peers[0].state().queued_len(&bob), 1);
+    let next = w.peers[0].contact(&bob).and_then(|c| c.next_delivery);
+    assert!(next.is_some_and(|t| t > w.now), "a delivery attempt is scheduled");
+    w.offline[1] = false;
+    w.advance(Duration::from_secs(16 * 60));
+    // Bob has never talked to alice: he is asked (again at each attempt until he answers).
+    let request = w.events[1]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectionRequest { request, .. } => Some(*request),
+            _ => None,
+        })
+        .last()
+        .expect("bob is asked");
+    w.peers[1].accept(w.now, request).unwrap();
+    w.run();
+    let ea = w.take(0);
+    assert_eq!(delivered(&ea), vec![id], "{ea:?}");
+    assert_eq!(messages(&w.take(1)).len(), 1);
+    assert_eq!(w.peers[0].state().queued_len(&bob), 0);
 }
 
 #[test]
@@ -1071,12 +1100,10 @@ proptest::proptest! {
 
 #[test]
 fn the_responder_refuses_an_initiator_whose_key_is_not_its_pinned_fingerprint() {
-    let mut config = PeerConfig::default();
-    config.pinned.insert(
-        Nick::new("alice").unwrap(),
-        test_keys::rsa(9).public().fingerprint(),
-    );
-    let mut w = World::new(&["alice", "bob"], config);
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    let alice = w.nick(0);
+    let pinned = test_keys::rsa(9).public().fingerprint();
+    w.peers[1].import_verified(w.now, &alice, pinned);
     w.register_all();
     let bob = w.nick(1);
     w.peers[0].connect(w.now, &bob).unwrap();
@@ -1165,17 +1192,20 @@ fn a_chat_that_ends_during_a_handshake_never_lends_its_instance_to_the_next_chat
     w.peers[1].close_chat(w.now, &alice, "bye").unwrap();
     w.offline[0] = false;
     w.advance(Duration::from_secs(60));
-    // However the handshake ends, a chat bob accepts now must show alice every message.
-    if let Some(request) = w.events[1].iter().find_map(|e| match e {
-        Event::ConnectionRequest { request, .. } => Some(*request),
-        _ => None,
-    }) {
-        w.peers[1].accept(w.now, request).unwrap();
-    } else {
-        w.peers[1].connect(w.now, &alice).unwrap();
-        w.run();
-        let request = w.request_id(0);
-        w.peers[0].accept(w.now, request).unwrap();
+    // However the handshake ends, a chat they reopen must show alice every message.
+    let _ = w.peers[1].connect(w.now, &alice);
+    w.run();
+    for i in [0, 1] {
+        let requests: Vec<u64> = w.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ConnectionRequest { request, .. } => Some(*request),
+                _ => None,
+            })
+            .collect();
+        for request in requests {
+            let _ = w.peers[i].accept(w.now, request);
+        }
     }
     w.advance(Duration::from_secs(60));
     let id = w.peers[1].send(w.now, &alice, "second").unwrap();
@@ -1191,4 +1221,60 @@ fn a_chat_that_ends_during_a_handshake_never_lends_its_instance_to_the_next_chat
         1,
         "bob was told \"delivered\"; alice must have been shown it once: {shown:?}"
     );
+}
+
+#[test]
+fn a_registry_that_goes_silent_is_noticed_within_two_ping_intervals_and_redialled() {
+    let mut w = world3();
+    w.register_all();
+    w.registry_silent = true;
+    let config = PeerConfig::default();
+    let allowed = config.registry_ping_interval * 2 + config.registry_timeout;
+    w.advance(allowed + Duration::from_secs(1));
+    let lost = w.take(0).into_iter().find_map(|e| match e {
+        Event::RegistryLost { reason, retry_at } => Some((reason, retry_at)),
+        _ => None,
+    });
+    let (reason, retry_at) = lost.expect("the silence was noticed");
+    assert_eq!(reason, "the registry stopped answering");
+    assert!(retry_at.is_some(), "and the registry is dialled again");
+    // Silent still, the new connection is given up in turn; once the registry answers,
+    // the registration comes back.
+    w.registry_silent = false;
+    w.advance(allowed * 2);
+    let events = w.take(0);
+    assert!(events.contains(&Event::Registered), "{events:?}");
+}
+
+#[test]
+fn durable_state_leaves_the_core_in_order_and_restores_the_same_peer() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    w.offline[1] = true;
+    w.cut(0, 1);
+    w.run();
+    let id = w.peers[0].send(w.now, &bob, "kept").unwrap();
+    w.run();
+    // What the core holds is exactly what it asked to store.
+    assert_eq!(w.peers[0].state(), &w.disks[0]);
+    assert_eq!(w.disks[0].queued_len(&bob), 1);
+    // A restart from the disk carries the contact and the waiting message.
+    let identity = w.peers[0].identity().clone();
+    let mut rng = test_keys::rng(55);
+    w.peers[0] = Peer::restore(
+        PeerConfig::default(),
+        identity,
+        w.disks[0].clone(),
+        &mut rng,
+        w.now,
+        WallTime(0),
+    );
+    w.offline[1] = false;
+    w.peers[0].register(w.now);
+    w.advance(Duration::from_secs(120));
+    assert_eq!(delivered(&w.take(0)), vec![id]);
+    let shown = messages(&w.take(1));
+    assert_eq!(shown.iter().filter(|m| m.2 == "kept").count(), 1);
 }

@@ -32,8 +32,8 @@ const ALL_KINDS: [FaultKind; 5] = [
 const HOUR: Duration = Duration::from_secs(3600);
 
 impl World {
-    /// Crashes peer `i`: it vanishes without a word; its streams close. What it had sent
-    /// and not resolved is counted lost in the crash.
+    /// Crashes peer `i`: it vanishes without a word; its streams close. Its disk stays:
+    /// what its core asked to store before the crash is there when it restarts.
     pub fn crash(&mut self, i: usize) {
         let host = &mut self.peers[i];
         if host.core.is_none() {
@@ -43,12 +43,20 @@ impl World {
         host.status = Status::Down;
         host.registered = false;
         host.timer = None;
-        let incarnation = host.incarnation;
-        self.ledger.crashed((i, incarnation));
+        host.crash_after_outputs = None;
         self.count_fault("crash");
         for end in self.net.streams_of(Host::Peer(i)) {
             self.close_end(end);
         }
+    }
+
+    /// Crashes peer `i` and has it restart 5 to 60 s later.
+    pub(super) fn crash_and_restart_later(&mut self, i: usize) {
+        self.crash(i);
+        let down = self
+            .sampler
+            .between(Duration::from_secs(5), Duration::from_secs(60));
+        self.queue.push(self.now + down, SimEvent::Restart(i));
     }
 
     /// Restarts peer `i` (after a crash or a graceful leave) with its identity.
@@ -199,11 +207,14 @@ impl World {
             FaultKind::Crash => {
                 let i = self.sampler.below(self.peers.len());
                 if self.peers[i].core.is_some() {
-                    self.crash(i);
-                    let down = self
-                        .sampler
-                        .between(Duration::from_secs(5), Duration::from_secs(60));
-                    self.queue.push(self.now + down, SimEvent::Restart(i));
+                    // Half the crashes strike now, between drains; half in the middle of
+                    // one of the next drains, between two of its outputs (between a store
+                    // and the transmit it precedes, among others).
+                    if self.sampler.chance(0.5) {
+                        self.crash_and_restart_later(i);
+                    } else {
+                        self.peers[i].crash_after_outputs = Some(self.sampler.below(6) as u32);
+                    }
                 }
             }
             FaultKind::Partition => {

@@ -4,8 +4,11 @@
 use core::time::Duration;
 
 use p2pchat_core::conn::ConnId;
+use std::collections::BTreeSet;
+
 use p2pchat_core::peer::{
-    ChatFailure, ChatState, CloseReason, ConnectionLost, Event, Input, Output, Peer, Target,
+    ChatFailure, ChatState, CloseReason, ConnectionLost, Event, Input, Outcome, Output, Peer,
+    StoreOp, Target, WallTime,
 };
 use p2pchat_core::registry::{Presence, Registry, RegistryOutput};
 
@@ -26,13 +29,25 @@ impl World {
         host.registered = false;
         host.known.clear();
         host.timer = None;
-        let mut core = Peer::new(
+        host.crash_after_outputs = None;
+        let queued: BTreeSet<(usize, u64)> = host
+            .disk
+            .outbox
+            .iter()
+            .flat_map(|(nick, q)| q.iter().map(move |m| (nick, m.id)))
+            .filter_map(|(nick, id)| self.by_nick.get(nick).map(|j| (*j, id)))
+            .collect();
+        let mut core = Peer::restore(
             config,
             host.identity.clone(),
+            host.disk.clone(),
             &mut self.sampler.rng,
             self.now,
+            wall_time(self.now),
         );
+        self.ledger.restarted(i, &queued);
         core.register(self.now);
+        let host = &mut self.peers[i];
         host.core = Some(core);
         let incarnation = host.incarnation;
         self.pump_peer(i);
@@ -41,13 +56,21 @@ impl World {
         }
     }
 
-    /// Carries out everything peer `i`'s core asks for, then re-arms its timer.
+    /// Carries out everything peer `i`'s core asks for, then re-arms its timer. A crash
+    /// armed by the fault injector strikes between two outputs.
     pub(super) fn pump_peer(&mut self, i: usize) {
         loop {
             let host = &mut self.peers[i];
+            if host.core.is_some() && host.crash_after_outputs == Some(0) {
+                self.crash_and_restart_later(i);
+                return;
+            }
             let Some(output) = host.core.as_mut().and_then(Peer::poll_output) else {
                 break;
             };
+            if let Some(n) = &mut host.crash_after_outputs {
+                *n -= 1;
+            }
             let incarnation = host.incarnation;
             let end = |conn| End {
                 host: Host::Peer(i),
@@ -59,6 +82,7 @@ impl World {
                 Output::Transmit { conn, bytes } => self.transmit(end(conn), bytes),
                 Output::Close { conn } => self.close_end(end(conn)),
                 Output::Event(event) => self.peer_event(i, event),
+                Output::Store(op) => self.store(i, op),
             }
         }
         let host = &mut self.peers[i];
@@ -386,7 +410,6 @@ impl World {
             self.trace
                 .line(self.now.as_micros(), &format!("peer {i}: {event:?}"));
         }
-        let incarnation = self.peers[i].incarnation;
         match &event {
             Event::Registered => {
                 self.stats.registrations += 1;
@@ -470,17 +493,7 @@ impl World {
                 }
                 _ => {}
             },
-            Event::Message { nick, text, .. } => {
-                if let Some(&j) = self.by_nick.get(nick) {
-                    self.ledger.received((i, incarnation), j, text);
-                }
-            }
-            Event::Delivered { nick, id } | Event::Failed { nick, id, .. } => {
-                let delivered = matches!(event, Event::Delivered { .. });
-                if let Some(&j) = self.by_nick.get(nick) {
-                    self.ledger.resolved((i, incarnation), j, *id, delivered);
-                }
-            }
+
             Event::ShutdownComplete => {
                 let host = &mut self.peers[i];
                 host.status = Status::Down;
@@ -502,6 +515,31 @@ impl World {
         }
     }
 
+    /// Peer `i`'s core asked to store `op`: it goes to the disk (surviving crashes), and
+    /// the ledger learns what the user will see from it.
+    fn store(&mut self, i: usize, op: StoreOp) {
+        match &op {
+            StoreOp::Queued(m) => {
+                if let Some(&j) = self.by_nick.get(&m.to) {
+                    self.ledger.sent(i, j, m.id, &m.text);
+                }
+            }
+            StoreOp::Received { from, text, .. } => {
+                if let Some(&j) = self.by_nick.get(from) {
+                    self.ledger.received(i, j, text);
+                }
+            }
+            StoreOp::Resolved { to, id, outcome } => {
+                if let Some(&j) = self.by_nick.get(to) {
+                    let delivered = *outcome == Outcome::Delivered;
+                    self.ledger.resolved(i, j, *id, delivered);
+                }
+            }
+            StoreOp::Contact(_) | StoreOp::ForgetContact(_) => {}
+        }
+        self.peers[i].disk.apply(&op);
+    }
+
     /// A record the registry listed must be a real user's nick with that user's address.
     fn check_record(&mut self, nick: &p2pchat_core::nick::Nick, onion: &str) {
         let owner = self.by_onion.get(onion).copied();
@@ -512,4 +550,10 @@ impl World {
             ));
         }
     }
+}
+
+/// The simulated wall clock: a fixed date plus virtual time (history timestamps, expiry).
+fn wall_time(now: p2pchat_core::time::Instant) -> WallTime {
+    const START: u64 = 1_790_000_000_000; // 2026-09-21, an arbitrary fixed origin
+    WallTime(START + now.as_micros() / 1000)
 }

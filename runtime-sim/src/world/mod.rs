@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use p2pchat_core::identity::{Fingerprint, Identity};
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{Event, Peer};
+use p2pchat_core::peer::{Event, Peer, PeerState};
 use p2pchat_core::registry::Registry;
 use p2pchat_core::time::Instant;
 use rand_chacha::ChaCha20Rng;
@@ -123,6 +123,10 @@ struct PeerHost {
     known: BTreeSet<usize>,
     /// Everything the core told this user (kept only for scripted worlds).
     log: Vec<Event>,
+    /// What the core asked to store: survives crashes, restored at restart.
+    disk: PeerState,
+    /// Crash after this many more outputs (a crash between two outputs of a drain).
+    crash_after_outputs: Option<u32>,
 }
 
 /// The registry host.
@@ -224,6 +228,8 @@ impl World {
                 registered: false,
                 known: BTreeSet::new(),
                 log: Vec::new(),
+                disk: PeerState::default(),
+                crash_after_outputs: None,
             });
         }
         let registry = Registry::new(config.registry.clone(), &mut sampler.rng);

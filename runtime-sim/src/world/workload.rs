@@ -40,6 +40,29 @@ impl World {
             }
             return;
         }
+        // Write to a contact whether or not a chat is open (or the contact online): the
+        // message waits in the outbox until it can be delivered.
+        if self.sampler.chance(w.contact_message_probability) {
+            let contacts: Vec<Nick> = self.peers[i]
+                .core
+                .as_ref()
+                .map(|c| {
+                    c.contacts()
+                        .into_iter()
+                        .filter(|c| !c.blocked && c.conflict.is_none())
+                        .map(|c| c.nick)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !contacts.is_empty() {
+                let nick = contacts[self.sampler.below(contacts.len())].clone();
+                if let Some(j) = self.by_nick.get(&nick).copied() {
+                    let len = self.message_len();
+                    let _ = self.send(i, j, len);
+                    return;
+                }
+            }
+        }
         let wants_chat =
             chats.len() < w.chats_per_user && (chats.is_empty() || self.sampler.chance(0.1));
         if wants_chat {
@@ -151,32 +174,30 @@ impl World {
     }
 
     /// Peer `i` sends a message of `len` bytes to peer `j`. Returns the message's number
-    /// in the ledger (see [`World::fate`]).
+    /// in the ledger (see [`World::fate`]) once the sender has stored it; an error if the
+    /// core refused it, or if the sender crashed before storing it (then it was never
+    /// accepted).
     pub fn send(&mut self, i: usize, j: usize, len: usize) -> Result<u64, CommandError> {
         let now = self.now;
         let nick = self.peers[j].identity.nick.clone();
         let text = self.ledger.next_text(len);
-        let incarnation = self.peers[i].incarnation;
-        let result = match &mut self.peers[i].core {
-            Some(core) => core.send(now, &nick, &text),
-            None => Err(CommandError::ShuttingDown),
+        let number = self.ledger.sent_count();
+        let id = match &mut self.peers[i].core {
+            Some(core) => core.send(now, &nick, &text)?,
+            None => return Err(CommandError::ShuttingDown),
         };
-        let number = result.map(|id| {
-            let number = self.ledger.sent((i, incarnation), j, id);
-            if self.trace.wants_lines() {
-                let line = format!("peer {i}: sent #{number} to peer {j} as id {id}");
-                self.trace.line(now.as_micros(), &line);
-            }
-            number
-        });
+        if self.trace.wants_lines() {
+            let line = format!("peer {i}: sent #{number} to peer {j} as id {id}");
+            self.trace.line(now.as_micros(), &line);
+        }
         self.pump_peer(i);
-        if number.is_ok()
-            && self.config.workload.enabled
-            && self.ledger.sent_count() >= self.config.messages
-        {
+        if self.ledger.sent_count() == number {
+            return Err(CommandError::ShuttingDown);
+        }
+        if self.config.workload.enabled && self.ledger.sent_count() >= self.config.messages {
             self.begin_settling();
         }
-        number
+        Ok(number)
     }
 
     /// Peer `i` closes its chat with peer `j`.

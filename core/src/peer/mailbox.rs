@@ -1,0 +1,179 @@
+//! The mailbox: which of a contact's queued messages went out on the current connection,
+//! which their current instance may have seen, and the cumulative acknowledgements and
+//! de-duplication around them. The messages themselves are in the durable
+//! [`super::PeerState`]; only what a connection changes by the second lives here.
+
+use super::durable::{Outcome, QueuedMessage, StoreOp};
+use super::{Event, Peer};
+use crate::nick::Nick;
+
+/// What to do with a received message.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Receipt {
+    /// New: store it, show it, then acknowledge.
+    Deliver,
+    /// Seen before (a resend): acknowledge again, do not show.
+    Duplicate,
+}
+
+/// Transmission state of one contact's outbox.
+#[derive(Debug, Default)]
+pub(super) struct Mailbox {
+    /// Highest id transmitted on the current connection (0 = none).
+    transmitted: u64,
+    /// Highest id transmitted to the contact's current instance. After a restart we cannot
+    /// know, so every message queued then counts as exposed.
+    exposed_upto: u64,
+    /// Highest id reported [`Event::Sent`] in this run.
+    reported_sent: u64,
+}
+
+impl Mailbox {
+    /// A mailbox after a restart: everything queued may have reached the contact.
+    pub(super) fn restored(queued: &[QueuedMessage]) -> Self {
+        let last = queued.iter().map(|m| m.id).max().unwrap_or(0);
+        Self {
+            transmitted: 0,
+            exposed_upto: last,
+            reported_sent: last,
+        }
+    }
+
+    /// The connection changed: everything unacknowledged must be sent again.
+    pub(super) fn connection_lost(&mut self) {
+        self.transmitted = 0;
+    }
+}
+
+impl Peer {
+    /// Queued messages to `nick` not yet transmitted on the current connection; marks them
+    /// transmitted and reports the first transmission of each as [`Event::Sent`].
+    pub(super) fn take_untransmitted(&mut self, nick: &Nick) -> Vec<(u64, String)> {
+        let mailbox = self.mailboxes.entry(nick.clone()).or_default();
+        let from = mailbox.transmitted;
+        let out: Vec<(u64, String)> = self
+            .state
+            .queued(nick)
+            .filter(|m| m.id > from)
+            .map(|m| (m.id, m.text.clone()))
+            .collect();
+        let Some(&(last, _)) = out.last() else {
+            return out;
+        };
+        mailbox.transmitted = last;
+        mailbox.exposed_upto = mailbox.exposed_upto.max(last);
+        let first_time: Vec<u64> = out
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id > mailbox.reported_sent)
+            .collect();
+        mailbox.reported_sent = mailbox.reported_sent.max(last);
+        for id in first_time {
+            self.emit(Event::Sent {
+                nick: nick.clone(),
+                id,
+            });
+        }
+        out
+    }
+
+    /// A cumulative acknowledgement from `nick` up to `upto`: each message it covers is
+    /// stored as delivered, then reported.
+    pub(super) fn acknowledged(&mut self, nick: &Nick, upto: u64) {
+        // Only what we transmitted can be acknowledged: an acknowledgement beyond it is a
+        // peer lying, and must not turn into a false receipt.
+        let exposed = self.mailboxes.get(nick).map_or(0, |m| m.exposed_upto);
+        let done: Vec<u64> = self
+            .state
+            .queued(nick)
+            .map(|m| m.id)
+            .take_while(|id| *id <= upto.min(exposed))
+            .collect();
+        for id in done {
+            self.resolve(nick, id, Outcome::Delivered);
+        }
+    }
+
+    /// Stores a message's end, then tells the user.
+    pub(super) fn resolve(&mut self, nick: &Nick, id: u64, outcome: Outcome) {
+        self.store(StoreOp::Resolved {
+            to: nick.clone(),
+            id,
+            outcome: outcome.clone(),
+        });
+        self.emit(match outcome {
+            Outcome::Delivered => Event::Delivered {
+                nick: nick.clone(),
+                id,
+            },
+            Outcome::Failed(reason) => Event::Failed {
+                nick: nick.clone(),
+                id,
+                reason,
+            },
+        });
+    }
+
+    /// Fails every message queued for `nick`.
+    pub(super) fn fail_queued(&mut self, nick: &Nick, reason: &str) {
+        let ids: Vec<u64> = self.state.queued(nick).map(|m| m.id).collect();
+        for id in ids {
+            self.resolve(nick, id, Outcome::Failed(reason.to_owned()));
+        }
+    }
+
+    /// The contact announced `instance` in a handshake. A new instance means the contact
+    /// lost its store (its ids restart): our de-duplication mark for it resets, and the
+    /// messages its previous instance may have shown are failed rather than sent again
+    /// (at most once, never twice).
+    pub(super) fn peer_instance(&mut self, nick: &Nick, instance: u64) {
+        let Some(contact) = self.state.contacts.get(nick) else {
+            debug_assert!(false, "a chat connected with {nick}, who is not a contact");
+            return;
+        };
+        if contact.peer_instance == Some(instance) {
+            return;
+        }
+        let had_previous = contact.peer_instance.is_some();
+        let mut record = contact.clone();
+        record.peer_instance = Some(instance);
+        record.received_upto = 0;
+        self.store(StoreOp::Contact(record));
+        let exposed = self
+            .mailboxes
+            .get_mut(nick)
+            .map_or(0, |m| core::mem::take(&mut m.exposed_upto));
+        if !had_previous {
+            return;
+        }
+        let doubtful: Vec<u64> = self
+            .state
+            .queued(nick)
+            .map(|m| m.id)
+            .take_while(|id| *id <= exposed)
+            .collect();
+        for id in doubtful {
+            self.resolve(
+                nick,
+                id,
+                Outcome::Failed(
+                    "the contact lost its message store before acknowledging it (it may have been shown)"
+                        .into(),
+                ),
+            );
+        }
+    }
+
+    /// Classifies message `id` from `nick`'s current instance.
+    pub(super) fn classify_received(&self, nick: &Nick, id: u64) -> Receipt {
+        match self.state.contacts.get(nick) {
+            Some(c) if id > c.received_upto => Receipt::Deliver,
+            _ => Receipt::Duplicate,
+        }
+    }
+
+    /// Highest id stored from `nick`'s current instance.
+    pub(super) fn received_upto(&self, nick: &Nick) -> u64 {
+        self.state.contacts.get(nick).map_or(0, |c| c.received_upto)
+    }
+}

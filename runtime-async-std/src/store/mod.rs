@@ -1,0 +1,92 @@
+//! Where a peer keeps what must last. The peer loop hands every [`StoreOp`] of a drain to
+//! [`PeerStore::apply`] before it carries out any later output: stored before sent, stored
+//! before acknowledged.
+
+mod sqlite;
+pub mod vault;
+
+use std::path::PathBuf;
+
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
+
+pub use sqlite::{OpenOptions, SqliteStore, STORE_FILE};
+
+/// Applies a peer's durable changes, and reads back history.
+pub trait PeerStore: Send + 'static {
+    /// Applies `ops` durably and in order, all or none.
+    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+
+    /// The last `limit` messages with `nick`, oldest first.
+    fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// One message in a conversation's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryEntry {
+    /// The contact.
+    pub nick: Nick,
+    /// Whether we wrote it.
+    pub outgoing: bool,
+    /// The sender's id for it.
+    pub id: u64,
+    /// The text.
+    pub text: String,
+    /// When it was written (outgoing) or arrived (incoming).
+    pub at: WallTime,
+    /// Outgoing only: its outcome, `None` while it waits.
+    pub outcome: Option<Outcome>,
+}
+
+/// Why the store cannot be used. Each says what to do; none changes the files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The passphrase does not open the store.
+    #[error("the passphrase does not open {path}; try again (nothing was changed)")]
+    WrongPassphrase {
+        /// The store.
+        path: PathBuf,
+    },
+    /// The store is encrypted and no passphrase was given.
+    #[error(
+        "{path} is encrypted: give its passphrase (at the prompt, in P2PCHAT_PASSPHRASE, or with --passphrase-file)"
+    )]
+    PassphraseNeeded {
+        /// The store.
+        path: PathBuf,
+    },
+    /// The file is damaged (truncated, overwritten, or changed by hand).
+    #[error(
+        "{path} is damaged ({why}); nothing was changed. Restore it from a backup, or move it away to start with an empty store"
+    )]
+    Corrupt {
+        /// The store.
+        path: PathBuf,
+        /// What was found.
+        why: String,
+    },
+    /// Written by a newer p2pchat.
+    #[error(
+        "{path} was written by a newer p2pchat (schema {found}; this one reads up to {supported}); upgrade p2pchat (nothing was changed)"
+    )]
+    NewerSchema {
+        /// The store.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// Ours.
+        supported: i64,
+    },
+    /// The database could not be read or written.
+    #[error("cannot use {path}: {source}")]
+    Sqlite {
+        /// The store.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A cryptographic operation failed.
+    #[error("{0}")]
+    Crypto(String),
+}

@@ -1,0 +1,669 @@
+//! The peer's store: one SQLite database (rusqlite, bundled) in the data directory.
+//!
+//! Contacts and the outbox are loaded whole at start-up (they are bounded); history stays
+//! on disk and is read a page at a time. Every field that names or quotes anybody is sealed
+//! by the [`Vault`]; rows are found by keyed hashes. Transactions with `synchronous=FULL`
+//! make each batch of [`StoreOp`]s durable before the peer loop goes on.
+
+use std::path::{Path, PathBuf};
+
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{ContactRecord, Outcome, PeerState, QueuedMessage, StoreOp};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use super::vault::{KdfParams, Vault, open_with, random, seal_with};
+use super::{HistoryEntry, PeerStore, StoreError};
+
+/// The database's file name inside the data directory.
+pub const STORE_FILE: &str = "p2pchat.db";
+
+/// The schema this code writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Associated data of the wrapped data key.
+const DATA_KEY_AAD: &[u8] = b"p2pchat data key v1";
+
+/// How to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Keep message history (`false`: only contacts, the outbox and de-duplication state).
+    pub history: bool,
+}
+
+/// A peer's SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Connection,
+    vault: Vault,
+    /// Contacts and outbox as stored: the same [`PeerState::apply`] the core uses.
+    state: PeerState,
+    options: OpenOptions,
+}
+
+impl core::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("encrypted", &self.vault.is_encrypted())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Creates a new store at `path` (which must not exist), encrypted under `passphrase`,
+    /// or unencrypted if it is `None`.
+    pub fn create(
+        path: &Path,
+        passphrase: Option<&[u8]>,
+        options: OpenOptions,
+    ) -> Result<Self, StoreError> {
+        create_private_file(path)?;
+        let conn = connect(path)?;
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        conn.execute_batch(SCHEMA_V1).map_err(sql)?;
+        let vault = match passphrase {
+            None => Vault::Plain,
+            Some(passphrase) => {
+                let data_key = Zeroizing::new(random::<32>()?);
+                write_wrapped_key(&conn, path, passphrase, &data_key)?;
+                Vault::sealed(data_key)
+            }
+        };
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sql)?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn,
+            vault,
+            state: PeerState::default(),
+            options,
+        })
+    }
+
+    /// Opens the store at `path`. Checks, before anything is written: the schema version,
+    /// the passphrase, the database's integrity, and every stored contact and queued
+    /// message.
+    pub fn open(
+        path: &Path,
+        passphrase: Option<&[u8]>,
+        options: OpenOptions,
+    ) -> Result<Self, StoreError> {
+        let corrupt = |why: String| StoreError::Corrupt {
+            path: path.to_owned(),
+            why,
+        };
+        let conn = connect(path)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            return Err(corrupt("it is not a p2pchat store".into()));
+        }
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        let vault = unlock(&conn, path, passphrase)?;
+        let mut store = Self {
+            path: path.to_owned(),
+            conn,
+            vault,
+            state: PeerState::default(),
+            options,
+        };
+        store.state = store.load_state()?;
+        Ok(store)
+    }
+
+    /// Whether fields are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.vault.is_encrypted()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Contacts and outbox, as the core restores them.
+    pub fn state(&self) -> &PeerState {
+        &self.state
+    }
+
+    /// The last `limit` messages with `nick`, oldest first.
+    pub fn read_history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let tag = self.vault.row_key("history", &nick.canonical());
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT outgoing, id, entry FROM history WHERE tag = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![tag, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (outgoing, id, entry) = row.map_err(|e| self.sql(e))?;
+            let aad = history_aad(&tag, outgoing != 0, id as u64);
+            out.push(self.decode::<HistoryEntry>(&aad, &entry)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Stores `bytes` (an identity key) under `name`, sealed like every other field.
+    pub fn put_secret(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let aad = secret_aad(name);
+        let sealed = self.vault.seal(&aad, bytes)?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![format!("secret:{name}"), sealed],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// What [`SqliteStore::put_secret`] stored under `name`.
+    pub fn secret(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![format!("secret:{name}")],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        match sealed {
+            None => Ok(None),
+            Some(sealed) => self
+                .vault
+                .open(&secret_aad(name), &sealed)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format!("the sealed {name} does not open"))),
+        }
+    }
+
+    /// Changes the passphrase (`None`: store unencrypted from now on). Everything is
+    /// re-sealed in one transaction: a crash leaves the old passphrase working.
+    pub fn change_passphrase(&mut self, passphrase: Option<&[u8]>) -> Result<(), StoreError> {
+        let new_vault = match passphrase {
+            None => Vault::Plain,
+            Some(_) => Vault::sealed(Zeroizing::new(random::<32>()?)),
+        };
+        let old = std::mem::replace(&mut self.vault, Vault::Plain);
+        let result = self.reseal(&old, &new_vault, passphrase);
+        self.vault = match result {
+            Ok(()) => new_vault,
+            Err(_) => old,
+        };
+        result
+    }
+
+    fn reseal(&mut self, old: &Vault, new: &Vault, passphrase: Option<&[u8]>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute("DELETE FROM meta WHERE key IN ('kdf', 'wrapped_key')", [])
+            .map_err(sql)?;
+        if let (Some(passphrase), Vault::Sealed { data_key, .. }) = (passphrase, new) {
+            write_wrapped_key(&tx, &path, passphrase, data_key)?;
+        }
+        // Secrets.
+        let secrets: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT key, value FROM meta WHERE key LIKE 'secret:%'")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)?
+        };
+        for (key, sealed) in secrets {
+            let name = key.trim_start_matches("secret:");
+            let aad = secret_aad(name);
+            let plain = old.open(&aad, &sealed).ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                why: format!("the sealed {name} does not open"),
+            })?;
+            tx.execute(
+                "UPDATE meta SET value = ?2 WHERE key = ?1",
+                params![key, new.seal(&aad, &plain)?],
+            )
+            .map_err(sql)?;
+        }
+        // History, contacts and outbox: rewritten under the new row keys.
+        let history: Vec<(i64, Vec<u8>, i64, i64, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT seq, tag, outgoing, id, entry FROM history")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)?
+        };
+        for (seq, tag, outgoing, id, entry) in history {
+            let aad = history_aad(&tag, outgoing != 0, id as u64);
+            let plain = old.open(&aad, &entry).ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                why: "a history entry does not open".into(),
+            })?;
+            let parsed: HistoryEntry = postcard::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                why: format!("a history entry does not decode: {e}"),
+            })?;
+            let new_tag = new.row_key("history", &parsed.nick.canonical());
+            let aad = history_aad(&new_tag, outgoing != 0, id as u64);
+            tx.execute(
+                "UPDATE history SET tag = ?2, entry = ?3 WHERE seq = ?1",
+                params![seq, new_tag, new.seal(&aad, &plain)?],
+            )
+            .map_err(sql)?;
+        }
+        tx.execute("DELETE FROM contacts", []).map_err(sql)?;
+        tx.execute("DELETE FROM outbox", []).map_err(sql)?;
+        for record in self.state.contacts.values() {
+            write_contact(&tx, new, record).map_err(|e| with_path(e, &path))?;
+        }
+        for message in self.state.outbox.values().flatten() {
+            write_queued(&tx, new, message).map_err(|e| with_path(e, &path))?;
+        }
+        tx.commit().map_err(sql)?;
+        self.conn.execute_batch("VACUUM").map_err(sql)?;
+        Ok(())
+    }
+
+    fn load_state(&self) -> Result<PeerState, StoreError> {
+        let mut state = PeerState::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tag, record FROM contacts")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let (tag, record) = row.map_err(|e| self.sql(e))?;
+            let record: ContactRecord = self.decode(&contact_aad(&tag), &record)?;
+            state.contacts.insert(record.nick.clone(), record);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tag, id, message FROM outbox ORDER BY tag, id")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        for row in rows {
+            let (tag, id, message) = row.map_err(|e| self.sql(e))?;
+            let message: QueuedMessage = self.decode(&outbox_aad(&tag, id as u64), &message)?;
+            state.outbox.entry(message.to.clone()).or_default().push_back(message);
+        }
+        Ok(state)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, aad: &[u8], sealed: &[u8]) -> Result<T, StoreError> {
+        let plain = self
+            .vault
+            .open(aad, sealed)
+            .ok_or_else(|| self.corrupt("a sealed field does not open".into()))?;
+        postcard::from_bytes(&plain).map_err(|e| self.corrupt(format!("a field does not decode: {e}")))
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, why: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            why,
+        }
+    }
+}
+
+impl PeerStore for SqliteStore {
+    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        for op in ops {
+            self.state.apply(op);
+            apply_one(&tx, &self.vault, &self.state, self.options, op)
+                .map_err(|e| with_path(e, &path))?;
+        }
+        tx.commit()
+            .map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read_history(nick, limit)
+    }
+}
+
+/// A rusqlite error, or one of ours, before the path is known.
+enum RowError {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for RowError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for RowError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn with_path(e: RowError, path: &Path) -> StoreError {
+    match e {
+        RowError::Sql(source) => StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        },
+        RowError::Store(e) => e,
+    }
+}
+
+/// Writes what `op` changed (`state` already has it applied).
+fn apply_one(
+    tx: &Connection,
+    vault: &Vault,
+    state: &PeerState,
+    options: OpenOptions,
+    op: &StoreOp,
+) -> Result<(), RowError> {
+    match op {
+        StoreOp::Contact(record) => write_contact(tx, vault, record)?,
+        StoreOp::ForgetContact(nick) => {
+            let name = nick.canonical();
+            tx.execute(
+                "DELETE FROM contacts WHERE tag = ?1",
+                params![vault.row_key("contact", &name)],
+            )?;
+            tx.execute(
+                "DELETE FROM outbox WHERE tag = ?1",
+                params![vault.row_key("outbox", &name)],
+            )?;
+        }
+        StoreOp::Queued(message) => {
+            if let Some(record) = state.contacts.get(&message.to) {
+                write_contact(tx, vault, record)?;
+            }
+            write_queued(tx, vault, message)?;
+            if options.history {
+                let entry = HistoryEntry {
+                    nick: message.to.clone(),
+                    outgoing: true,
+                    id: message.id,
+                    text: message.text.clone(),
+                    at: message.queued_at,
+                    outcome: None,
+                };
+                insert_history(tx, vault, &entry)?;
+            }
+        }
+        StoreOp::Resolved { to, id, outcome } => {
+            let name = to.canonical();
+            tx.execute(
+                "DELETE FROM outbox WHERE tag = ?1 AND id = ?2",
+                params![vault.row_key("outbox", &name), *id as i64],
+            )?;
+            if options.history {
+                resolve_history(tx, vault, to, *id, outcome)?;
+            }
+        }
+        StoreOp::Received {
+            from, id, text, at, ..
+        } => {
+            if let Some(record) = state.contacts.get(from) {
+                write_contact(tx, vault, record)?;
+            }
+            if options.history {
+                let entry = HistoryEntry {
+                    nick: from.clone(),
+                    outgoing: false,
+                    id: *id,
+                    text: text.clone(),
+                    at: *at,
+                    outcome: None,
+                };
+                insert_history(tx, vault, &entry)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RowError> {
+    postcard::to_allocvec(value)
+        .map(Zeroizing::new)
+        .map_err(|e| RowError::Store(StoreError::Crypto(format!("cannot encode a record: {e}"))))
+}
+
+fn write_contact(tx: &Connection, vault: &Vault, record: &ContactRecord) -> Result<(), RowError> {
+    let tag = vault.row_key("contact", &record.nick.canonical());
+    let sealed = vault.seal(&contact_aad(&tag), &encode(record)?)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO contacts (tag, record) VALUES (?1, ?2)",
+        params![tag, sealed],
+    )?;
+    Ok(())
+}
+
+fn write_queued(tx: &Connection, vault: &Vault, message: &QueuedMessage) -> Result<(), RowError> {
+    let tag = vault.row_key("outbox", &message.to.canonical());
+    let sealed = vault.seal(&outbox_aad(&tag, message.id), &encode(message)?)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO outbox (tag, id, message) VALUES (?1, ?2, ?3)",
+        params![tag, message.id as i64, sealed],
+    )?;
+    Ok(())
+}
+
+fn insert_history(tx: &Connection, vault: &Vault, entry: &HistoryEntry) -> Result<(), RowError> {
+    let tag = vault.row_key("history", &entry.nick.canonical());
+    let sealed = vault.seal(&history_aad(&tag, entry.outgoing, entry.id), &encode(entry)?)?;
+    tx.execute(
+        "INSERT INTO history (tag, outgoing, id, entry) VALUES (?1, ?2, ?3, ?4)",
+        params![tag, entry.outgoing as i64, entry.id as i64, sealed],
+    )?;
+    Ok(())
+}
+
+fn resolve_history(
+    tx: &Connection,
+    vault: &Vault,
+    to: &Nick,
+    id: u64,
+    outcome: &Outcome,
+) -> Result<(), RowError> {
+    let tag = vault.row_key("history", &to.canonical());
+    let row: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT seq, entry FROM history WHERE tag = ?1 AND outgoing = 1 AND id = ?2 ORDER BY seq DESC LIMIT 1",
+            params![tag, id as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((seq, sealed)) = row else {
+        // Queued while history was off.
+        return Ok(());
+    };
+    let aad = history_aad(&tag, true, id);
+    let Some(plain) = vault.open(&aad, &sealed) else {
+        return Err(RowError::Store(StoreError::Crypto(
+            "a history entry does not open".into(),
+        )));
+    };
+    let mut entry: HistoryEntry = postcard::from_bytes(&plain).map_err(|e| {
+        RowError::Store(StoreError::Crypto(format!("a history entry does not decode: {e}")))
+    })?;
+    entry.outcome = Some(outcome.clone());
+    let sealed = vault.seal(&aad, &encode(&entry)?)?;
+    tx.execute(
+        "UPDATE history SET entry = ?2 WHERE seq = ?1",
+        params![seq, sealed],
+    )?;
+    Ok(())
+}
+
+fn contact_aad(tag: &[u8]) -> Vec<u8> {
+    [b"contact\0".as_slice(), tag].concat()
+}
+
+fn outbox_aad(tag: &[u8], id: u64) -> Vec<u8> {
+    [b"outbox\0".as_slice(), tag, &id.to_be_bytes()].concat()
+}
+
+fn history_aad(tag: &[u8], outgoing: bool, id: u64) -> Vec<u8> {
+    [b"history\0".as_slice(), tag, &[outgoing as u8], &id.to_be_bytes()].concat()
+}
+
+fn secret_aad(name: &str) -> Vec<u8> {
+    [b"secret\0".as_slice(), name.as_bytes()].concat()
+}
+
+const SCHEMA_V1: &str = "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE contacts (tag BLOB PRIMARY KEY, record BLOB NOT NULL);
+    CREATE TABLE outbox (
+        tag BLOB NOT NULL, id INTEGER NOT NULL, message BLOB NOT NULL,
+        PRIMARY KEY (tag, id)
+    );
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, tag BLOB NOT NULL,
+        outgoing INTEGER NOT NULL, id INTEGER NOT NULL, entry BLOB NOT NULL
+    );
+    CREATE INDEX history_by_contact ON history (tag, seq);
+    CREATE INDEX history_by_id ON history (tag, outgoing, id);
+";
+
+/// Opens the database with the settings every connection uses.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+    // A rollback journal: no files beside the database while it is idle. Every commit is
+    // on disk before it returns; deleted rows are overwritten.
+    conn.execute_batch(
+        "PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
+    )
+    .map_err(|e| StoreError::Corrupt {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
+    Ok(conn)
+}
+
+/// Creates an empty file readable by us only, so the database never exists with wider
+/// permissions.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Sqlite {
+            path: path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })
+}
+
+fn write_wrapped_key(
+    conn: &Connection,
+    path: &Path,
+    passphrase: &[u8],
+    data_key: &[u8; 32],
+) -> Result<(), StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let kdf = KdfParams::fresh()?;
+    let kek = kdf.derive(passphrase)?;
+    let wrapped = seal_with(&kek, DATA_KEY_AAD, data_key)?;
+    let kdf_bytes = postcard::to_allocvec(&kdf)
+        .map_err(|e| StoreError::Crypto(format!("cannot encode the KDF parameters: {e}")))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('kdf', ?1), ('wrapped_key', ?2)",
+        params![kdf_bytes, wrapped],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// The vault of an existing store: its data key unwrapped with `passphrase`.
+fn unlock(conn: &Connection, path: &Path, passphrase: Option<&[u8]>) -> Result<Vault, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        why,
+    };
+    let meta = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(|e| corrupt(e.to_string()))
+    };
+    let (Some(kdf), Some(wrapped)) = (meta("kdf")?, meta("wrapped_key")?) else {
+        return Ok(Vault::Plain);
+    };
+    let Some(passphrase) = passphrase else {
+        return Err(StoreError::PassphraseNeeded {
+            path: path.to_owned(),
+        });
+    };
+    let kdf: KdfParams =
+        postcard::from_bytes(&kdf).map_err(|e| corrupt(format!("bad KDF parameters: {e}")))?;
+    let kek = kdf.derive(passphrase)?;
+    let data_key = open_with(&kek, DATA_KEY_AAD, &wrapped).ok_or_else(|| {
+        StoreError::WrongPassphrase {
+            path: path.to_owned(),
+        }
+    })?;
+    let data_key: [u8; 32] = data_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt("the wrapped data key has the wrong length".into()))?;
+    Ok(Vault::sealed(Zeroizing::new(data_key)))
+}
