@@ -153,8 +153,8 @@ pub fn load_or_create(dir: &Path, rsa_bits: usize) -> Result<Keys, KeystoreError
 pub fn generate(rsa_bits: usize) -> Result<Keys, KeystoreError> {
     let mut rng =
         p2pchat_async_std::rng::os_rng().map_err(|e| KeystoreError::Rng(e.to_string()))?;
-    let rsa = RsaIdentity::generate(&mut rng, rsa_bits)
-        .map_err(|e| KeystoreError::Rng(e.to_string()))?;
+    let rsa =
+        RsaIdentity::generate(&mut rng, rsa_bits).map_err(|e| KeystoreError::Rng(e.to_string()))?;
     let onion = OnionIdentity::generate(&mut rng);
     Ok(Keys {
         rsa,

@@ -44,7 +44,10 @@ pub struct Profile {
 fn given_passphrase(args: &PassphraseArgs) -> Result<Option<Zeroizing<String>>, CliError> {
     if let Some(path) = &args.passphrase_file {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            CliError::Usage(format!("cannot read the passphrase file {}: {e}", path.display()))
+            CliError::Usage(format!(
+                "cannot read the passphrase file {}: {e}",
+                path.display()
+            ))
         })?);
         let line = text.lines().next().unwrap_or("");
         return Ok(Some(Zeroizing::new(line.to_owned())));
@@ -159,9 +162,9 @@ fn load_or_create_keys(
         why,
     };
     if let (Some(pem), Some(onion)) = (store.secret(RSA_SECRET)?, store.secret(ONION_SECRET)?) {
-        let pem = std::str::from_utf8(&pem)
-            .map_err(|_| invalid("RSA key", "not text".into()))?;
-        let rsa = RsaIdentity::from_pkcs8_pem(pem).map_err(|e| invalid("RSA key", e.to_string()))?;
+        let pem = std::str::from_utf8(&pem).map_err(|_| invalid("RSA key", "not text".into()))?;
+        let rsa =
+            RsaIdentity::from_pkcs8_pem(pem).map_err(|e| invalid("RSA key", e.to_string()))?;
         let onion = OnionIdentity::from_tor_secret_key_file(&onion)
             .map_err(|e| invalid("onion key", e.to_string()))?;
         return Ok((rsa, onion, false));

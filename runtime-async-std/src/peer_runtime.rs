@@ -80,7 +80,12 @@ pub enum Answer {
     /// The contacts.
     Contacts(Vec<p2pchat_core::peer::ContactView>),
     /// The outbox: each waiting message, and how long until its contact is tried next.
-    Outbox(Vec<(p2pchat_core::peer::QueuedMessage, Option<core::time::Duration>)>),
+    Outbox(
+        Vec<(
+            p2pchat_core::peer::QueuedMessage,
+            Option<core::time::Duration>,
+        )>,
+    ),
     /// History entries, oldest first.
     History(Vec<crate::store::HistoryEntry>),
     /// The store could not be read.

@@ -139,7 +139,9 @@ impl Ledger {
         let (from, times) = (m.from, m.received);
         if times > 1 {
             self.duplicates += 1;
-            self.violation(format!("message #{number} was shown to peer {at} {times} times"));
+            self.violation(format!(
+                "message #{number} was shown to peer {at} {times} times"
+            ));
         }
         let last = self.last_received.entry((from, at)).or_insert(0);
         if number < *last {
@@ -182,7 +184,11 @@ impl Ledger {
 
     /// Peer `who` restarted from a disk whose outbox holds `queued` (recipient, id): any
     /// unresolved message of `who` not among them was lost.
-    pub(crate) fn restarted(&mut self, who: usize, queued: &std::collections::BTreeSet<(usize, u64)>) {
+    pub(crate) fn restarted(
+        &mut self,
+        who: usize,
+        queued: &std::collections::BTreeSet<(usize, u64)>,
+    ) {
         let keys: Vec<_> = self
             .by_sender_id
             .range((who, 0, 0)..=(who, usize::MAX, u64::MAX))

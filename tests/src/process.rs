@@ -27,6 +27,11 @@ pub fn p2pchat_binary() -> PathBuf {
     binary
 }
 
+/// The variable p2pchat reads the store's passphrase from.
+pub const PASSPHRASE_ENV: &str = "P2PCHAT_PASSPHRASE";
+/// The passphrase of test profiles.
+pub const TEST_PASSPHRASE: &str = "correct horse battery staple";
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("p2pchat-cli-{name}-{}", std::process::id()));
@@ -61,6 +66,13 @@ impl Proc {
 
     /// Starts a prepared command (for example `strace … p2pchat …`).
     pub fn start_command(command: &mut Command, name: &str) -> Self {
+        // Every test profile is encrypted, unless the test says otherwise.
+        if !command
+            .get_envs()
+            .any(|(k, _)| k == std::ffi::OsStr::new(PASSPHRASE_ENV))
+        {
+            command.env(PASSPHRASE_ENV, TEST_PASSPHRASE);
+        }
         let mut child = command
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())

@@ -30,7 +30,10 @@ async fn start_registry() -> Net {
 }
 
 async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> PeerHandle {
-    let dir = p2pchat_tests::process::temp_dir(&format!("loopback-{nick}"));
+    // One directory per peer started in this process (tests run in parallel).
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = p2pchat_tests::process::temp_dir(&format!("loopback-{nick}-{n}"));
     let store = p2pchat_async_std::local::scratch_store(&dir, nick).unwrap();
     let config = PeerConfig {
         accept_policy: policy,

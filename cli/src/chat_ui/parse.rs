@@ -178,8 +178,14 @@ mod tests {
         assert_eq!(parse("/users al"), Ok(UiCommand::Users("al".into())));
         assert_eq!(parse("/fingerprint"), Ok(UiCommand::Fingerprint(None)));
         assert_eq!(parse("/quit\r\n"), Ok(UiCommand::Quit));
-        assert_eq!(parse("/history bob"), Ok(UiCommand::History("bob".into(), 20)));
-        assert_eq!(parse("/history bob 5"), Ok(UiCommand::History("bob".into(), 5)));
+        assert_eq!(
+            parse("/history bob"),
+            Ok(UiCommand::History("bob".into(), 20))
+        );
+        assert_eq!(
+            parse("/history bob 5"),
+            Ok(UiCommand::History("bob".into(), 5))
+        );
         assert_eq!(parse("/cancel 7"), Ok(UiCommand::Cancel(None, 7)));
         assert_eq!(
             parse("/cancel bob 7"),

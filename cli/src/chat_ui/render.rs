@@ -126,7 +126,14 @@ pub fn contact_line(c: &ContactView) -> String {
         None => "key not known yet".into(),
     };
     let mut marks = Vec::new();
-    marks.push(if c.verified { "verified" } else { "not verified" }.to_owned());
+    marks.push(
+        if c.verified {
+            "verified"
+        } else {
+            "not verified"
+        }
+        .to_owned(),
+    );
     if c.blocked {
         marks.push("BLOCKED".into());
     }

@@ -331,10 +331,15 @@ async fn start_peer(
         ..PeerConfig::default()
     };
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(net)?;
-    let peer =
-        p2pchat_async_std::local::start_direct_peer(config, identity, registry_port, store, &mut rng)
-            .await
-            .map_err(net)?;
+    let peer = p2pchat_async_std::local::start_direct_peer(
+        config,
+        identity,
+        registry_port,
+        store,
+        &mut rng,
+    )
+    .await
+    .map_err(net)?;
     wait(&peer, |e| *e == Event::Registered).await?;
     Ok(peer)
 }

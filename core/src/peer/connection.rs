@@ -530,7 +530,10 @@ impl Peer {
         chat.conn = Some(conn);
         chat.attempt = 0;
         let closing = chat.closing.clone();
-        self.mailboxes.entry(nick.clone()).or_default().connection_lost();
+        self.mailboxes
+            .entry(nick.clone())
+            .or_default()
+            .connection_lost();
         self.peer_instance(&nick, peer_instance);
         self.delivery_succeeded(&nick);
         self.set_state(&nick, ChatState::Connected);

@@ -23,7 +23,10 @@ pub struct WallTime(pub u64);
 impl WallTime {
     /// `self` plus `d`, saturating.
     pub fn plus(self, d: core::time::Duration) -> Self {
-        Self(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 

@@ -107,7 +107,14 @@ impl Peer {
         rng: &mut impl CryptoRng,
         now: Instant,
     ) -> Self {
-        Self::restore(config, identity, PeerState::default(), rng, now, WallTime(0))
+        Self::restore(
+            config,
+            identity,
+            PeerState::default(),
+            rng,
+            now,
+            WallTime(0),
+        )
     }
 
     /// A peer that carries on from `state`, what a runtime stored of every
@@ -163,7 +170,8 @@ impl Peer {
     /// The wall-clock time at `now` (as the runtime reported it at start-up, plus the time
     /// since).
     pub fn wall_time(&self, now: Instant) -> WallTime {
-        self.wall_at_start.plus(now.saturating_duration_since(self.started))
+        self.wall_at_start
+            .plus(now.saturating_duration_since(self.started))
     }
 
     /// Our identity.

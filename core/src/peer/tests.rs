@@ -468,7 +468,10 @@ fn closing_is_a_two_step_exchange_with_the_reason() {
     let later = w.peers[1].send(w.now, &alice, "one more thing").unwrap();
     w.run();
     let ea = w.take(0);
-    assert!(!ea.iter().any(|e| matches!(e, Event::ConnectionRequest { .. })));
+    assert!(
+        !ea.iter()
+            .any(|e| matches!(e, Event::ConnectionRequest { .. }))
+    );
     assert_eq!(messages(&ea).len(), 1);
     assert_eq!(delivered(&w.take(1)), vec![later]);
 }
@@ -832,20 +835,26 @@ fn an_unreachable_contact_is_retried_with_backoff_and_its_messages_wait_until_it
         "{ea:?}"
     );
     // The chat gave up; the message did not.
-    assert!(!ea.iter().any(|e| matches!(e, Event::Failed { .. })), "{ea:?}");
+    assert!(
+        !ea.iter().any(|e| matches!(e, Event::Failed { .. })),
+        "{ea:?}"
+    );
     assert_eq!(w.peers[0].state().queued_len(&bob), 1);
     let next = w.peers[0].contact(&bob).and_then(|c| c.next_delivery);
-    assert!(next.is_some_and(|t| t > w.now), "a delivery attempt is scheduled");
+    assert!(
+        next.is_some_and(|t| t > w.now),
+        "a delivery attempt is scheduled"
+    );
     w.offline[1] = false;
     w.advance(Duration::from_secs(16 * 60));
     // Bob has never talked to alice: he is asked (again at each attempt until he answers).
     let request = w.events[1]
         .iter()
-        .filter_map(|e| match e {
+        .rev()
+        .find_map(|e| match e {
             Event::ConnectionRequest { request, .. } => Some(*request),
             _ => None,
         })
-        .last()
         .expect("bob is asked");
     w.peers[1].accept(w.now, request).unwrap();
     w.run();

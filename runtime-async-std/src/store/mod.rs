@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
 
-pub use sqlite::{OpenOptions, SqliteStore, STORE_FILE};
+pub use sqlite::{OpenOptions, STORE_FILE, SqliteStore};
 
 /// Applies a peer's durable changes, and reads back history.
 pub trait PeerStore: Send + 'static {
@@ -85,6 +85,14 @@ pub enum StoreError {
         path: PathBuf,
         /// What SQLite said.
         source: rusqlite::Error,
+    },
+    /// The file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// The store.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
     },
     /// A cryptographic operation failed.
     #[error("{0}")]

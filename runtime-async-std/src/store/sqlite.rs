@@ -156,7 +156,11 @@ impl SqliteStore {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![tag, limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
@@ -219,7 +223,12 @@ impl SqliteStore {
         result
     }
 
-    fn reseal(&mut self, old: &Vault, new: &Vault, passphrase: Option<&[u8]>) -> Result<(), StoreError> {
+    fn reseal(
+        &mut self,
+        old: &Vault,
+        new: &Vault,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -255,25 +264,41 @@ impl SqliteStore {
             .map_err(sql)?;
         }
         // History, contacts and outbox: rewritten under the new row keys.
-        let history: Vec<(i64, Vec<u8>, i64, i64, Vec<u8>)> = {
+        let history: Vec<HistoryRow> = {
             let mut stmt = tx
                 .prepare("SELECT seq, tag, outgoing, id, entry FROM history")
                 .map_err(sql)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .query_map([], |r| {
+                    Ok(HistoryRow {
+                        seq: r.get(0)?,
+                        tag: r.get(1)?,
+                        outgoing: r.get(2)?,
+                        id: r.get(3)?,
+                        entry: r.get(4)?,
+                    })
+                })
                 .map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
-        for (seq, tag, outgoing, id, entry) in history {
+        for HistoryRow {
+            seq,
+            tag,
+            outgoing,
+            id,
+            entry,
+        } in history
+        {
             let aad = history_aad(&tag, outgoing != 0, id as u64);
             let plain = old.open(&aad, &entry).ok_or_else(|| StoreError::Corrupt {
                 path: path.clone(),
                 why: "a history entry does not open".into(),
             })?;
-            let parsed: HistoryEntry = postcard::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
-                why: format!("a history entry does not decode: {e}"),
-            })?;
+            let parsed: HistoryEntry =
+                postcard::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    why: format!("a history entry does not decode: {e}"),
+                })?;
             let new_tag = new.row_key("history", &parsed.nick.canonical());
             let aad = history_aad(&new_tag, outgoing != 0, id as u64);
             tx.execute(
@@ -302,7 +327,9 @@ impl SqliteStore {
             .prepare("SELECT tag, record FROM contacts")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
             .map_err(|e| self.sql(e))?;
         for row in rows {
             let (tag, record) = row.map_err(|e| self.sql(e))?;
@@ -315,13 +342,21 @@ impl SqliteStore {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
             })
             .map_err(|e| self.sql(e))?;
         for row in rows {
             let (tag, id, message) = row.map_err(|e| self.sql(e))?;
             let message: QueuedMessage = self.decode(&outbox_aad(&tag, id as u64), &message)?;
-            state.outbox.entry(message.to.clone()).or_default().push_back(message);
+            state
+                .outbox
+                .entry(message.to.clone())
+                .or_default()
+                .push_back(message);
         }
         Ok(state)
     }
@@ -331,7 +366,8 @@ impl SqliteStore {
             .vault
             .open(aad, sealed)
             .ok_or_else(|| self.corrupt("a sealed field does not open".into()))?;
-        postcard::from_bytes(&plain).map_err(|e| self.corrupt(format!("a field does not decode: {e}")))
+        postcard::from_bytes(&plain)
+            .map_err(|e| self.corrupt(format!("a field does not decode: {e}")))
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
@@ -352,10 +388,13 @@ impl SqliteStore {
 impl PeerStore for SqliteStore {
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
         for op in ops {
             self.state.apply(op);
             apply_one(&tx, &self.vault, &self.state, self.options, op)
@@ -368,6 +407,15 @@ impl PeerStore for SqliteStore {
     fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         self.read_history(nick, limit)
     }
+}
+
+/// One row of the history table, as stored.
+struct HistoryRow {
+    seq: i64,
+    tag: Vec<u8>,
+    outgoing: i64,
+    id: i64,
+    entry: Vec<u8>,
 }
 
 /// A rusqlite error, or one of ours, before the path is known.
@@ -496,7 +544,10 @@ fn write_queued(tx: &Connection, vault: &Vault, message: &QueuedMessage) -> Resu
 
 fn insert_history(tx: &Connection, vault: &Vault, entry: &HistoryEntry) -> Result<(), RowError> {
     let tag = vault.row_key("history", &entry.nick.canonical());
-    let sealed = vault.seal(&history_aad(&tag, entry.outgoing, entry.id), &encode(entry)?)?;
+    let sealed = vault.seal(
+        &history_aad(&tag, entry.outgoing, entry.id),
+        &encode(entry)?,
+    )?;
     tx.execute(
         "INSERT INTO history (tag, outgoing, id, entry) VALUES (?1, ?2, ?3, ?4)",
         params![tag, entry.outgoing as i64, entry.id as i64, sealed],
@@ -530,7 +581,9 @@ fn resolve_history(
         )));
     };
     let mut entry: HistoryEntry = postcard::from_bytes(&plain).map_err(|e| {
-        RowError::Store(StoreError::Crypto(format!("a history entry does not decode: {e}")))
+        RowError::Store(StoreError::Crypto(format!(
+            "a history entry does not decode: {e}"
+        )))
     })?;
     entry.outcome = Some(outcome.clone());
     let sealed = vault.seal(&aad, &encode(&entry)?)?;
@@ -550,7 +603,13 @@ fn outbox_aad(tag: &[u8], id: u64) -> Vec<u8> {
 }
 
 fn history_aad(tag: &[u8], outgoing: bool, id: u64) -> Vec<u8> {
-    [b"history\0".as_slice(), tag, &[outgoing as u8], &id.to_be_bytes()].concat()
+    [
+        b"history\0".as_slice(),
+        tag,
+        &[outgoing as u8],
+        &id.to_be_bytes(),
+    ]
+    .concat()
 }
 
 fn secret_aad(name: &str) -> Vec<u8> {
@@ -578,7 +637,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_owned(),
         source,
     };
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
     // A rollback journal: no files beside the database while it is idle. Every commit is
     // on disk before it returns; deleted rows are overwritten.
@@ -605,9 +665,9 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     options
         .open(path)
         .map(drop)
-        .map_err(|e| StoreError::Sqlite {
+        .map_err(|source| StoreError::Io {
             path: path.to_owned(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            source,
         })
 }
 
@@ -641,9 +701,11 @@ fn unlock(conn: &Connection, path: &Path, passphrase: Option<&[u8]>) -> Result<V
         why,
     };
     let meta = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
-            .optional()
-            .map_err(|e| corrupt(e.to_string()))
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| corrupt(e.to_string()))
     };
     let (Some(kdf), Some(wrapped)) = (meta("kdf")?, meta("wrapped_key")?) else {
         return Ok(Vault::Plain);
@@ -656,11 +718,10 @@ fn unlock(conn: &Connection, path: &Path, passphrase: Option<&[u8]>) -> Result<V
     let kdf: KdfParams =
         postcard::from_bytes(&kdf).map_err(|e| corrupt(format!("bad KDF parameters: {e}")))?;
     let kek = kdf.derive(passphrase)?;
-    let data_key = open_with(&kek, DATA_KEY_AAD, &wrapped).ok_or_else(|| {
-        StoreError::WrongPassphrase {
+    let data_key =
+        open_with(&kek, DATA_KEY_AAD, &wrapped).ok_or_else(|| StoreError::WrongPassphrase {
             path: path.to_owned(),
-        }
-    })?;
+        })?;
     let data_key: [u8; 32] = data_key
         .as_slice()
         .try_into()

@@ -41,7 +41,8 @@ impl KdfParams {
     pub fn derive(&self, passphrase: &[u8]) -> Result<Zeroizing<[u8; 32]>, StoreError> {
         let params = argon2::Params::new(self.memory_kib, self.passes, self.lanes, Some(32))
             .map_err(|e| StoreError::Crypto(format!("bad key-derivation parameters: {e}")))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut key = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase, &self.salt, key.as_mut())
