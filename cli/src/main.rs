@@ -49,6 +49,8 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Show your nick, onion address and key fingerprint.
     Id(commands::id::IdArgs),
+    /// Change the passphrase of your store (or encrypt it).
+    Passphrase(commands::passphrase::PassphraseCommandArgs),
     /// Simulate a network of peers, deterministically, and check the protocol's invariants.
     Sim(commands::sim::SimArgs),
     /// Load generators: `bench registry`, `bench chat`.
@@ -62,8 +64,9 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(args, cli.config, cli.data_dir),
         Command::Server(args) => commands::server::run(args, cli.config, cli.data_dir),
         Command::Demo => commands::demo::run(),
-        Command::Init(args) => commands::init::run(args, cli.config),
+        Command::Init(args) => commands::init::run(args, cli.config, cli.data_dir),
         Command::Id(args) => commands::id::run(args, cli.config, cli.data_dir),
+        Command::Passphrase(args) => commands::passphrase::run(args, cli.data_dir),
         Command::Sim(args) => commands::sim::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -42,7 +42,12 @@ pub struct Profile {
 
 /// The passphrase given without asking: `--passphrase-file`, then P2PCHAT_PASSPHRASE.
 fn given_passphrase(args: &PassphraseArgs) -> Result<Option<Zeroizing<String>>, CliError> {
-    if let Some(path) = &args.passphrase_file {
+    given(args.passphrase_file.as_deref(), PASSPHRASE_ENV)
+}
+
+/// A passphrase from `file` (its first line), or else from the variable `env`.
+fn given(file: Option<&Path>, env: &str) -> Result<Option<Zeroizing<String>>, CliError> {
+    if let Some(path) = file {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             CliError::Usage(format!(
                 "cannot read the passphrase file {}: {e}",
@@ -52,7 +57,7 @@ fn given_passphrase(args: &PassphraseArgs) -> Result<Option<Zeroizing<String>>, 
         let line = text.lines().next().unwrap_or("");
         return Ok(Some(Zeroizing::new(line.to_owned())));
     }
-    Ok(std::env::var(PASSPHRASE_ENV).ok().map(Zeroizing::new))
+    Ok(std::env::var(env).ok().map(Zeroizing::new))
 }
 
 /// Asks on the terminal, without echo; `None` when there is no terminal to ask on.
@@ -67,7 +72,12 @@ fn prompt(question: &str) -> Result<Option<Zeroizing<String>>, CliError> {
 
 /// A new passphrase: given, or asked twice.
 pub fn new_passphrase(args: &PassphraseArgs) -> Result<Zeroizing<String>, CliError> {
-    if let Some(p) = given_passphrase(args)? {
+    new_passphrase_from(args.passphrase_file.as_deref(), PASSPHRASE_ENV)
+}
+
+/// A new passphrase from `file`, else the variable `env`, else asked twice.
+pub fn new_passphrase_from(file: Option<&Path>, env: &str) -> Result<Zeroizing<String>, CliError> {
+    if let Some(p) = given(file, env)? {
         return check_new(p);
     }
     let Some(first) = prompt("new passphrase for your p2pchat store: ")? else {
@@ -195,5 +205,5 @@ fn load_or_create_keys(
             store.path().display()
         );
     }
-    Ok((keys.rsa, keys.onion, !had_files))
+    Ok((keys.rsa, keys.onion, keys.created))
 }

@@ -35,7 +35,7 @@ fn a_killed_peer_comes_back_and_gets_the_queued_message_exactly_once() {
     // The registry dropped bob at once (its connection closed), not after 90 s.
     alice.expect("bob went offline");
     alice.send("are you there?");
-    alice.expect("#2 sent to bob");
+    alice.expect("#2 to bob queued");
 
     let mut bob = start_chat(bin(), &dir, "bob", port, &bob_args);
     bob.expect("you are bob");

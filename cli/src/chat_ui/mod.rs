@@ -239,7 +239,7 @@ impl Ui {
 
     async fn send(&mut self, nick: Nick, text: String) {
         if let Some(Answer::MessageId(id)) = self.run(Command::Send(nick.clone(), text)).await {
-            self.say(&format!("* #{id} sent to {nick}"));
+            self.say(&format!("* #{id} to {nick} queued"));
         }
     }
 

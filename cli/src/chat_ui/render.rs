@@ -73,7 +73,7 @@ pub fn render(event: &Event) -> Vec<String> {
             clean(&reason.to_string())
         )),
         Event::Message { nick, text, .. } => one(format!("<{nick}> {}", clean(text))),
-        Event::Sent { .. } => Vec::new(),
+        Event::Sent { nick, id } => one(format!("* #{id} sent to {nick}")),
         Event::Delivered { nick, id } => one(format!("* #{id} delivered to {nick}")),
         Event::Failed { nick, id, reason } => one(format!(
             "! #{id} to {nick} not delivered: {}",

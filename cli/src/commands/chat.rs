@@ -144,11 +144,6 @@ async fn chat(
     if profile.created {
         eprintln!("p2pchat: created a new identity in {}", data_dir.display());
     }
-    let keys = crate::keystore::Keys {
-        rsa: profile.rsa,
-        onion: profile.onion,
-        created: profile.created,
-    };
     let store = profile.store;
     let onion = match mode {
         TorMode::HiddenServiceDir => {
@@ -162,7 +157,7 @@ async fn chat(
                 })?;
             tor_setup::hidden_service_key(&dir)?
         }
-        _ => keys.onion,
+        _ => profile.onion,
     };
     let mut tor = tor_setup::setup(mode, &file, &data_dir.join("tor"), &progress).await?;
     let listener = bind(listen, mode).await?;
@@ -177,7 +172,7 @@ async fn chat(
     };
     progress.set("publishing your onion service…");
     tor.publish(&onion, advertised, local).await?;
-    let identity = Identity::new(nick.clone(), keys.rsa, onion);
+    let identity = Identity::new(nick.clone(), profile.rsa, onion);
     let address = identity.address();
     let fingerprint = identity.rsa.public().fingerprint();
     let config = PeerConfig {

@@ -13,6 +13,9 @@ pub struct IdArgs {
     /// Your nickname (config: nick).
     #[arg(long)]
     nick: Option<String>,
+    /// Where the store's passphrase comes from.
+    #[command(flatten)]
+    passphrase: crate::profile::PassphraseArgs,
 }
 
 /// Prints nick, onion address and RSA key fingerprint (creating the keys on first run).
@@ -23,7 +26,10 @@ pub fn run(
 ) -> Result<(), CliError> {
     let (file, _) = load_config(config)?;
     let data_dir = crate::paths::data_dir(data_dir)?;
-    let keys = crate::keystore::load_or_create(&data_dir.join("identity"), 2048)?;
+    let options = p2pchat_async_std::store::OpenOptions {
+        history: file.history.unwrap_or(true),
+    };
+    let keys = crate::profile::open_or_create(&data_dir, &args.passphrase, false, options)?;
     if keys.created {
         eprintln!("p2pchat: created a new identity in {}", data_dir.display());
     }

@@ -165,7 +165,7 @@ impl SqliteStore {
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (outgoing, id, entry) = row.map_err(|e| self.sql(e))?;
+            let (outgoing, id, entry) = row.map_err(|e| self.read_err(e))?;
             let aad = history_aad(&tag, outgoing != 0, id as u64);
             out.push(self.decode::<HistoryEntry>(&aad, &entry)?);
         }
@@ -196,7 +196,7 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| self.sql(e))?;
+            .map_err(|e| self.read_err(e))?;
         match sealed {
             None => Ok(None),
             Some(sealed) => self
@@ -332,7 +332,7 @@ impl SqliteStore {
             })
             .map_err(|e| self.sql(e))?;
         for row in rows {
-            let (tag, record) = row.map_err(|e| self.sql(e))?;
+            let (tag, record) = row.map_err(|e| self.read_err(e))?;
             let record: ContactRecord = self.decode(&contact_aad(&tag), &record)?;
             state.contacts.insert(record.nick.clone(), record);
         }
@@ -350,7 +350,7 @@ impl SqliteStore {
             })
             .map_err(|e| self.sql(e))?;
         for row in rows {
-            let (tag, id, message) = row.map_err(|e| self.sql(e))?;
+            let (tag, id, message) = row.map_err(|e| self.read_err(e))?;
             let message: QueuedMessage = self.decode(&outbox_aad(&tag, id as u64), &message)?;
             state
                 .outbox
@@ -374,6 +374,16 @@ impl SqliteStore {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
+        }
+    }
+
+    /// A value read back is not what this code writes there: damage, not an I/O error.
+    fn read_err(&self, source: rusqlite::Error) -> StoreError {
+        match source {
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => self.corrupt(source.to_string()),
+            other => self.sql(other),
         }
     }
 
@@ -727,4 +737,186 @@ fn unlock(conn: &Connection, path: &Path, passphrase: Option<&[u8]>) -> Result<V
         .try_into()
         .map_err(|_| corrupt("the wrapped data key has the wrong length".into()))?;
     Ok(Vault::sealed(Zeroizing::new(data_key)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use p2pchat_core::peer::{ContactKey, WallTime};
+
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("p2pchat-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn nick(s: &str) -> Nick {
+        Nick::new(s).unwrap()
+    }
+
+    const OPTIONS: OpenOptions = OpenOptions { history: true };
+
+    /// A run of operations of every kind, for two contacts.
+    fn ops() -> Vec<StoreOp> {
+        let mut ops = Vec::new();
+        for (n, who) in ["bob", "carol"].iter().enumerate() {
+            ops.push(StoreOp::Contact(ContactRecord::new(
+                nick(who),
+                n as u64 + 7,
+            )));
+            for id in 1..=4 {
+                ops.push(StoreOp::Queued(QueuedMessage {
+                    to: nick(who),
+                    id,
+                    text: format!("to {who} #{id}"),
+                    queued_at: WallTime(id * 1000),
+                }));
+            }
+            ops.push(StoreOp::Resolved {
+                to: nick(who),
+                id: 2,
+                outcome: Outcome::Delivered,
+            });
+            ops.push(StoreOp::Received {
+                from: nick(who),
+                peer_instance: 99,
+                id: 5,
+                text: format!("from {who}"),
+                at: WallTime(9000),
+            });
+        }
+        ops.push(StoreOp::Contact(ContactRecord::new(nick("dave"), 1)));
+        ops.push(StoreOp::ForgetContact(nick("dave")));
+        ops
+    }
+
+    #[test]
+    fn a_reopened_store_restores_exactly_what_peer_state_apply_gives() {
+        let d = dir("agree");
+        let path = d.join(STORE_FILE);
+        let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
+        let mut reference = PeerState::default();
+        for (i, op) in ops().iter().enumerate() {
+            // Batches of different sizes: one transaction each.
+            reference.apply(op);
+            store.apply(std::slice::from_ref(op)).unwrap();
+            if i % 3 == 0 {
+                assert_eq!(store.state(), &reference);
+            }
+        }
+        drop(store);
+        let store = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap();
+        assert_eq!(store.state(), &reference);
+        let history = store.read_history(&nick("bob"), 10).unwrap();
+        let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "to bob #1",
+                "to bob #2",
+                "to bob #3",
+                "to bob #4",
+                "from bob"
+            ]
+        );
+        assert_eq!(history[1].outcome, Some(Outcome::Delivered));
+        assert_eq!(history[0].outcome, None);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_tampered_sealed_record_is_reported_as_damage_not_read() {
+        let d = dir("tamper");
+        let path = d.join(STORE_FILE);
+        let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
+        store.apply(&ops()).unwrap();
+        drop(store);
+        let good = std::fs::read(&path).unwrap();
+        // One byte of a sealed record changed; then a record turned into text.
+        for tamper in [
+            "UPDATE contacts SET record = CAST(substr(record, 1, 40) || x'00' || substr(record, 42) AS BLOB)",
+            "UPDATE contacts SET record = 'hello'",
+        ] {
+            std::fs::write(&path, &good).unwrap();
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(tamper, []).unwrap();
+            drop(conn);
+            let e = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap_err();
+            assert!(matches!(e, StoreError::Corrupt { .. }), "{tamper}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_new_passphrase_replaces_the_old_one_and_plain_stores_can_be_encrypted() {
+        let d = dir("rekey");
+        let path = d.join(STORE_FILE);
+        let mut store = SqliteStore::create(&path, None, OPTIONS).unwrap();
+        store.apply(&ops()).unwrap();
+        store.put_secret("k", b"secret key").unwrap();
+        let state = store.state().clone();
+        store.change_passphrase(Some(b"one")).unwrap();
+        drop(store);
+        assert!(matches!(
+            SqliteStore::open(&path, None, OPTIONS),
+            Err(StoreError::PassphraseNeeded { .. })
+        ));
+        let mut store = SqliteStore::open(&path, Some(b"one"), OPTIONS).unwrap();
+        store.change_passphrase(Some(b"two")).unwrap();
+        drop(store);
+        assert!(matches!(
+            SqliteStore::open(&path, Some(b"one"), OPTIONS),
+            Err(StoreError::WrongPassphrase { .. })
+        ));
+        let store = SqliteStore::open(&path, Some(b"two"), OPTIONS).unwrap();
+        assert_eq!(store.state(), &state);
+        assert_eq!(
+            store.secret("k").unwrap().as_deref().map(Vec::as_slice),
+            Some(b"secret key".as_slice())
+        );
+        assert_eq!(store.read_history(&nick("carol"), 10).unwrap().len(), 5);
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [b"secret key".as_slice(), b"to carol", b"carol"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused_unchanged() {
+        let d = dir("newer");
+        let path = d.join(STORE_FILE);
+        let store = SqliteStore::create(&path, None, OPTIONS).unwrap();
+        store.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(store);
+        let before = std::fs::read(&path).unwrap();
+        let e = SqliteStore::open(&path, None, OPTIONS).unwrap_err();
+        assert!(
+            matches!(e, StoreError::NewerSchema { found: 99, .. }),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn without_history_only_contacts_and_the_outbox_are_kept() {
+        let d = dir("nohistory");
+        let path = d.join(STORE_FILE);
+        let mut store = SqliteStore::create(&path, None, OpenOptions { history: false }).unwrap();
+        store.apply(&ops()).unwrap();
+        assert!(store.read_history(&nick("bob"), 10).unwrap().is_empty());
+        assert_eq!(store.state().queued_len(&nick("bob")), 3);
+        assert!(matches!(
+            store.state().contacts[&nick("bob")].key,
+            ContactKey::Unknown
+        ));
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(8).any(|w| w == b"from bob"));
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

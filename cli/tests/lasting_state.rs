@@ -1,0 +1,336 @@
+//! Lasting state with real `p2pchat` processes on loopback (direct mode, encrypted stores):
+//! messages that wait for a contact who is not running, that survive SIGKILL of either side
+//! at any moment, contacts that refuse an impostor, and stores that refuse to open wrong.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use p2pchat_tests::process::{Proc, empty_config, start_chat, start_registry, temp_dir};
+use p2pchat_tests::tor_network::free_port;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_p2pchat"))
+}
+
+/// Bob's arguments: he accepts requests, and keeps his port across restarts as an onion
+/// service keeps its virtual port.
+fn bob_args(port: u16) -> Vec<String> {
+    vec![
+        "--auto-accept".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]
+}
+
+fn start(dir: &Path, nick: &str, registry: u16, extra: &[String]) -> Proc {
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut p = start_chat(bin(), dir, nick, registry, &extra);
+    p.expect(&format!("you are {nick}"));
+    p
+}
+
+/// Alice and bob become contacts: one message each way.
+fn become_contacts(alice: &mut Proc, bob: &mut Proc) {
+    alice.send("/connect bob");
+    alice.expect("bob: connected");
+    alice.send("hello bob");
+    alice.expect("#1 delivered to bob");
+    bob.expect("<alice> hello bob");
+}
+
+/// How many entries of `/history alice` in a fresh bob process show `text`.
+fn times_in_history(dir: &Path, registry: u16, bob_port: u16, text: &str) -> usize {
+    let mut bob = start(dir, "bob", registry, &bob_args(bob_port));
+    bob.send("/history alice 1000");
+    bob.send("/fingerprint");
+    bob.expect("* you (bob)");
+    let n = bob
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("  [") && l.ends_with(&format!("<alice> {text}")))
+        .count();
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+    n
+}
+
+#[test]
+fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_the_registry_down() {
+    let dir = temp_dir("offline-contact");
+    let (mut server, port) = start_registry(bin(), &dir);
+    let bob_port = free_port().unwrap();
+    let mut alice = start(&dir, "alice", port, &[]);
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    become_contacts(&mut alice, &mut bob);
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+
+    // Bob is not running: the message is accepted and waits.
+    alice.send("/msg bob while you were away");
+    alice.expect("#2 to bob queued");
+    alice.send("/outbox");
+    alice.expect("#2 to bob, written");
+
+    // The registry goes away too; bob comes back anyway and can be reached directly.
+    server.kill();
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    assert!(
+        bob.output()
+            .contains("retrying the registry in the background")
+    );
+    alice.send("/retry bob");
+    bob.expect("<alice> while you were away");
+    alice.expect("#2 delivered to bob");
+    alice.send("/quit");
+    assert_eq!(alice.wait(), 0);
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+    let shown = bob
+        .seen
+        .iter()
+        .filter(|l| l.contains("<alice> while you were away"))
+        .count();
+    assert_eq!(shown, 1, "{}", bob.output());
+    assert_eq!(
+        times_in_history(&dir, port, bob_port, "while you were away"),
+        1
+    );
+}
+
+/// Whether alice's `/outbox` says nothing waits.
+fn outbox_is_empty(alice: &mut Proc) -> bool {
+    let from = alice.seen.len();
+    alice.send("/outbox");
+    alice.send("/fingerprint");
+    alice.expect("* you (alice)");
+    alice.seen[from..]
+        .iter()
+        .any(|l| l.contains("nothing is waiting to be delivered"))
+}
+
+/// A deterministic stream of delays from the seed printed on failure.
+struct Delays(u64);
+
+impl Delays {
+    fn next_ms(&mut self, max: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % max
+    }
+}
+
+#[test]
+fn sigkill_of_sender_or_receiver_at_random_moments_never_loses_or_repeats_a_message() {
+    let dir = temp_dir("sigkill");
+    let (_server, port) = start_registry(bin(), &dir);
+    let bob_port = free_port().unwrap();
+    let alice_port = free_port().unwrap();
+    let alice_args = vec!["--listen".into(), format!("127.0.0.1:{alice_port}")];
+    let mut alice = start(&dir, "alice", port, &alice_args);
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    become_contacts(&mut alice, &mut bob);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut delays = Delays(seed);
+    let rounds = 8;
+    for round in 0..rounds {
+        let text = format!("round {round} of seed {seed}");
+        alice.send(&format!("/msg bob {text}"));
+        alice.expect("to bob queued");
+        std::thread::sleep(Duration::from_millis(delays.next_ms(400)));
+        // Even rounds kill the sender, odd rounds the receiver, wherever they are.
+        if round % 2 == 0 {
+            alice.kill();
+            alice = start(&dir, "alice", port, &alice_args);
+        } else {
+            bob.kill();
+            bob = start(&dir, "bob", port, &bob_args(bob_port));
+        }
+        alice.send("/retry bob");
+    }
+    // Everything waiting is delivered in the end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !outbox_is_empty(&mut alice) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seed {seed}: messages still waiting:\n{}\nbob:\n{}",
+            alice.output(),
+            bob.output()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        alice.send("/retry bob");
+    }
+    alice.send("/quit");
+    assert_eq!(alice.wait(), 0);
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+    let mut stored = 0;
+    for round in 0..rounds {
+        let text = format!("round {round} of seed {seed}");
+        let n = times_in_history(&dir, port, bob_port, &text);
+        assert_eq!(n, 1, "seed {seed}: {text:?} is in bob's history {n} times");
+        stored += n;
+    }
+    assert_eq!(stored, rounds);
+}
+
+#[test]
+fn a_contact_refuses_an_impostor_who_registers_its_nick_with_another_key() {
+    let dir = temp_dir("impostor");
+    let (mut server, port) = start_registry(bin(), &dir);
+    let bob_port = free_port().unwrap();
+    let mut alice = start(&dir, "alice", port, &[]);
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    become_contacts(&mut alice, &mut bob);
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+    // The registry is wiped: it remembers nothing, so anyone can register "bob" now.
+    server.kill();
+    let wiped = dir.join("wiped");
+    std::fs::create_dir_all(&wiped).unwrap();
+    let (_server, port2) = start_registry(bin(), &wiped);
+    alice.send("/quit");
+    assert_eq!(alice.wait(), 0);
+    let mut alice = start(&dir, "alice", port2, &[]);
+    let mut impostor = start(&wiped, "bob", port2, &["--auto-accept".into()]);
+    impostor.send("/connect alice");
+    alice.expect("possible impersonation: the key of bob changed");
+    impostor.expect("does not match");
+    // Nothing is sent to the new key until alice checks it.
+    alice.send("/msg bob are you really bob?");
+    alice.expect("#2 to bob queued");
+    alice.send("/contacts");
+    alice.expect("KEY CHANGED");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!impostor.output().contains("are you really bob"));
+    alice.send("/quit");
+    assert_eq!(alice.wait(), 0);
+    impostor.send("/quit");
+    assert_eq!(impostor.wait(), 0);
+}
+
+/// Every file under `dir`, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `p2pchat id` on `data` with `passphrase`; returns its exit code and output.
+fn id(dir: &Path, data: &Path, passphrase: &str) -> (i32, String) {
+    let config = empty_config(dir);
+    let mut p = Proc::start_command(
+        std::process::Command::new(bin())
+            .args(["id", "--config", config.to_str().unwrap(), "--data-dir"])
+            .arg(data)
+            .env("P2PCHAT_PASSPHRASE", passphrase),
+        "id",
+    );
+    let code = p.wait();
+    (code, p.output())
+}
+
+#[test]
+fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_nothing() {
+    let dir = temp_dir("store-errors");
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut alice = start(&dir, "alice", port, &[]);
+    let mut bob = start(&dir, "bob", port, &bob_args(free_port().unwrap()));
+    become_contacts(&mut alice, &mut bob);
+    let marker = "MARKER-the-text-must-not-be-on-disk-8d1f";
+    alice.send(&format!("/msg bob {marker}"));
+    alice.expect("#2 delivered to bob");
+    bob.expect(marker);
+    alice.send("/quit");
+    assert_eq!(alice.wait(), 0);
+    bob.send("/quit");
+    assert_eq!(bob.wait(), 0);
+
+    // The text is nowhere in either data directory's bytes; neither is a contact's nick
+    // written in full.
+    for who in ["alice", "bob"] {
+        for (path, bytes) in snapshot(&dir.join(format!("{who}-data"))) {
+            for needle in [marker.as_bytes(), b"hello bob".as_slice()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds {:?} in clear",
+                    path.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+
+    let data = dir.join("alice-data");
+    let db = data.join("p2pchat.db");
+    let before = snapshot(&data);
+    let (code, out) = id(&dir, &data, "not the passphrase");
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("passphrase does not open"), "{out}");
+    assert!(out.contains("p2pchat.db"), "{out}");
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "a wrong passphrase changed the files"
+    );
+
+    let good = std::fs::read(&db).unwrap();
+    // Truncated: half the file is gone.
+    std::fs::write(&db, &good[..good.len() / 2]).unwrap();
+    let before = snapshot(&data);
+    let (code, out) = id(&dir, &data, p2pchat_tests::process::TEST_PASSPHRASE);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("damaged") && out.contains("p2pchat.db"),
+        "{out}"
+    );
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "opening a truncated store changed it"
+    );
+
+    // Corrupted: the header of every page after the first overwritten (what a bad disk
+    // or a careless program does); SQLite's integrity check finds it.
+    let mut bad = good.clone();
+    for page in (4096..bad.len()).step_by(4096) {
+        for b in &mut bad[page..page + 12] {
+            *b ^= 0x5a;
+        }
+    }
+    std::fs::write(&db, &bad).unwrap();
+    let before = snapshot(&data);
+    let (code, out) = id(&dir, &data, p2pchat_tests::process::TEST_PASSPHRASE);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("damaged") && out.contains("p2pchat.db"),
+        "{out}"
+    );
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "opening a corrupted store changed it"
+    );
+
+    // The good store still opens.
+    std::fs::write(&db, &good).unwrap();
+    let (code, out) = id(&dir, &data, p2pchat_tests::process::TEST_PASSPHRASE);
+    assert_eq!(code, 0, "{out}");
+}
