@@ -356,6 +356,7 @@ pub fn registry_server(data: &[u8]) {
                     bytes.clear();
                 }
                 Some(RegistryOutput::Close { conn }) => conns.retain(|x| *x != conn),
+                Some(RegistryOutput::Store(_)) => {}
                 None => break,
             }
         }
@@ -460,6 +461,7 @@ impl World {
                         self.send((REGISTRY, conn), Some(bytes));
                     }
                     RegistryOutput::Close { conn } => self.send((REGISTRY, conn), None),
+                    RegistryOutput::Store(_) => {}
                 }
             }
             if let Some((to, bytes)) = self.queue.pop_front() {

@@ -10,9 +10,10 @@ use async_std::channel::{Receiver, Sender, bounded};
 use async_std::net::{TcpListener, TcpStream};
 use async_tungstenite::WebSocketStream;
 use p2pchat_core::conn::ConnId;
-use p2pchat_core::registry::{Registry, RegistryOutput};
+use p2pchat_core::registry::{BindingOp, Registry, RegistryOutput};
 
 use crate::clock::{Clock, Wake, next_input};
+use crate::store::RegistryStore;
 use crate::websocket::server_config;
 use crate::wire::{Wire, WireEvent, WireWriter, accept_loop, spawn_wire};
 
@@ -68,11 +69,13 @@ impl From<WireEvent> for ServerInput {
 }
 
 /// Runs the registry on `listener` until stopped. Returns a handle to stop it and the
-/// task that runs it.
+/// task that runs it. `store` keeps the nick bindings across restarts (without one they
+/// last as long as the process).
 pub fn spawn_server(
     core: Registry,
     listener: TcpListener,
     settings: ServerSettings,
+    store: Option<RegistryStore>,
 ) -> (StopServer, async_std::task::JoinHandle<()>) {
     let (tx, rx) = bounded(1024);
     let stop = StopServer(tx.clone());
@@ -87,6 +90,8 @@ pub fn spawn_server(
             inbox: tx,
             writers: BTreeMap::new(),
             upgrading: BTreeMap::new(),
+            store,
+            unstored: Vec::new(),
         };
         server.run(rx).await;
         acceptor.cancel().await;
@@ -102,12 +107,17 @@ struct Server {
     writers: BTreeMap<ConnId, WireWriter>,
     /// Connections still in the WebSocket handshake, with what the core already sent them.
     upgrading: BTreeMap<ConnId, Vec<Vec<u8>>>,
+    store: Option<RegistryStore>,
+    /// Binding changes of the drain in progress, stored before the next other output.
+    unstored: Vec<BindingOp>,
 }
 
 impl Server {
     async fn run(&mut self, inbox: Receiver<ServerInput>) {
         loop {
-            self.drain();
+            if !self.drain() {
+                break;
+            }
             match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
                 Ok(Wake::Input(ServerInput::Stop)) | Err(_) => break,
                 Ok(Wake::Input(input)) => self.handle(input),
@@ -119,15 +129,43 @@ impl Server {
             "registry stopping: telling clients"
         );
         self.core.shutdown();
-        self.drain();
+        let _ = self.drain();
         // Dropping the writers flushes what is queued, then closes each connection.
         self.writers.clear();
         async_std::task::sleep(self.settings.shutdown_grace).await;
     }
 
-    fn drain(&mut self) {
+    /// Applies the binding changes gathered so far. False if the store failed: then the
+    /// server stops rather than answer what it could not record.
+    fn flush_store(&mut self) -> bool {
+        if self.unstored.is_empty() {
+            return true;
+        }
+        let ops = std::mem::take(&mut self.unstored);
+        match &mut self.store {
+            Some(store) => match store.apply(&ops) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("the registry stops: {e}");
+                    false
+                }
+            },
+            None => true,
+        }
+    }
+
+    /// Does what the core asks. False if the store failed.
+    fn drain(&mut self) -> bool {
         while let Some(output) = self.core.poll_output() {
+            if let RegistryOutput::Store(op) = output {
+                self.unstored.push(op);
+                continue;
+            }
+            if !self.flush_store() {
+                return false;
+            }
             match output {
+                RegistryOutput::Store(_) => {}
                 RegistryOutput::Transmit { conn, bytes } => {
                     if let Some(queued) = self.upgrading.get_mut(&conn) {
                         queued.push(bytes);
@@ -149,6 +187,7 @@ impl Server {
                 }
             }
         }
+        self.flush_store()
     }
 
     fn handle(&mut self, input: ServerInput) {

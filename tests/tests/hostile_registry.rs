@@ -27,7 +27,7 @@ async fn server(settings: ServerSettings) -> (StopServer, u16) {
         ..RegistryConfig::default()
     };
     let core = Registry::new(config, &mut test_keys::rng(3));
-    let (stop, _task) = p2pchat_async_std::spawn_server(core, listener, settings);
+    let (stop, _task) = p2pchat_async_std::spawn_server(core, listener, settings, None);
     (stop, port)
 }
 

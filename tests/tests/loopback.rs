@@ -22,7 +22,8 @@ async fn start_registry() -> Net {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let registry_port = listener.local_addr().unwrap().port();
     let core = Registry::new(RegistryConfig::default(), &mut test_keys::rng(1));
-    let (stop, _task) = p2pchat_async_std::spawn_server(core, listener, ServerSettings::default());
+    let (stop, _task) =
+        p2pchat_async_std::spawn_server(core, listener, ServerSettings::default(), None);
     Net {
         registry_port,
         stop,

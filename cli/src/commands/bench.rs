@@ -362,6 +362,7 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
         Registry::new(RegistryConfig::default(), &mut rng),
         listener,
         ServerSettings::default(),
+        None,
     );
     let identity = |i: usize, nick: &str| -> Result<Identity, CliError> {
         Ok(Identity::new(

@@ -66,7 +66,7 @@ async fn demo() -> Result<(), CliError> {
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(network)?;
     let registry = Registry::new(RegistryConfig::default(), &mut rng);
     let (stop, server) =
-        p2pchat_async_std::spawn_server(registry, listener, ServerSettings::default());
+        p2pchat_async_std::spawn_server(registry, listener, ServerSettings::default(), None);
     println!("   listening on 127.0.0.1:{registry_port}");
 
     step("alice and bob register (each proves its keys)");

@@ -27,6 +27,10 @@ pub struct ServerArgs {
     /// Most open connections.
     #[arg(long, default_value_t = RegistryConfig::default().max_connections)]
     max_connections: usize,
+    /// Days a nick stays bound to its owner's key and onion address after the owner was
+    /// last seen: meanwhile nobody else can register it.
+    #[arg(long, default_value_t = 30)]
+    reserve_days: u32,
 }
 
 /// Runs the registry until Ctrl-C or SIGTERM.
@@ -86,11 +90,22 @@ async fn serve(
     let registry_config = RegistryConfig {
         max_users: args.max_users,
         max_connections: args.max_connections,
+        reserve_for: std::time::Duration::from_secs(u64::from(args.reserve_days) * 86_400),
         ..RegistryConfig::default()
     };
+    crate::keystore::ensure_private_dir(&data_dir)?;
+    let store_path = data_dir.join(p2pchat_async_std::store::REGISTRY_STORE_FILE);
+    let (store, bindings) = p2pchat_async_std::store::RegistryStore::open(&store_path)?;
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(|e| CliError::Network(e.to_string()))?;
-    let core = Registry::new(registry_config, &mut rng);
-    let (stop, task) = p2pchat_async_std::spawn_server(core, listener, ServerSettings::default());
+    let core = Registry::restore(
+        registry_config,
+        bindings,
+        &mut rng,
+        p2pchat_core::time::Instant::ZERO,
+        p2pchat_async_std::local::wall_clock(),
+    );
+    let (stop, task) =
+        p2pchat_async_std::spawn_server(core, listener, ServerSettings::default(), Some(store));
     let stopper = stop.clone();
     ctrlc::set_handler(move || stopper.stop())
         .map_err(|e| CliError::Network(format!("cannot handle Ctrl-C: {e}")))?;

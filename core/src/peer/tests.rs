@@ -81,22 +81,7 @@ impl World {
     /// Runs until nothing is left to deliver.
     fn run(&mut self) {
         for _ in 0..100_000 {
-            let mut progressed = false;
-            for i in 0..self.peers.len() {
-                while let Some(out) = self.peers[i].poll_output() {
-                    progressed = true;
-                    self.peer_output(i, out);
-                }
-            }
-            while let Some(out) = self.registry.poll_output() {
-                progressed = true;
-                match out {
-                    RegistryOutput::Transmit { conn, bytes } => {
-                        self.transmit((Host::Registry, conn), bytes)
-                    }
-                    RegistryOutput::Close { conn } => self.close((Host::Registry, conn)),
-                }
-            }
+            let mut progressed = self.drain_outputs();
             if let Some((end, d)) = self.queue.pop_front() {
                 progressed = true;
                 self.deliver(end, d);
@@ -1151,6 +1136,7 @@ impl World {
                     self.transmit((Host::Registry, conn), bytes)
                 }
                 RegistryOutput::Close { conn } => self.close((Host::Registry, conn)),
+                RegistryOutput::Store(_) => {}
             }
         }
         progressed

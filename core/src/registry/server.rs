@@ -11,11 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, Rng, SeedableRng};
 
+use super::bindings::{Binding, BindingOp, Bindings};
 use super::wire::*;
 use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, MAX_FRAME_BODY, decode_body, encode_frame};
 use crate::identity::{Ed25519Signature, KeyBindingCertificate, OnionAddress, RsaPublicKey};
 use crate::nick::Nick;
+use crate::peer::WallTime;
 use crate::time::Instant;
 
 /// Largest frame a registry client may send. Client messages are small (a registration
@@ -37,6 +39,9 @@ pub struct RegistryConfig {
     pub per_second: u32,
     /// Registration attempts allowed per connection.
     pub max_register_attempts: u8,
+    /// How long a nick stays bound to its owner's onion and key after the owner was last
+    /// seen.
+    pub reserve_for: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -48,6 +53,7 @@ impl Default for RegistryConfig {
             burst: 50,
             per_second: 20,
             max_register_attempts: 5,
+            reserve_for: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -67,6 +73,8 @@ pub enum RegistryOutput {
         /// Which.
         conn: ConnId,
     },
+    /// Store this durably before carrying out any later output.
+    Store(BindingOp),
 }
 
 /// The registry cannot take another connection.
@@ -102,14 +110,38 @@ pub struct Registry {
     onions: BTreeMap<OnionAddress, String>,
     deadlines: BTreeSet<(Instant, ConnId)>,
     outputs: VecDeque<RegistryOutput>,
+    /// Who owns which nick and onion, online or not. Changed only through `bind`.
+    bindings: Bindings,
+    /// Wall-clock time at `started`.
+    wall_at_start: WallTime,
+    started: Instant,
+    now: Instant,
 }
 
 impl Registry {
-    /// A registry whose randomness derives from `rng` (OS RNG in production, seeded in tests).
+    /// A registry that remembers nothing yet, whose randomness derives from `rng` (OS RNG
+    /// in production, seeded in tests). Its wall clock starts at zero: servers that keep
+    /// bindings use [`Registry::restore`].
     pub fn new(config: RegistryConfig, rng: &mut impl CryptoRng) -> Self {
+        Self::restore(config, Bindings::default(), rng, Instant::ZERO, WallTime(0))
+    }
+
+    /// A registry that carries on from `bindings` (what its runtime stored of every
+    /// [`RegistryOutput::Store`]); `wall` is the wall-clock time at `now`.
+    pub fn restore(
+        config: RegistryConfig,
+        bindings: Bindings,
+        rng: &mut impl CryptoRng,
+        now: Instant,
+        wall: WallTime,
+    ) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        Self {
+        let mut registry = Self {
+            bindings,
+            wall_at_start: wall,
+            started: now,
+            now,
             config,
             rng: ChaCha20Rng::from_seed(seed),
             next_conn: 0,
@@ -118,7 +150,38 @@ impl Registry {
             onions: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             outputs: VecDeque::new(),
+        };
+        // Bindings whose owners were not seen for the whole reservation are let go.
+        let expired: Vec<Nick> = registry
+            .bindings
+            .iter()
+            .filter(|b| !registry.holds(b))
+            .map(|b| b.nick.clone())
+            .collect();
+        for nick in expired {
+            registry.bind(BindingOp::Release(nick));
         }
+        registry
+    }
+
+    /// Who owns which nick, online or not.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
+    }
+
+    fn wall_time(&self) -> WallTime {
+        self.wall_at_start
+            .plus(self.now.saturating_duration_since(self.started))
+    }
+
+    /// Whether `binding` still holds (its owner was seen within `reserve_for`).
+    fn holds(&self, binding: &Binding) -> bool {
+        self.wall_time() < binding.last_seen.plus(self.config.reserve_for)
+    }
+
+    fn bind(&mut self, op: BindingOp) {
+        self.bindings.apply(&op);
+        self.outputs.push_back(RegistryOutput::Store(op));
     }
 
     /// Number of registered users.
@@ -133,6 +196,7 @@ impl Registry {
 
     /// A new connection arrived: returns its id (and queues the challenge), or refuses it.
     pub fn accept_connection(&mut self, now: Instant) -> Result<ConnId, RegistryFull> {
+        self.now = self.now.max(now);
         if self.clients.len() >= self.config.max_connections {
             return Err(RegistryFull);
         }
@@ -161,6 +225,7 @@ impl Registry {
 
     /// Bytes arrived on `conn`.
     pub fn handle_received(&mut self, now: Instant, conn: ConnId, mut bytes: &[u8]) {
+        self.now = self.now.max(now);
         loop {
             let Some(client) = self.clients.get_mut(&conn) else {
                 return;
@@ -198,6 +263,7 @@ impl Registry {
 
     /// Drops every connection whose heartbeat deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         while let Some(&(deadline, conn)) = self.deadlines.first() {
             if deadline > now {
                 break;
@@ -386,6 +452,7 @@ impl Registry {
         record: UserRecord,
     ) -> Result<(), RegisterError> {
         let key = record.nick().canonical();
+        let fingerprint = record.certificate.rsa.fingerprint();
         if let Some(existing) = self.users.get(&key) {
             if existing.conn == conn || existing.record.certificate != record.certificate {
                 return Err(RegisterError::NickTaken);
@@ -403,6 +470,19 @@ impl Registry {
         if self.onions.contains_key(record.onion()) {
             return Err(RegisterError::AddressTaken);
         }
+        // A nick or onion bound to another owner who was seen recently stays theirs.
+        if let Some(b) = self.bindings.of_nick(&key).cloned() {
+            let same = b.fingerprint == fingerprint && b.onion == *record.onion();
+            if !same && self.holds(&b) {
+                return Err(RegisterError::NickReserved);
+            }
+        }
+        if let Some(b) = self.bindings.of_onion(record.onion()).cloned()
+            && b.nick.canonical() != key
+            && self.holds(&b)
+        {
+            return Err(RegisterError::AddressReserved);
+        }
         if self.users.len() >= self.config.max_users {
             return Err(RegisterError::RegistryFull);
         }
@@ -414,6 +494,12 @@ impl Registry {
             &ServerMessage::Presence(Presence::Joined(record.clone())),
             Some(conn),
         );
+        self.bind(BindingOp::Bind(Binding {
+            nick: record.nick().clone(),
+            onion: *record.onion(),
+            fingerprint,
+            last_seen: self.wall_time(),
+        }));
         self.users.insert(key, User { record, conn });
         Ok(())
     }
@@ -421,6 +507,13 @@ impl Registry {
     fn remove_user(&mut self, key: &str) {
         if let Some(user) = self.users.remove(key) {
             self.onions.remove(user.record.onion());
+            // The reservation counts from now, when its owner was last seen.
+            self.bind(BindingOp::Bind(Binding {
+                nick: user.record.nick().clone(),
+                onion: *user.record.onion(),
+                fingerprint: user.record.certificate.rsa.fingerprint(),
+                last_seen: self.wall_time(),
+            }));
             let left = ServerMessage::Presence(Presence::Left(user.record.nick().clone()));
             self.broadcast(&left, Some(user.conn));
         }

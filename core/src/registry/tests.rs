@@ -12,6 +12,8 @@ struct Harness {
     decoders: std::collections::BTreeMap<ConnId, FrameDecoder>,
     inbox: std::collections::BTreeMap<ConnId, Vec<ServerMessage>>,
     closed: Vec<ConnId>,
+    /// Every binding change the registry asked to store, in order.
+    stored: Vec<BindingOp>,
     now: Instant,
 }
 
@@ -24,6 +26,7 @@ impl Harness {
             decoders: Default::default(),
             inbox: Default::default(),
             closed: vec![],
+            stored: vec![],
             now: Instant::ZERO,
         }
     }
@@ -58,6 +61,7 @@ impl Harness {
                     }
                 }
                 RegistryOutput::Close { conn: c } => self.closed.push(c),
+                RegistryOutput::Store(op) => self.stored.push(op),
             }
         }
         self.inbox.remove(&conn).unwrap_or_default()
@@ -535,4 +539,91 @@ fn a_client_frame_above_the_client_limit_is_refused_before_buffering() {
         vec![ServerMessage::Error(ServerError::Malformed)]
     );
     assert!(h.closed.contains(&c));
+}
+
+/// bob under alice's nick: another RSA key and another onion.
+fn impostor(nick: &str) -> Identity {
+    test_keys::identity(5, nick)
+}
+
+#[test]
+fn a_nick_stays_bound_to_its_owners_key_after_the_owner_leaves() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let alice = test_keys::identity(0, "alice");
+    let (conn, reply) = h.register(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    h.reg.handle_closed(conn);
+    assert_eq!(h.reg.user_count(), 0);
+    // Someone else cannot take the nick a second later…
+    let (_, reply) = h.register(&impostor("ALICE"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
+    );
+    // …nor use alice's onion address under another nick (it would need alice's onion
+    // key; the owner moving to a new nick waits for the reservation too).
+    let renamed = Identity::new(
+        crate::Nick::new("alice2").unwrap(),
+        test_keys::rsa(0),
+        test_keys::onion(0),
+    );
+    let (_, reply) = h.register(&renamed);
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(
+            RegisterError::AddressReserved
+        )]
+    );
+    // The owner gets it back at once.
+    let (_, reply) = h.register(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+}
+
+#[test]
+fn a_binding_lapses_once_its_owner_was_not_seen_for_the_reservation() {
+    let config = RegistryConfig {
+        reserve_for: Duration::from_secs(3600),
+        heartbeat_timeout: Duration::from_secs(10 * 3600),
+        ..RegistryConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let (conn, _) = h.register(&test_keys::identity(0, "alice"));
+    h.reg.handle_closed(conn);
+    h.now = h.now + Duration::from_secs(3599);
+    h.reg.handle_timeout(h.now);
+    let (_, reply) = h.register(&impostor("alice"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
+    );
+    h.now = h.now + Duration::from_secs(2);
+    h.reg.handle_timeout(h.now);
+    let (_, reply) = h.register(&impostor("alice"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+}
+
+#[test]
+fn bindings_come_back_after_a_restart_from_what_the_registry_stored() {
+    let mut h = Harness::new(RegistryConfig::default());
+    let (conn, _) = h.register(&test_keys::identity(0, "alice"));
+    h.reg.handle_closed(conn);
+    h.drain(conn);
+    let mut restored = Bindings::default();
+    for op in &h.stored {
+        restored.apply(op);
+    }
+    assert_eq!(&restored, h.reg.bindings());
+    // A new registry process, restored from the store.
+    h.reg = Registry::restore(
+        RegistryConfig::default(),
+        restored,
+        &mut test_keys::rng(9),
+        Instant::ZERO,
+        crate::peer::WallTime(0),
+    );
+    let (_, reply) = h.register(&impostor("alice"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
+    );
 }

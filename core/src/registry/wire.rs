@@ -161,6 +161,12 @@ pub enum RegisterError {
     /// This connection already registered.
     #[error("this connection is already registered")]
     AlreadyRegistered,
+    /// The nick belongs to another key, whose owner was seen recently.
+    #[error("that nickname is reserved by another key; choose another")]
+    NickReserved,
+    /// The onion address belongs to another nick, whose owner was seen recently.
+    #[error("that onion address is reserved for another nickname")]
+    AddressReserved,
 }
 
 /// Why the registry is closing a connection.

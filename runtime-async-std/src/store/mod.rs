@@ -2,6 +2,7 @@
 //! [`PeerStore::apply`] before it carries out any later output: stored before sent, stored
 //! before acknowledged.
 
+mod registry;
 mod sqlite;
 pub mod vault;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
 
+pub use registry::{REGISTRY_STORE_FILE, RegistryStore};
 pub use sqlite::{OpenOptions, STORE_FILE, SqliteStore};
 
 /// Applies a peer's durable changes, and reads back history.

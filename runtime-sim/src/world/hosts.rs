@@ -127,6 +127,7 @@ impl World {
             match output {
                 RegistryOutput::Transmit { conn, bytes } => self.transmit(end(conn), bytes),
                 RegistryOutput::Close { conn } => self.close_end(end(conn)),
+                RegistryOutput::Store(op) => self.registry.disk.apply(&op),
             }
         }
         self.rearm_registry();
@@ -156,16 +157,20 @@ impl World {
         self.pump_registry();
     }
 
-    /// The registry comes back, empty, as a new incarnation.
+    /// The registry comes back as a new incarnation: nobody online, its bindings restored
+    /// from its disk.
     pub(super) fn restart_registry(&mut self) {
         if self.registry.core.is_some() {
             return;
         }
         self.registry.incarnation += 1;
         self.registry.timer = None;
-        self.registry.core = Some(Registry::new(
+        self.registry.core = Some(Registry::restore(
             self.config.registry.clone(),
+            self.registry.disk.clone(),
             &mut self.sampler.rng,
+            self.now,
+            wall_time(self.now),
         ));
         self.rearm_registry();
     }
@@ -553,7 +558,7 @@ impl World {
 }
 
 /// The simulated wall clock: a fixed date plus virtual time (history timestamps, expiry).
-fn wall_time(now: p2pchat_core::time::Instant) -> WallTime {
+pub(super) fn wall_time(now: p2pchat_core::time::Instant) -> WallTime {
     const START: u64 = 1_790_000_000_000; // 2026-09-21, an arbitrary fixed origin
     WallTime(START + now.as_micros() / 1000)
 }

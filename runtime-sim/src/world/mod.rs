@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use p2pchat_core::identity::{Fingerprint, Identity};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{Event, Peer, PeerState};
-use p2pchat_core::registry::Registry;
+use p2pchat_core::registry::{Bindings, Registry};
 use p2pchat_core::time::Instant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -134,6 +134,8 @@ struct RegistryHost {
     core: Option<Registry>,
     incarnation: u32,
     timer: Option<Instant>,
+    /// The bindings it stored: they survive its crashes.
+    disk: Bindings,
 }
 
 /// A dial waiting for its answer.
@@ -232,7 +234,13 @@ impl World {
                 crash_after_outputs: None,
             });
         }
-        let registry = Registry::new(config.registry.clone(), &mut sampler.rng);
+        let registry = Registry::restore(
+            config.registry.clone(),
+            Bindings::default(),
+            &mut sampler.rng,
+            Instant::ZERO,
+            hosts::wall_time(Instant::ZERO),
+        );
         let keep_logs = !config.workload.enabled;
         let mut world = Self {
             now: Instant::ZERO,
@@ -243,6 +251,7 @@ impl World {
                 core: Some(registry),
                 incarnation: 0,
                 timer: None,
+                disk: Bindings::default(),
             },
             peers,
             by_onion,

@@ -1,0 +1,103 @@
+//! What the registry remembers of users who are not online: which onion address and key
+//! each nick belongs to, for a while after its owner was last seen. While a binding lasts,
+//! only the same key can register that nick or that onion address, so a nick does not pass
+//! to whoever registers it next when its owner goes offline. Bindings leave the core as
+//! ordered [`BindingOp`]s, like a peer's `StoreOp`s, and come back through
+//! [`super::Registry::restore`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{Fingerprint, OnionAddress};
+use crate::nick::Nick;
+use crate::peer::WallTime;
+
+/// One nick's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The nick, as registered.
+    pub nick: Nick,
+    /// Its onion address.
+    pub onion: OnionAddress,
+    /// The fingerprint of its RSA key.
+    pub fingerprint: Fingerprint,
+    /// When the registry last saw its owner (registered, or leaving).
+    pub last_seen: WallTime,
+}
+
+/// One durable change to the bindings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindingOp {
+    /// Creates or refreshes a binding.
+    Bind(Binding),
+    /// Forgets the binding of this nick (it expired).
+    Release(Nick),
+}
+
+/// The bindings, by canonical nick, with the onion index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bindings {
+    by_nick: BTreeMap<String, Binding>,
+    by_onion: BTreeMap<OnionAddress, String>,
+}
+
+impl Bindings {
+    /// Bindings as stored.
+    pub fn from_stored(stored: impl IntoIterator<Item = Binding>) -> Self {
+        let mut b = Self::default();
+        for binding in stored {
+            b.apply(&BindingOp::Bind(binding));
+        }
+        b
+    }
+
+    /// Applies `op`: the meaning every store must give it.
+    pub fn apply(&mut self, op: &BindingOp) {
+        match op {
+            BindingOp::Bind(binding) => {
+                let key = binding.nick.canonical();
+                if let Some(old) = self.by_nick.insert(key.clone(), binding.clone()) {
+                    self.by_onion.remove(&old.onion);
+                }
+                // An onion bound to another nick before is this nick's now (its owner
+                // registered it with its key: the caller checked).
+                if let Some(other) = self.by_onion.insert(binding.onion, key.clone())
+                    && other != key
+                {
+                    self.by_nick.remove(&other);
+                }
+            }
+            BindingOp::Release(nick) => {
+                if let Some(old) = self.by_nick.remove(&nick.canonical()) {
+                    self.by_onion.remove(&old.onion);
+                }
+            }
+        }
+    }
+
+    /// The binding of `nick` (canonical).
+    pub fn of_nick(&self, canonical: &str) -> Option<&Binding> {
+        self.by_nick.get(canonical)
+    }
+
+    /// The binding that holds `onion`.
+    pub fn of_onion(&self, onion: &OnionAddress) -> Option<&Binding> {
+        self.by_onion.get(onion).and_then(|k| self.by_nick.get(k))
+    }
+
+    /// Every binding, in nick order.
+    pub fn iter(&self) -> impl Iterator<Item = &Binding> {
+        self.by_nick.values()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.by_nick.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_nick.is_empty()
+    }
+}
