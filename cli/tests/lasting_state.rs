@@ -277,11 +277,36 @@ fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_noth
     bob.send("/quit");
     assert_eq!(bob.wait(), 0);
 
-    // The text is nowhere in either data directory's bytes; neither is a contact's nick
-    // written in full.
-    for who in ["alice", "bob"] {
+    // The text is nowhere in either data directory's bytes; neither is the other's nick
+    // or onion address.
+    let onion_of = |p: &Proc, nick: &str| -> String {
+        let line = p
+            .seen
+            .iter()
+            .find(|l| l.contains(&format!("you are {nick} at ")))
+            .unwrap();
+        line.split(" at ")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let onions = [onion_of(&alice, "alice"), onion_of(&bob, "bob")];
+    for (who, other) in [("alice", 1), ("bob", 0)] {
+        let other_nick = ["alice", "bob"][other];
         for (path, bytes) in snapshot(&dir.join(format!("{who}-data"))) {
-            for needle in [marker.as_bytes(), b"hello bob".as_slice()] {
+            let mut needles = vec![
+                marker.as_bytes(),
+                b"hello bob".as_slice(),
+                onions[other].as_bytes(),
+            ];
+            // A three-letter nick would turn up in random ciphertext now and then.
+            if other_nick.len() >= 5 {
+                needles.push(other_nick.as_bytes());
+            }
+            for needle in needles {
                 assert!(
                     !bytes.windows(needle.len()).any(|w| w == needle),
                     "{} holds {:?} in clear",
