@@ -7,6 +7,7 @@
 use core::time::Duration;
 
 use p2pchat_core::peer::{ChatFailure, ChatState, CloseReason, ConnectionLost, Event};
+use p2pchat_core::registry::RegisterError;
 use p2pchat_sim::{Fate, SimConfig, World};
 
 fn secs(n: u64) -> Duration {
@@ -276,5 +277,59 @@ fn a_denied_request_fails_the_queued_messages_with_the_reason() {
             ..
         }
     )));
+    no_violations(&w);
+}
+
+#[test]
+fn an_impostor_cannot_register_a_departed_peers_nick_while_its_binding_holds() {
+    let mut w = world(3);
+    chat(&mut w, 0, 1);
+    w.leave(1);
+    w.run_for(secs(30));
+    let impostor = w.add_impostor(1).unwrap();
+    w.run_for(secs(30));
+    assert!(!w.is_registered(impostor));
+    let log = w.take_log(impostor);
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, Event::RegistrationFailed(RegisterError::NickReserved))),
+        "{log:?}"
+    );
+    // After a registry crash too: the binding is on its disk.
+    w.crash_registry();
+    w.run_for(secs(5));
+    w.restart_registry_now();
+    w.run_for(secs(120));
+    assert!(!w.is_registered(impostor));
+    no_violations(&w);
+}
+
+#[test]
+fn an_impostor_at_a_wiped_registry_never_gets_a_session_with_a_contact_of_the_real_peer() {
+    let mut w = world(3);
+    chat(&mut w, 0, 1);
+    w.leave(1);
+    w.run_for(secs(30));
+    // The registry loses its bindings: now anyone can register "peer 1"'s nick.
+    w.wipe_registry();
+    w.run_for(secs(5));
+    w.restart_registry_now();
+    w.run_for(secs(60));
+    let impostor = w.add_impostor(1).unwrap();
+    w.run_for(secs(60));
+    assert!(w.is_registered(impostor));
+    // Peer 0 pinned peer 1's key: the impostor is refused, loudly.
+    w.connect(impostor, 0).unwrap();
+    w.run_for(secs(120));
+    assert_ne!(state(&w, impostor, 0), Some(ChatState::Connected));
+    let log = w.take_log(0);
+    assert!(
+        log.iter().any(|e| matches!(e, Event::KeyChanged { .. })),
+        "{log:?}"
+    );
+    // A message peer 0 writes to peer 1 waits for the real one; the impostor never gets it.
+    let m = w.send(0, 1, 50).unwrap();
+    w.run_for(secs(600));
+    assert_eq!(w.fate(m), Some((Fate::Pending, 0)));
     no_violations(&w);
 }

@@ -39,6 +39,26 @@ enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         requests: usize,
     },
+    /// The encrypted store: durable messages per second (sent and acknowledged, with
+    /// fsync), start-up time and memory with a large history, bytes on disk per message.
+    Store {
+        /// Messages of history to write.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Text size of each message, in bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Messages per transaction in the group-commit run.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Opens an existing store and reads its newest history page, in a fresh process
+    /// (how `bench store` measures start-up time and memory).
+    #[command(hide = true)]
+    StoreOpen {
+        /// The data directory holding the store.
+        dir: PathBuf,
+    },
     /// Two peers in direct mode over loopback: throughput and latency with acknowledgements.
     Chat {
         /// Messages for the throughput run.
@@ -56,6 +76,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         match args.what {
             BenchCommand::Registry { clients, requests } => registry(clients, requests).await,
             BenchCommand::Chat { messages, size } => chat(messages, size).await,
+            BenchCommand::Store {
+                messages,
+                size,
+                batch,
+            } => store(messages, size, batch),
+            BenchCommand::StoreOpen { dir } => store_open(&dir),
         }
     })
 }
@@ -452,6 +478,159 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
         messages as f64 / wall.as_secs_f64(),
         ms(percentile(&under_load, 0.5)),
         ms(percentile(&under_load, 0.99))
+    );
+    Ok(())
+}
+
+/// The passphrase of benchmark stores.
+const BENCH_PASSPHRASE: &[u8] = b"benchmark passphrase";
+
+fn store(messages: usize, size: usize, batch: usize) -> Result<(), CliError> {
+    use p2pchat_async_std::store::{OpenOptions, PeerStore, STORE_FILE, SqliteStore};
+    use p2pchat_core::peer::{ContactRecord, Outcome, QueuedMessage, StoreOp, WallTime};
+
+    let dir = std::env::temp_dir().join(format!("p2pchat-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    crate::keystore::ensure_private_dir(&dir).map_err(net)?;
+    let path = dir.join(STORE_FILE);
+    let options = OpenOptions { history: true };
+    let mut db = SqliteStore::create(&path, Some(BENCH_PASSPHRASE), options).map_err(net)?;
+    let bob = Nick::new("bob").map_err(net)?;
+    db.apply(&[StoreOp::Contact(ContactRecord::new(bob.clone(), 1))])
+        .map_err(net)?;
+    let text = "x".repeat(size);
+    let mut next_id = 1u64;
+    let mut received_id = 1u64;
+    // One message sent and acknowledged = stored in the outbox (and history) before it is
+    // sent, resolved when acknowledged; one received = stored before it is acknowledged.
+    let mut sent_and_acked = |n: usize| -> Vec<StoreOp> {
+        let mut ops = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            ops.push(StoreOp::Queued(QueuedMessage {
+                to: bob.clone(),
+                id: next_id,
+                text: text.clone(),
+                queued_at: WallTime(next_id),
+            }));
+            ops.push(StoreOp::Resolved {
+                to: bob.clone(),
+                id: next_id,
+                outcome: Outcome::Delivered,
+            });
+            next_id += 1;
+        }
+        ops
+    };
+    let mut received = |n: usize| -> Vec<StoreOp> {
+        let ops = (0..n)
+            .map(|i| StoreOp::Received {
+                from: bob.clone(),
+                peer_instance: 7,
+                id: received_id + i as u64,
+                text: text.clone(),
+                at: WallTime(received_id),
+            })
+            .collect();
+        received_id += n as u64;
+        ops
+    };
+    println!("store bench: encrypted SQLite store, synchronous=FULL, {size}-byte messages");
+    // Worst case: every store operation its own transaction (two fsynced commits per
+    // message sent and acknowledged).
+    let single = 2_000.min(messages);
+    let started = Instant::now();
+    for op in sent_and_acked(single) {
+        db.apply(std::slice::from_ref(&op)).map_err(net)?;
+    }
+    let wall = started.elapsed();
+    println!(
+        "  sent and acknowledged, one commit per operation: {single} messages in {:.2} s: {:.0} messages/s",
+        wall.as_secs_f64(),
+        single as f64 / wall.as_secs_f64()
+    );
+    // What the peer loop does under load: the operations of one drain in one commit.
+    let grouped = messages / 2;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < grouped {
+        let n = batch.min(grouped - done);
+        db.apply(&sent_and_acked(n)).map_err(net)?;
+        done += n;
+    }
+    let wall = started.elapsed();
+    println!(
+        "  sent and acknowledged, {batch} messages per commit: {grouped} messages in {:.2} s: {:.0} messages/s",
+        wall.as_secs_f64(),
+        grouped as f64 / wall.as_secs_f64()
+    );
+    let incoming = messages - grouped - single;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < incoming {
+        let n = batch.min(incoming - done);
+        db.apply(&received(n)).map_err(net)?;
+        done += n;
+    }
+    let wall = started.elapsed();
+    println!(
+        "  received and stored, {batch} per commit: {incoming} messages in {:.2} s: {:.0} messages/s",
+        wall.as_secs_f64(),
+        incoming as f64 / wall.as_secs_f64().max(1e-9)
+    );
+    drop(db);
+    let bytes = std::fs::metadata(&path).map_err(net)?.len();
+    println!(
+        "  on disk: {bytes} bytes for {messages} messages of history: {:.0} bytes per {size}-byte message",
+        bytes as f64 / messages as f64
+    );
+    // Start-up and memory, each in a fresh process: with this history, and with none.
+    let empty = dir.join("empty");
+    crate::keystore::ensure_private_dir(&empty).map_err(net)?;
+    drop(
+        SqliteStore::create(&empty.join(STORE_FILE), Some(BENCH_PASSPHRASE), options)
+            .map_err(net)?,
+    );
+    let exe = std::env::current_exe().map_err(net)?;
+    for (label, d) in [("empty store", &empty), ("with the history", &dir)] {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "store-open"])
+            .arg(d)
+            .output()
+            .map_err(net)?;
+        println!(
+            "  open, {label}: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn store_open(dir: &std::path::Path) -> Result<(), CliError> {
+    use p2pchat_async_std::store::vault::KdfParams;
+    use p2pchat_async_std::store::{OpenOptions, STORE_FILE, SqliteStore};
+    let started = Instant::now();
+    let kdf = KdfParams::fresh().map_err(net)?;
+    kdf.derive(BENCH_PASSPHRASE).map_err(net)?;
+    let argon = started.elapsed();
+    let started = Instant::now();
+    let db = SqliteStore::open(
+        &dir.join(STORE_FILE),
+        Some(BENCH_PASSPHRASE),
+        OpenOptions { history: true },
+    )
+    .map_err(net)?;
+    let page = db
+        .read_history(&Nick::new("bob").map_err(net)?, 20)
+        .map_err(net)?;
+    let wall = started.elapsed();
+    let pid = std::process::id();
+    println!(
+        "{:.0} ms to open and read the newest {} messages (of which Argon2id {:.0} ms); peak RSS {} KiB",
+        wall.as_secs_f64() * 1e3,
+        page.len(),
+        argon.as_secs_f64() * 1e3,
+        status_kib(pid, "VmHWM:").unwrap_or(0)
     );
     Ok(())
 }

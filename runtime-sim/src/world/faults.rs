@@ -114,7 +114,14 @@ impl World {
         }
     }
 
-    /// Brings the registry back, empty.
+    /// Crashes the registry and destroys its disk: it comes back knowing no binding (a
+    /// wiped or hostile registry).
+    pub fn wipe_registry(&mut self) {
+        self.crash_registry();
+        self.registry.disk = p2pchat_core::registry::Bindings::default();
+    }
+
+    /// Brings the registry back, with the bindings on its disk.
     pub fn restart_registry_now(&mut self) {
         self.restart_registry();
     }

@@ -424,7 +424,9 @@ impl World {
                 self.peers[i].registered = false;
             }
             Event::RegistrationFailed(e) => {
-                self.violation(format!("peer {i}'s registration was refused: {e}"));
+                if !self.impostors.contains_key(&i) {
+                    self.violation(format!("peer {i}'s registration was refused: {e}"));
+                }
             }
             Event::Users { users, .. } => {
                 let listed = users
@@ -457,7 +459,9 @@ impl World {
                 ..
             } => {
                 if let Some(&j) = self.by_nick.get(nick) {
-                    if *fingerprint != self.peers[j].fingerprint {
+                    // A stranger's request under a nick we never talked to is trust on
+                    // first use; under a contact's nick with another key, a failure.
+                    if *fingerprint != self.peers[j].fingerprint && self.knows(i, j) {
                         self.violation(format!(
                             "peer {i} was asked to chat by {nick} with a key that is not {nick}'s"
                         ));
@@ -475,9 +479,17 @@ impl World {
                     .as_ref()
                     .and_then(|c| c.chat_fingerprint(nick));
                 let truth = self.by_nick.get(nick).map(|j| self.peers[*j].fingerprint);
-                if got.is_none() || got != truth {
+                if !self.impostors.contains_key(&i) && (got.is_none() || got != truth) {
                     self.violation(format!(
                         "peer {i} formed a session with {nick} under a key that is not {nick}'s"
+                    ));
+                }
+                // An impostor must never get a session with someone who knew the real one.
+                if let (Some(&j), Some(&other)) = (self.impostors.get(&i), self.by_nick.get(nick))
+                    && self.knows(other, j)
+                {
+                    self.violation(format!(
+                        "impostor {i} of peer {j} got a session with {nick}, who knew peer {j}"
                     ));
                 }
             }
@@ -492,9 +504,12 @@ impl World {
                     f @ (ChatFailure::BadRecord { .. } | ChatFailure::Handshake(_)),
                 ) => {
                     self.stats.handshakes_rejected += 1;
-                    self.violation(format!(
-                        "peer {i}'s chat with {nick} failed authentication between honest peers: {f}"
-                    ));
+                    // An impostor's chats are meant to fail.
+                    if !self.impostors.contains_key(&i) {
+                        self.violation(format!(
+                            "peer {i}'s chat with {nick} failed authentication between honest peers: {f}"
+                        ));
+                    }
                 }
                 _ => {}
             },

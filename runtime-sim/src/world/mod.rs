@@ -177,6 +177,8 @@ pub struct World {
     spikes: u32,
     /// Requests that peer `.0` denies from peer `.1` (scripted worlds).
     deny: BTreeSet<(usize, usize)>,
+    /// Hostile hosts: host index → the peer whose nick it registers with its own keys.
+    impostors: BTreeMap<usize, usize>,
     phase: Phase,
     ledger: Ledger,
     stats: Stats,
@@ -262,6 +264,7 @@ impl World {
             next_partition: 0,
             spikes: 0,
             deny: BTreeSet::new(),
+            impostors: BTreeMap::new(),
             phase: Phase::Running,
             ledger: Ledger::default(),
             stats: Stats::default(),
@@ -466,6 +469,43 @@ impl World {
     /// The nick of peer `i`.
     pub fn nick(&self, i: usize) -> Nick {
         self.peers[i].identity.nick.clone()
+    }
+
+    /// Adds a hostile host that claims peer `j`'s nick with keys of its own, and starts
+    /// it (it tries to register). Returns its index, usable like a peer's.
+    pub fn add_impostor(&mut self, j: usize) -> Result<usize, PoolError> {
+        let index = self.peers.len();
+        let real = self.peers[j].identity.nick.clone();
+        let own = keys::identity(index, &mut self.sampler.rng)?;
+        let identity = Identity::new(real, own.rsa, own.onion);
+        self.by_onion.insert(identity.address().hostname(), index);
+        self.peers.push(PeerHost {
+            fingerprint: identity.rsa.public().fingerprint(),
+            identity,
+            watch_presence: false,
+            core: None,
+            status: Status::Down,
+            incarnation: 0,
+            timer: None,
+            registered: false,
+            known: BTreeSet::new(),
+            log: Vec::new(),
+            disk: PeerState::default(),
+            crash_after_outputs: None,
+        });
+        self.impostors.insert(index, j);
+        self.start_peer(index);
+        Ok(index)
+    }
+
+    /// Whether `j` is a contact of peer `i` (pinned, so an impostor of `j` must fail).
+    fn knows(&self, i: usize, j: usize) -> bool {
+        let nick = &self.peers[j].identity.nick;
+        self.peers[i]
+            .disk
+            .contacts
+            .get(nick)
+            .is_some_and(|c| matches!(c.key, p2pchat_core::peer::ContactKey::Pinned { .. }))
     }
 
     /// Peer `i`'s core, while it runs.
