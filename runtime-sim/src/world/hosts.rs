@@ -423,10 +423,8 @@ impl World {
             Event::RegistryLost { .. } | Event::Unregistered => {
                 self.peers[i].registered = false;
             }
-            Event::RegistrationFailed(e) => {
-                if !self.impostors.contains_key(&i) {
-                    self.violation(format!("peer {i}'s registration was refused: {e}"));
-                }
+            Event::RegistrationFailed(e) if !self.impostors.contains_key(&i) => {
+                self.violation(format!("peer {i}'s registration was refused: {e}"));
             }
             Event::Users { users, .. } => {
                 let listed = users
