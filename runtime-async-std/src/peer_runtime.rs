@@ -3,6 +3,7 @@
 //! timer — and relays user commands in and events out. No protocol decisions here.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use async_std::channel::{Receiver, Sender, bounded};
 use async_std::net::{TcpListener, TcpStream};
@@ -172,6 +173,15 @@ impl core::fmt::Debug for Wire {
     }
 }
 
+/// A command's answer and where it goes.
+type CommandReply = (
+    Sender<Result<Answer, CommandError>>,
+    Result<Answer, CommandError>,
+);
+
+/// Most inputs handled between two drains (one store transaction).
+const BATCH: usize = 256;
+
 /// Frames queued per connection before it counts as too slow and is dropped.
 const WRITE_QUEUE: usize = 1024;
 /// Inputs queued for the loop (readers wait when it is full: backpressure, not loss).
@@ -203,7 +213,7 @@ pub fn spawn_peer(
             writers: BTreeMap::new(),
             dialing: BTreeSet::new(),
             events: events_tx,
-            store,
+            store: Arc::new(Mutex::new(store)),
             unstored: Vec::new(),
         };
         let result = state.run(inbox_rx).await;
@@ -228,7 +238,9 @@ struct LoopState {
     writers: BTreeMap<ConnId, WireWriter>,
     dialing: BTreeSet<ConnId>,
     events: Sender<Event>,
-    store: Box<dyn PeerStore>,
+    /// Shared with the blocking thread that writes it (fsync must not stall the loop's
+    /// executor thread, which also runs the connection tasks).
+    store: Arc<Mutex<Box<dyn PeerStore>>>,
     /// Store operations of the drain in progress, applied together (one transaction)
     /// before the next output that is not one.
     unstored: Vec<StoreOp>,
@@ -244,15 +256,32 @@ enum Stop {
 
 impl LoopState {
     async fn run(&mut self, inbox: Receiver<LoopInput>) -> Result<(), StoreError> {
+        // Answers to commands handled since the last drain: sent once it stored what the
+        // commands changed, so an accepted message is never lost to a crash.
+        let mut replies = Vec::new();
         loop {
-            match self.drain().await {
+            let drained = self.drain().await;
+            for (reply, answer) in replies.drain(..) {
+                let _ = Sender::try_send(&reply, answer);
+            }
+            match drained {
                 Ok(()) if self.core.is_shut_down() => return Ok(()),
                 Ok(()) => {}
                 Err(Stop::Done) => return Ok(()),
                 Err(Stop::Store(e)) => return Err(e),
             }
             match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
-                Ok(Wake::Input(input)) => self.handle(input).await?,
+                Ok(Wake::Input(input)) => {
+                    self.handle(input, &mut replies);
+                    // Group commit: what else has arrived meanwhile is handled before the
+                    // next drain, so its store operations share one transaction.
+                    for _ in 1..BATCH {
+                        match inbox.try_recv() {
+                            Ok(input) => self.handle(input, &mut replies),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Ok(Wake::Timer) => self.core.handle_timeout(self.clock.now()),
                 Err(_) => return Ok(()),
             }
@@ -260,53 +289,87 @@ impl LoopState {
     }
 
     /// Applies the store operations gathered so far, in one transaction.
-    fn flush_store(&mut self) -> Result<(), Stop> {
+    async fn flush_store(&mut self) -> Result<(), Stop> {
         if self.unstored.is_empty() {
             return Ok(());
         }
-        let result = self.store.apply(&self.unstored);
-        self.unstored.clear();
-        result.map_err(Stop::Store)
+        let ops = std::mem::take(&mut self.unstored);
+        let store = Arc::clone(&self.store);
+        async_std::task::spawn_blocking(move || match store.lock() {
+            Ok(mut store) => {
+                let started = std::time::Instant::now();
+                let result = store.apply(&ops);
+                tracing::trace!(ops = ops.len(), elapsed = ?started.elapsed(), "stored");
+                result
+            }
+            Err(_) => Err(StoreError::Crypto(
+                "the store was left inconsistent by a crash of its writer".into(),
+            )),
+        })
+        .await
+        .map_err(Stop::Store)
     }
 
     /// Does what the core asks, storing first what it asks to store.
+    ///
+    /// Group commit: every store operation of the outputs pending now is applied in one
+    /// transaction before any of those outputs acts on the world (a transmit, a dial, an
+    /// event the user sees). Storing an operation before outputs that came earlier is
+    /// always safe; acting before an earlier store never happens.
     async fn drain(&mut self) -> Result<(), Stop> {
-        while let Some(output) = self.core.poll_output() {
-            if let Output::Store(op) = output {
-                self.unstored.push(op);
-                continue;
+        loop {
+            let mut acts = Vec::new();
+            while let Some(output) = self.core.poll_output() {
+                match output {
+                    Output::Store(op) => self.unstored.push(op),
+                    other => acts.push(other),
+                }
             }
-            self.flush_store()?;
-            match output {
-                Output::Store(_) => {}
-                Output::Connect { conn, target } => self.dial(conn, target),
-                Output::Transmit { conn, bytes } => {
-                    let slow = self
-                        .writers
-                        .get(&conn)
-                        .is_some_and(|w| w.send(bytes).is_err());
-                    if slow {
-                        tracing::debug!(?conn, "peer too slow to read; dropping the connection");
-                        self.writers.remove(&conn);
-                        self.core
-                            .handle_input(self.clock.now(), Input::Closed { conn });
-                    }
-                }
-                Output::Close { conn } => {
-                    self.writers.remove(&conn);
-                    self.dialing.remove(&conn);
-                }
-                Output::Event(event) => {
-                    if self.events.send(event).await.is_err() {
-                        return Err(Stop::Done);
-                    }
+            if acts.is_empty() && self.unstored.is_empty() {
+                return Ok(());
+            }
+            self.flush_store().await?;
+            for output in acts {
+                match output {
+                    Output::Event(event) => self.show(event).await?,
+                    other => self.act(other),
                 }
             }
         }
-        self.flush_store()
     }
 
-    async fn handle(&mut self, input: LoopInput) -> Result<(), StoreError> {
+    /// Hands an event to the user interface.
+    async fn show(&mut self, event: Event) -> Result<(), Stop> {
+        self.events.send(event).await.map_err(|_| Stop::Done)
+    }
+
+    /// Carries out an output that acts on the world.
+    fn act(&mut self, output: Output) {
+        match output {
+            Output::Connect { conn, target } => self.dial(conn, target),
+            Output::Transmit { conn, bytes } => {
+                let slow = self
+                    .writers
+                    .get(&conn)
+                    .is_some_and(|w| w.send(bytes).is_err());
+                if slow {
+                    tracing::debug!(?conn, "peer too slow to read; dropping the connection");
+                    self.writers.remove(&conn);
+                    self.core
+                        .handle_input(self.clock.now(), Input::Closed { conn });
+                }
+            }
+            Output::Close { conn } => {
+                self.writers.remove(&conn);
+                self.dialing.remove(&conn);
+            }
+            Output::Store(_) | Output::Event(_) => {
+                debug_assert!(false, "stores and events are handled by drain");
+            }
+        }
+    }
+
+    fn handle(&mut self, input: LoopInput, replies: &mut Vec<CommandReply>) {
         let now = self.clock.now();
         match input {
             LoopInput::Wire(WireEvent::Received(conn, bytes)) => {
@@ -328,7 +391,7 @@ impl LoopState {
             LoopInput::Dialed { conn, result } => {
                 // A dial the core has given up on meanwhile is dropped (and so closed).
                 if !self.dialing.remove(&conn) {
-                    return Ok(());
+                    return;
                 }
                 match result {
                     Ok(wire) => {
@@ -351,17 +414,9 @@ impl LoopState {
             },
             LoopInput::Command(command, reply) => {
                 let answer = self.execute(now, command);
-                // The answer (a message id, say) goes out only once what the command
-                // changed is stored: an accepted message is never lost to a crash.
-                match self.drain().await {
-                    Ok(()) => {}
-                    Err(Stop::Done) => {}
-                    Err(Stop::Store(e)) => return Err(e),
-                }
-                let _ = reply.try_send(answer);
+                replies.push((reply, answer));
             }
         }
-        Ok(())
     }
 
     fn execute(
@@ -414,7 +469,13 @@ impl LoopState {
                 return Ok(Answer::Outbox(waiting));
             }
             Command::History(nick, limit) => {
-                return Ok(match self.store.history(&nick, limit) {
+                let history = match self.store.lock() {
+                    Ok(store) => store.history(&nick, limit),
+                    Err(_) => Err(StoreError::Crypto(
+                        "the store was left inconsistent by a crash of its writer".into(),
+                    )),
+                };
+                return Ok(match history {
                     Ok(entries) => Answer::History(entries),
                     Err(e) => Answer::StoreError(e.to_string()),
                 });
