@@ -87,6 +87,10 @@ fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_t
     alice.send("/retry bob");
     bob.expect("<alice> while you were away");
     alice.expect("#2 delivered to bob");
+    // Switching to a chat shows its recent history, from the store.
+    bob.send("/switch alice");
+    bob.expect("the last 2 messages with alice");
+    bob.expect("<alice> hello bob");
     alice.send("/quit");
     assert_eq!(alice.wait(), 0);
     bob.send("/quit");
@@ -94,7 +98,7 @@ fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_t
     let shown = bob
         .seen
         .iter()
-        .filter(|l| l.contains("<alice> while you were away"))
+        .filter(|l| l.starts_with("<alice> while you were away"))
         .count();
     assert_eq!(shown, 1, "{}", bob.output());
     assert_eq!(

@@ -263,6 +263,7 @@ impl Ui {
                 if let Some(nick) = self.nick(&nick)
                     && self.run(Command::Connect(nick.clone())).await.is_some()
                 {
+                    self.show_recent(&nick).await;
                     self.current = Some(nick);
                 }
             }
@@ -311,6 +312,7 @@ impl Ui {
             UiCommand::Switch(nick) => {
                 if let Some(nick) = self.nick(&nick) {
                     self.say(&format!("* talking to {nick}"));
+                    self.show_recent(&nick).await;
                     self.current = Some(nick);
                 }
             }
@@ -401,6 +403,23 @@ impl Ui {
                     )),
                     None => {}
                 }
+            }
+        }
+    }
+
+    /// The last few messages with `nick`, when opening or switching to its chat.
+    async fn show_recent(&mut self, nick: &Nick) {
+        const RECENT: usize = 10;
+        if let Some(Answer::History(entries)) =
+            self.run(Command::History(nick.clone(), RECENT)).await
+            && !entries.is_empty()
+        {
+            self.say(&format!(
+                "* the last {} messages with {nick}:",
+                entries.len()
+            ));
+            for e in &entries {
+                self.say(&render::history_line(e, &self.me));
             }
         }
     }

@@ -8,8 +8,8 @@ use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::nick::Nick;
 use crate::registry::{
-    ClientMessage, MAX_PAGE, Presence, Registration, ServerError, ServerMessage, UserRecord,
-    registration_signed_bytes,
+    ClientMessage, MAX_PAGE, Presence, RegisterError, Registration, ServerError, ServerMessage,
+    UserRecord, registration_signed_bytes,
 };
 use crate::time::Instant;
 
@@ -237,8 +237,17 @@ impl Peer {
                 self.emit(Event::Registered);
             }
             ServerMessage::RegisterRejected(e) => {
-                self.registry.want_registered = false;
+                // Someone online holds our nick or address (a stale copy of us, say): it
+                // may be gone soon, so we keep trying. Anything else will not change.
+                let transient = matches!(e, RegisterError::NickTaken | RegisterError::AddressTaken);
                 self.emit(Event::RegistrationFailed(e));
+                if transient {
+                    self.registry_lost(
+                        "the registry refused the registration; trying again".into(),
+                    );
+                } else {
+                    self.registry.want_registered = false;
+                }
             }
             ServerMessage::LookupResult { request, record } => {
                 if let Some((purpose, _)) = self.registry.pending.remove(&request) {

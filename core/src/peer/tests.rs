@@ -1273,3 +1273,39 @@ fn durable_state_leaves_the_core_in_order_and_restores_the_same_peer() {
     let shown = messages(&w.take(1));
     assert_eq!(shown.iter().filter(|m| m.2 == "kept").count(), 1);
 }
+
+#[test]
+fn a_nick_held_by_someone_online_is_tried_again_and_a_reserved_one_is_not() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_peer(0);
+    // Another key under alice's nick, while alice is online: refused, tried again later.
+    w.replace_peer(1, test_keys::identity(5, "alice"));
+    let events = w.register_peer(1);
+    assert!(events.contains(&Event::RegistrationFailed(RegisterError::NickTaken)));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::RegistryLost {
+                retry_at: Some(_),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // Alice leaves; her nick stays bound to her key: the other key gives up.
+    w.peers[0].shutdown(w.now);
+    w.advance(Duration::from_secs(300));
+    let events = w.take(1);
+    assert!(
+        events.contains(&Event::RegistrationFailed(RegisterError::NickReserved)),
+        "{events:?}"
+    );
+    w.take(1);
+    w.advance(Duration::from_secs(600));
+    assert!(
+        !w.take(1)
+            .iter()
+            .any(|e| matches!(e, Event::RegistrationFailed(_))),
+        "no more attempts after a reservation"
+    );
+}
