@@ -39,8 +39,8 @@ impl Peer {
         Ok(())
     }
 
-    /// Why we cannot reach out to `nick` at all, if we cannot.
-    fn check_can_reach(&self, nick: &Nick) -> Result<(), CommandError> {
+    /// Why nothing may be written to `nick` now, if so.
+    pub(super) fn check_can_write(&self, nick: &Nick) -> Result<(), CommandError> {
         if self.shutdown.is_some() || self.done {
             return Err(CommandError::ShuttingDown);
         }
@@ -50,6 +50,13 @@ impl Peer {
         if self.state.contacts.get(nick).is_some_and(|c| c.blocked) {
             return Err(CommandError::Blocked(nick.clone()));
         }
+        Ok(())
+    }
+
+    /// Why we cannot reach out to `nick` now, if so: what stops writing, or a changed key
+    /// the user has not checked (a message may still be written; it waits).
+    pub(super) fn check_can_reach(&self, nick: &Nick) -> Result<(), CommandError> {
+        self.check_can_write(nick)?;
         if self.status.get(nick).is_some_and(|s| s.conflict.is_some()) {
             return Err(CommandError::KeyChanged(nick.clone()));
         }
@@ -116,15 +123,7 @@ impl Peer {
                 max: MAX_MESSAGE_LEN,
             });
         }
-        if self.shutdown.is_some() || self.done {
-            return Err(CommandError::ShuttingDown);
-        }
-        if *nick == self.identity.nick {
-            return Err(CommandError::OwnNick);
-        }
-        if self.state.contacts.get(nick).is_some_and(|c| c.blocked) {
-            return Err(CommandError::Blocked(nick.clone()));
-        }
+        self.check_can_write(nick)?;
         let max_unacked = self.config.max_unacked;
         if self.state.queued_len(nick) >= max_unacked {
             return Err(CommandError::OutboxFull(nick.clone(), max_unacked));

@@ -113,12 +113,7 @@ impl Peer {
         fingerprint: Fingerprint,
     ) -> Result<(), CommandError> {
         self.now = now;
-        let mut record = self
-            .state
-            .contacts
-            .get(nick)
-            .cloned()
-            .ok_or_else(|| CommandError::NoContact(nick.clone()))?;
+        let mut record = self.contact_record(nick)?;
         let conflict = self.status.get(nick).and_then(|s| s.conflict.clone());
         match conflict {
             Some(c) if c.presented == fingerprint => {
@@ -141,12 +136,7 @@ impl Peer {
     /// it), or else whatever key the registry lists next, is pinned.
     pub fn trust(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
         self.now = now;
-        let mut record = self
-            .state
-            .contacts
-            .get(nick)
-            .cloned()
-            .ok_or_else(|| CommandError::NoContact(nick.clone()))?;
+        let mut record = self.contact_record(nick)?;
         let conflict = self.status.get_mut(nick).and_then(|s| s.conflict.take());
         record.key = match conflict.and_then(|c| c.certificate) {
             Some((certificate, port)) => ContactKey::Pinned { certificate, port },
@@ -197,12 +187,7 @@ impl Peer {
     /// Undoes [`Peer::block`].
     pub fn unblock(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
         self.now = now;
-        let mut record = self
-            .state
-            .contacts
-            .get(nick)
-            .cloned()
-            .ok_or_else(|| CommandError::NoContact(nick.clone()))?;
+        let mut record = self.contact_record(nick)?;
         if record.blocked {
             record.blocked = false;
             self.store(StoreOp::Contact(record));
@@ -346,17 +331,21 @@ impl Peer {
         self.open_chat(nick);
     }
 
+    /// Whether a delivery attempt may start: `nick` is a contact we can reach out to.
     fn check_deliverable(&self, nick: &Nick) -> Result<(), CommandError> {
-        if self.shutdown.is_some() || self.done {
-            return Err(CommandError::ShuttingDown);
+        if !self.state.contacts.contains_key(nick) {
+            return Err(CommandError::NoContact(nick.clone()));
         }
-        if self.state.contacts.get(nick).is_none_or(|c| c.blocked) {
-            return Err(CommandError::Blocked(nick.clone()));
-        }
-        if self.status.get(nick).is_some_and(|s| s.conflict.is_some()) {
-            return Err(CommandError::KeyChanged(nick.clone()));
-        }
-        Ok(())
+        self.check_can_reach(nick)
+    }
+
+    /// A copy of `nick`'s record, to change and store.
+    fn contact_record(&self, nick: &Nick) -> Result<ContactRecord, CommandError> {
+        self.state
+            .contacts
+            .get(nick)
+            .cloned()
+            .ok_or_else(|| CommandError::NoContact(nick.clone()))
     }
 
     /// Schedules the next delivery attempt for `nick`'s queued messages, with backoff and
