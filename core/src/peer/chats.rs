@@ -34,8 +34,19 @@ impl Peer {
         if self.chats.len() >= self.config.max_chats {
             return Err(CommandError::TooManyChats(self.config.max_chats));
         }
+        self.check_room_for_contact(nick)?;
         self.ensure_contact(nick);
         self.open_chat(nick);
+        Ok(())
+    }
+
+    /// `nick` is a contact already, or there is room for one more.
+    pub(super) fn check_room_for_contact(&self, nick: &Nick) -> Result<(), CommandError> {
+        if !self.state.contacts.contains_key(nick)
+            && self.state.contacts.len() >= self.config.max_contacts
+        {
+            return Err(CommandError::TooManyContacts(self.config.max_contacts));
+        }
         Ok(())
     }
 
@@ -128,12 +139,7 @@ impl Peer {
         if self.state.queued_len(nick) >= max_unacked {
             return Err(CommandError::OutboxFull(nick.clone(), max_unacked));
         }
-        if !self.chats.contains_key(nick)
-            && !self.state.contacts.contains_key(nick)
-            && self.state.contacts.len() >= self.config.max_contacts
-        {
-            return Err(CommandError::TooManyContacts(self.config.max_contacts));
-        }
+        self.check_room_for_contact(nick)?;
         self.ensure_contact(nick);
         let id = self.state.contacts.get(nick).map_or(1, |c| c.next_id);
         let queued_at = self.wall_time(now);

@@ -287,7 +287,10 @@ impl Peer {
             c.deadline = self.now + self.config.handshake_timeout;
         }
         let chat = self.chats.get(&nick);
-        if chat.is_none() && self.chats.len() >= self.config.max_chats {
+        let new_contact = !self.state.contacts.contains_key(&nick);
+        if chat.is_none() && self.chats.len() >= self.config.max_chats
+            || new_contact && self.state.contacts.len() >= self.config.max_contacts
+        {
             return self.reject(conn, RejectReason::Busy, None);
         }
         // Simultaneous dials: the connection dialed by the smaller onion address wins.

@@ -93,11 +93,11 @@ impl Peer {
         let Some(mut record) = self.state.contacts.get(nick).cloned() else {
             return;
         };
-        if record.key.fingerprint() != Some(fingerprint) {
-            record.key = ContactKey::Fingerprint(fingerprint);
-        }
         if record.verified && record.key.fingerprint() == Some(fingerprint) {
             return;
+        }
+        if record.key.fingerprint() != Some(fingerprint) {
+            record.key = ContactKey::Fingerprint(fingerprint);
         }
         record.verified = true;
         self.store(StoreOp::Contact(record));
@@ -154,10 +154,9 @@ impl Peer {
         if *nick == self.identity.nick {
             return Err(CommandError::OwnNick);
         }
+        self.check_room_for_contact(nick)?;
         self.ensure_contact(nick);
-        let Some(mut record) = self.state.contacts.get(nick).cloned() else {
-            return Err(CommandError::NoContact(nick.clone()));
-        };
+        let mut record = self.contact_record(nick)?;
         if !record.blocked {
             record.blocked = true;
             self.store(StoreOp::Contact(record));

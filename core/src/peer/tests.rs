@@ -1309,3 +1309,56 @@ fn a_nick_held_by_someone_online_is_tried_again_and_a_reserved_one_is_not() {
         "no more attempts after a reservation"
     );
 }
+
+#[test]
+fn a_configured_fingerprint_replaces_a_verified_pin_of_another_key_and_is_stored() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    let bob = w.nick(1);
+    let first = test_keys::rsa(9).public().fingerprint();
+    let second = test_keys::rsa(8).public().fingerprint();
+    w.peers[0].import_verified(w.now, &bob, first);
+    w.peers[0].import_verified(w.now, &bob, second);
+    w.run();
+    let stored = w.disks[0]
+        .contacts
+        .get(&bob)
+        .map(|c| (c.key.fingerprint(), c.verified));
+    assert_eq!(stored, Some((Some(second), true)));
+    assert_eq!(w.peers[0].state(), &w.disks[0]);
+}
+
+#[test]
+fn contacts_are_bounded_on_every_path_that_makes_one() {
+    let config = PeerConfig {
+        max_contacts: 1,
+        accept_policy: AcceptPolicy::AcceptAll,
+        ..PeerConfig::default()
+    };
+    let mut w = World::new(&["alice", "bob", "carol"], config);
+    w.register_all();
+    let (alice, carol) = (w.nick(0), w.nick(2));
+    w.peers[1].send(w.now, &alice, "hi").unwrap();
+    w.run();
+    assert_eq!(
+        w.peers[1].connect(w.now, &carol),
+        Err(CommandError::TooManyContacts(1))
+    );
+    assert_eq!(
+        w.peers[1].block(w.now, &carol),
+        Err(CommandError::TooManyContacts(1))
+    );
+    // Carol asking is refused too, before any lookup.
+    let bob = w.nick(1);
+    w.peers[2].connect(w.now, &bob).unwrap();
+    w.run();
+    assert_eq!(w.peers[1].state().contacts.len(), 1);
+    assert!(w.take(2).iter().any(|e| matches!(
+        e,
+        Event::ConnectionLost {
+            reason: ConnectionLost::Handshake(HandshakeError::Rejected(
+                crate::peer_wire::RejectReason::Busy
+            )),
+            ..
+        }
+    )));
+}

@@ -42,6 +42,9 @@ pub struct RegistryConfig {
     /// How long a nick stays bound to its owner's onion and key after the owner was last
     /// seen.
     pub reserve_for: Duration,
+    /// Most nick bindings kept (online or not): a registration that would need a new one
+    /// beyond this is refused as `RegistryFull` until older bindings lapse.
+    pub max_bindings: usize,
 }
 
 impl Default for RegistryConfig {
@@ -54,6 +57,7 @@ impl Default for RegistryConfig {
             per_second: 20,
             max_register_attempts: 5,
             reserve_for: Duration::from_secs(30 * 86_400),
+            max_bindings: 1_000_000,
         }
     }
 }
@@ -484,6 +488,11 @@ impl Registry {
             return Err(RegisterError::AddressReserved);
         }
         if self.users.len() >= self.config.max_users {
+            return Err(RegisterError::RegistryFull);
+        }
+        let lapsed = |b: &Binding| !self.holds(b);
+        let needs_binding = self.bindings.of_nick(&key).is_none_or(lapsed);
+        if needs_binding && self.bindings.len() >= self.config.max_bindings {
             return Err(RegisterError::RegistryFull);
         }
         self.onions.insert(*record.onion(), key.clone());

@@ -627,3 +627,24 @@ fn bindings_come_back_after_a_restart_from_what_the_registry_stored() {
         vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
     );
 }
+
+#[test]
+fn bindings_are_capped_and_a_bound_owner_still_gets_back_in() {
+    let config = RegistryConfig {
+        max_bindings: 1,
+        ..RegistryConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let alice = test_keys::identity(0, "alice");
+    let (conn, reply) = h.register(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    h.reg.handle_closed(conn);
+    let (_, reply) = h.register(&test_keys::identity(1, "bob"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::RegistryFull)]
+    );
+    let (_, reply) = h.register(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    assert_eq!(h.reg.bindings().len(), 1);
+}

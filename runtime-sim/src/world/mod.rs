@@ -129,6 +129,26 @@ struct PeerHost {
     crash_after_outputs: Option<u32>,
 }
 
+impl PeerHost {
+    /// A host that has not started yet, with an empty disk.
+    fn new(identity: Identity, watch_presence: bool) -> Self {
+        Self {
+            fingerprint: identity.rsa.public().fingerprint(),
+            identity,
+            watch_presence,
+            core: None,
+            status: Status::Down,
+            incarnation: 0,
+            timer: None,
+            registered: false,
+            known: BTreeSet::new(),
+            log: Vec::new(),
+            disk: PeerState::default(),
+            crash_after_outputs: None,
+        }
+    }
+}
+
 /// The registry host.
 struct RegistryHost {
     core: Option<Registry>,
@@ -221,20 +241,7 @@ impl World {
             by_onion.insert(identity.address().hostname(), i);
             by_nick.insert(identity.nick.clone(), i);
             let watch_presence = sampler.chance(config.workload.presence_watchers);
-            peers.push(PeerHost {
-                fingerprint: identity.rsa.public().fingerprint(),
-                identity,
-                watch_presence,
-                core: None,
-                status: Status::Down,
-                incarnation: 0,
-                timer: None,
-                registered: false,
-                known: BTreeSet::new(),
-                log: Vec::new(),
-                disk: PeerState::default(),
-                crash_after_outputs: None,
-            });
+            peers.push(PeerHost::new(identity, watch_presence));
         }
         let registry = Registry::restore(
             config.registry.clone(),
@@ -479,20 +486,7 @@ impl World {
         let own = keys::identity(index, &mut self.sampler.rng)?;
         let identity = Identity::new(real, own.rsa, own.onion);
         self.by_onion.insert(identity.address().hostname(), index);
-        self.peers.push(PeerHost {
-            fingerprint: identity.rsa.public().fingerprint(),
-            identity,
-            watch_presence: false,
-            core: None,
-            status: Status::Down,
-            incarnation: 0,
-            timer: None,
-            registered: false,
-            known: BTreeSet::new(),
-            log: Vec::new(),
-            disk: PeerState::default(),
-            crash_after_outputs: None,
-        });
+        self.peers.push(PeerHost::new(identity, false));
         self.impostors.insert(index, j);
         self.start_peer(index);
         Ok(index)
