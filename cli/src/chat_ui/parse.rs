@@ -49,6 +49,9 @@ pub enum UiCommand {
     Nothing,
 }
 
+/// Most history entries one `/history` shows.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
 /// The help text.
 pub const HELP: &str = "\
 commands:
@@ -127,7 +130,11 @@ pub fn parse(line: &str) -> Result<UiCommand, String> {
                 20
             } else {
                 tail.parse()
-                    .map_err(|_| "usage: /history NICK [N], N a number".to_owned())?
+                    .ok()
+                    .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        format!("usage: /history NICK [N], N from 1 to {MAX_HISTORY_PAGE}")
+                    })?
             };
             Ok(UiCommand::History(nick, n))
         }
@@ -186,6 +193,8 @@ mod tests {
             parse("/history bob 5"),
             Ok(UiCommand::History("bob".into(), 5))
         );
+        assert!(parse("/history bob 1000000").is_err());
+        assert!(parse("/history bob 0").is_err());
         assert_eq!(parse("/cancel 7"), Ok(UiCommand::Cancel(None, 7)));
         assert_eq!(
             parse("/cancel bob 7"),
