@@ -7,35 +7,19 @@
 //! what they want a peer to receive.
 
 use core::time::Duration;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use crate::conn::ConnId;
-use crate::frame::{FrameDecoder, MAX_FRAME_BODY, decode_body, encode_frame};
+use crate::frame::{FrameDecoder, MAX_FRAME_BODY, decode_body};
 use crate::handshake::{ExpectedPeer, Initiator};
+use crate::harness::{Delivery, Host, World};
 use crate::identity::{KeyBindingCertificate, OnionAddress, RsaPublicKey};
 use crate::nick::Nick;
 use crate::peer::{AcceptPolicy, Input, Output, Peer, PeerConfig, Target};
 use crate::peer_wire::{PeerFrame, SessionMessage};
-use crate::registry::{
-    ClientMessage, Registration, Registry, RegistryConfig, RegistryOutput, ServerMessage,
-    registration_signed_bytes,
-};
+use crate::registry::{ClientMessage, RegistryConfig, ServerMessage};
 use crate::test_keys;
 use crate::time::Instant;
-
-/// The test identities, parsed once (parsing an RSA key costs about a millisecond, which
-/// would dominate every execution).
-fn identity(i: usize, nick: &str) -> crate::identity::Identity {
-    static KEYS: std::sync::OnceLock<Vec<crate::identity::RsaIdentity>> =
-        std::sync::OnceLock::new();
-    let keys = KEYS.get_or_init(|| (0..test_keys::RSA_2048_COUNT).map(test_keys::rsa).collect());
-    let nick = match Nick::new(nick) {
-        Ok(n) => n,
-        // ok: the harness's own constant nicks.
-        Err(e) => panic!("fuzz harness nick {nick:?}: {e}"),
-    };
-    crate::identity::Identity::new(nick, keys[i % keys.len()].clone(), test_keys::onion(i))
-}
 
 /// Most outputs one step may produce before it counts as unbounded (a bug).
 const MAX_OUTPUTS_PER_STEP: usize = 100_000;
@@ -125,8 +109,8 @@ pub fn key_binding_certificate(data: &[u8]) {
 /// An initiator that dialed bob, fed arbitrary frames as bob's answers.
 pub fn handshake_initiator(data: &[u8]) {
     let mut rng = test_keys::rng(1);
-    let alice = identity(0, "alice");
-    let bob = identity(1, "bob");
+    let alice = test_keys::identity(0, "alice");
+    let bob = test_keys::identity(1, "bob");
     let expected = ExpectedPeer {
         nick: bob.nick.clone(),
         onion: bob.address(),
@@ -182,9 +166,14 @@ pub fn handshake_responder(data: &[u8]) {
         accept_policy: AcceptPolicy::Ask,
         ..PeerConfig::default()
     };
-    let alice = identity(0, "alice");
+    let alice = test_keys::identity(0, "alice");
     let mut now = Instant::ZERO;
-    let mut peer = Peer::new(config, identity(1, "bob"), &mut test_keys::rng(2), now);
+    let mut peer = Peer::new(
+        config,
+        test_keys::identity(1, "bob"),
+        &mut test_keys::rng(2),
+        now,
+    );
     if let Ok(nick) = Nick::new("alice") {
         peer.import_verified(now, &nick, alice.rsa.public().fingerprint());
     }
@@ -222,7 +211,7 @@ pub fn registry_client(data: &[u8]) {
     let mut now = Instant::ZERO;
     let mut peer = Peer::new(
         PeerConfig::default(),
-        identity(0, "alice"),
+        test_keys::identity(0, "alice"),
         &mut test_keys::rng(3),
         now,
     );
@@ -283,29 +272,23 @@ pub fn registry_server(data: &[u8]) {
         ..RegistryConfig::default()
     };
     let (max_users, max_connections) = (config.max_users, config.max_connections);
-    let mut registry = Registry::new(config, &mut test_keys::rng(4));
-    let mut now = Instant::ZERO;
+    let mut world = World::registry_only(config);
     let mut conns: Vec<ConnId> = Vec::new();
     let mut challenges: BTreeMap<ConnId, [u8; 32]> = BTreeMap::new();
-    let mut decoders: BTreeMap<ConnId, FrameDecoder> = BTreeMap::new();
     let mut input = Bytes(data);
     while let Some(op) = input.byte() {
         let pick = |b: Option<u8>, conns: &[ConnId]| {
             (!conns.is_empty()).then(|| conns[usize::from(b.unwrap_or(0)) % conns.len()])
         };
         match op % 6 {
-            0 => {
-                if let Ok(c) = registry.accept_connection(now) {
-                    conns.push(c);
-                }
-            }
+            0 => conns.extend(world.open_client()),
             1 | 2 => {
                 let target = pick(input.byte(), &conns);
                 let Some(bytes) = input.long_chunk() else {
                     return;
                 };
                 if let Some(c) = target {
-                    registry.handle_received(now, c, bytes);
+                    world.client_bytes(c, bytes);
                 }
             }
             3 => {
@@ -313,217 +296,43 @@ pub fn registry_server(data: &[u8]) {
                 let who = usize::from(input.byte().unwrap_or(0) % 6);
                 let port = u16::from(input.byte().unwrap_or(1));
                 if let Some(c) = target {
-                    let id = identity(who, ["a", "b", "c", "a", "d", "e"][who]);
+                    let id = test_keys::identity(who, ["a", "b", "c", "a", "d", "e"][who]);
                     let nonce = challenges.get(&c).copied().unwrap_or([0; 32]);
-                    let signed = registration_signed_bytes(&nonce, &id.certificate, port);
-                    let registration = Registration {
-                        nick: id.nick.to_string(),
-                        onion: *id.address().public_key(),
-                        port,
-                        rsa_public_key: id.rsa.public().der().to_vec(),
-                        certificate_signature: id.certificate.signature,
-                        challenge_signature: id
-                            .rsa
-                            .sign_pss(&mut test_keys::rng(5), &signed)
-                            .unwrap_or_default(),
-                    };
-                    if let Ok(bytes) = encode_frame(&ClientMessage::Register(registration)) {
-                        registry.handle_received(now, c, &bytes);
-                    }
+                    let registration = world.registration(&id, &nonce, port);
+                    world.client_send(c, &ClientMessage::Register(registration));
                 }
             }
             4 => {
                 if let Some(c) = pick(input.byte(), &conns) {
-                    registry.handle_closed(c);
+                    world.close_client(c);
                     conns.retain(|x| *x != c);
                 }
             }
-            _ => {
-                now = now + Duration::from_secs(u64::from(input.byte().unwrap_or(0)));
-                registry.handle_timeout(now);
-            }
+            _ => world.advance(Duration::from_secs(u64::from(input.byte().unwrap_or(0)))),
         }
-        for _ in 0..MAX_OUTPUTS_PER_STEP {
-            match registry.poll_output() {
-                Some(RegistryOutput::Transmit { conn, mut bytes }) => {
-                    let decoder = decoders.entry(conn).or_default();
-                    let mut slice = &bytes[..];
-                    while let Ok(Some(body)) = decoder.decode(&mut slice) {
-                        if let Ok(ServerMessage::Challenge { nonce }) = decode_body(&body) {
-                            challenges.insert(conn, nonce);
-                        }
-                    }
-                    bytes.clear();
-                }
-                Some(RegistryOutput::Close { conn }) => conns.retain(|x| *x != conn),
-                Some(RegistryOutput::Store(_)) => {}
-                None => break,
-            }
-        }
-        assert!(registry.user_count() <= max_users);
-        assert!(registry.connection_count() <= max_connections);
-    }
-}
-
-/// Hosts of the in-memory world of [`session`].
-const REGISTRY: usize = 0;
-
-/// One end of a link: host and connection.
-type End = (usize, ConnId);
-
-/// An in-memory world: the registry (host 0) and two peers (hosts 1 and 2).
-struct World {
-    now: Instant,
-    registry: Registry,
-    peers: [Peer; 2],
-    links: BTreeMap<End, End>,
-    /// Bytes (or the end, `None`) on their way to an end.
-    queue: VecDeque<(End, Option<Vec<u8>>)>,
-}
-
-impl World {
-    fn new() -> Self {
-        let config = PeerConfig {
-            accept_policy: AcceptPolicy::AcceptAll,
-            ..PeerConfig::default()
-        };
-        let mut rng = test_keys::rng(6);
-        Self {
-            now: Instant::ZERO,
-            registry: Registry::new(RegistryConfig::default(), &mut rng),
-            peers: [
-                Peer::new(
-                    config.clone(),
-                    identity(0, "alice"),
-                    &mut rng,
-                    Instant::ZERO,
-                ),
-                Peer::new(config, identity(1, "bob"), &mut rng, Instant::ZERO),
-            ],
-            links: BTreeMap::new(),
-            queue: VecDeque::new(),
-        }
-    }
-
-    fn link(&mut self, a: (usize, ConnId), b: (usize, ConnId)) {
-        self.links.insert(a, b);
-        self.links.insert(b, a);
-    }
-
-    /// Moves everything until nothing is left (bounded).
-    fn run(&mut self) {
-        for _ in 0..MAX_OUTPUTS_PER_STEP {
-            let mut progressed = false;
-            for i in 0..2 {
-                while let Some(output) = self.peers[i].poll_output() {
-                    progressed = true;
-                    let host = i + 1;
-                    match output {
-                        Output::Connect { conn, target } => {
-                            let to = match target {
-                                Target::Registry => self
-                                    .registry
-                                    .accept_connection(self.now)
-                                    .ok()
-                                    .map(|c| (REGISTRY, c)),
-                                Target::Peer { .. } => {
-                                    let j = 1 - i;
-                                    self.peers[j]
-                                        .accept_incoming(self.now)
-                                        .ok()
-                                        .map(|c| (j + 1, c))
-                                }
-                            };
-                            match to {
-                                Some(to) => {
-                                    self.link((host, conn), to);
-                                    self.peers[i].handle_input(self.now, Input::Connected { conn });
-                                }
-                                None => self.peers[i].handle_input(
-                                    self.now,
-                                    Input::ConnectFailed {
-                                        conn,
-                                        reason: "refused".into(),
-                                    },
-                                ),
-                            }
-                        }
-                        Output::Transmit { conn, bytes } => self.send((host, conn), Some(bytes)),
-                        Output::Close { conn } => self.send((host, conn), None),
-                        Output::Event(_) | Output::Store(_) => {}
-                    }
+        for &c in &conns {
+            for message in world.client_inbox(c) {
+                if let ServerMessage::Challenge { nonce } = message {
+                    challenges.insert(c, nonce);
                 }
             }
-            while let Some(output) = self.registry.poll_output() {
-                progressed = true;
-                match output {
-                    RegistryOutput::Transmit { conn, bytes } => {
-                        self.send((REGISTRY, conn), Some(bytes));
-                    }
-                    RegistryOutput::Close { conn } => self.send((REGISTRY, conn), None),
-                    RegistryOutput::Store(_) => {}
-                }
-            }
-            if let Some((to, bytes)) = self.queue.pop_front() {
-                progressed = true;
-                self.deliver(to, bytes.as_deref());
-            }
-            if !progressed {
-                return;
-            }
         }
-        panic!("the world did not settle within {MAX_OUTPUTS_PER_STEP} steps");
-    }
-
-    fn send(&mut self, from: (usize, ConnId), bytes: Option<Vec<u8>>) {
-        let Some(&to) = self.links.get(&from) else {
-            return;
-        };
-        if bytes.is_none() {
-            self.links.remove(&from);
-            self.links.remove(&to);
-        }
-        self.queue.push_back((to, bytes));
-    }
-
-    fn deliver(&mut self, (host, conn): (usize, ConnId), bytes: Option<&[u8]>) {
-        let now = self.now;
-        match (host, bytes) {
-            (REGISTRY, Some(b)) => self.registry.handle_received(now, conn, b),
-            (REGISTRY, None) => self.registry.handle_closed(conn),
-            (h, Some(b)) => self.peers[h - 1].handle_input(now, Input::Received { conn, bytes: b }),
-            (h, None) => self.peers[h - 1].handle_input(now, Input::Closed { conn }),
-        }
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now = self.now + d;
-        for p in &mut self.peers {
-            p.handle_timeout(self.now);
-        }
-        self.registry.handle_timeout(self.now);
-    }
-
-    /// Alice's end of her connection to bob, if there is one.
-    fn alice_to_bob(&self) -> Option<ConnId> {
-        self.links
-            .iter()
-            .find(|((h, _), (g, _))| *h == 1 && *g == 2)
-            .map(|((_, c), _)| *c)
+        conns.retain(|c| !world.registry_closed.contains(c));
+        assert!(world.registry.user_count() <= max_users);
+        assert!(world.registry.connection_count() <= max_connections);
     }
 }
 
 /// An established chat between two peers, fed arbitrary session messages (sealed
 /// properly, so they reach the message logic), raw bytes, commands and time steps.
 pub fn session(data: &[u8]) {
-    let mut world = World::new();
-    for p in &mut world.peers {
-        p.register(Instant::ZERO);
-    }
-    world.run();
-    let (Ok(alice), Ok(bob)) = (Nick::new("alice"), Nick::new("bob")) else {
-        return;
+    let config = PeerConfig {
+        accept_policy: AcceptPolicy::AcceptAll,
+        ..PeerConfig::default()
     };
+    let mut world = World::new(&["alice", "bob"], config);
+    world.register_all();
+    let (alice, bob) = (world.nick(0), world.nick(1));
     if world.peers[0].connect(world.now, &bob).is_err() {
         return;
     }
@@ -557,8 +366,8 @@ pub fn session(data: &[u8]) {
                 let Some(bytes) = input.long_chunk() else {
                     return;
                 };
-                if let Some(conn) = world.alice_to_bob() {
-                    world.deliver((1, conn), Some(bytes));
+                if let Some(conn) = world.conn_between(0, 1) {
+                    world.deliver((Host::Peer(0), conn), Delivery::Bytes(bytes.to_vec()));
                 }
             }
             5 => world.advance(Duration::from_secs(u64::from(input.byte().unwrap_or(0)))),

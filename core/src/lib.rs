@@ -9,9 +9,20 @@
 //! `docs/PROTOCOL.md` for the wire protocol.
 #![forbid(unsafe_code)]
 
+// `--cfg fuzzing` swaps signature checks for fakes that accept anything (see `identity`).
+// Only the fuzz crate, which enables the `fuzz` feature, may build that way: any other
+// build with the flag would verify every signature.
+#[cfg(all(fuzzing, not(feature = "fuzz")))]
+compile_error!(
+    "`--cfg fuzzing` makes every signature verify: it is only for the fuzz crate \
+     (which enables p2pchat-core's `fuzz` feature); build without it"
+);
+
 pub mod frame;
 #[cfg(any(test, all(fuzzing, feature = "test-keys")))]
 pub mod fuzzing;
+#[cfg(any(test, all(fuzzing, feature = "test-keys")))]
+pub(crate) mod harness;
 pub mod identity;
 pub mod nick;
 pub mod time;

@@ -30,9 +30,11 @@ const RSA_3072: &str = include_str!("../test-keys/rsa3072-0.pem");
 /// How many distinct 2048-bit test keys exist.
 pub const RSA_2048_COUNT: usize = RSA_2048.len();
 
-/// Test RSA-2048 key number `i` (modulo [`RSA_2048_COUNT`]).
+/// Test RSA-2048 key number `i` (modulo [`RSA_2048_COUNT`]). Each key is parsed once
+/// per process: parsing costs about a millisecond, which would dominate fuzz executions.
 pub fn rsa(i: usize) -> RsaIdentity {
-    parse(RSA_2048[i % RSA_2048_COUNT])
+    static KEYS: std::sync::OnceLock<Vec<RsaIdentity>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| RSA_2048.iter().map(|pem| parse(pem)).collect())[i % RSA_2048_COUNT].clone()
 }
 
 /// The one RSA-3072 test key.

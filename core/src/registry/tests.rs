@@ -1,106 +1,19 @@
 use super::*;
-use crate::conn::ConnId;
-use crate::frame::{FrameDecoder, decode_body, encode_frame};
+use crate::frame::encode_frame;
+use crate::harness::World;
 use crate::identity::{Ed25519Signature, Identity};
 use crate::test_keys;
 use crate::time::Instant;
 use core::time::Duration;
 
-struct Harness {
-    reg: Registry,
-    rng: rand_chacha::ChaCha20Rng,
-    decoders: std::collections::BTreeMap<ConnId, FrameDecoder>,
-    inbox: std::collections::BTreeMap<ConnId, Vec<ServerMessage>>,
-    closed: Vec<ConnId>,
-    /// Every binding change the registry asked to store, in order.
-    stored: Vec<BindingOp>,
-    now: Instant,
-}
-
-impl Harness {
-    fn new(config: RegistryConfig) -> Self {
-        let mut rng = test_keys::rng(42);
-        Self {
-            reg: Registry::new(config, &mut rng),
-            rng,
-            decoders: Default::default(),
-            inbox: Default::default(),
-            closed: vec![],
-            stored: vec![],
-            now: Instant::ZERO,
-        }
-    }
-
-    fn connect(&mut self) -> (ConnId, [u8; 32]) {
-        let conn = self.reg.accept_connection(self.now).unwrap();
-        match self.drain(conn).as_slice() {
-            [ServerMessage::Challenge { nonce }] => (conn, *nonce),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn send(&mut self, conn: ConnId, msg: &ClientMessage) -> Vec<ServerMessage> {
-        let bytes = encode_frame(msg).unwrap();
-        self.reg.handle_received(self.now, conn, &bytes);
-        self.drain(conn)
-    }
-
-    /// Everything the registry sent to `conn` so far. Output for other connections is
-    /// kept for them, never discarded.
-    fn drain(&mut self, conn: ConnId) -> Vec<ServerMessage> {
-        while let Some(o) = self.reg.poll_output() {
-            match o {
-                RegistryOutput::Transmit { conn: c, bytes } => {
-                    let d = self.decoders.entry(c).or_default();
-                    let mut input = &bytes[..];
-                    while let Some(body) = d.decode(&mut input).unwrap() {
-                        self.inbox
-                            .entry(c)
-                            .or_default()
-                            .push(decode_body(&body).unwrap());
-                    }
-                }
-                RegistryOutput::Close { conn: c } => self.closed.push(c),
-                RegistryOutput::Store(op) => self.stored.push(op),
-            }
-        }
-        self.inbox.remove(&conn).unwrap_or_default()
-    }
-
-    fn registration(&mut self, id: &Identity, nonce: &[u8; 32], port: u16) -> Registration {
-        let sig = id
-            .rsa
-            .sign_pss(
-                &mut self.rng,
-                &registration_signed_bytes(nonce, &id.certificate, port),
-            )
-            .unwrap();
-        Registration {
-            nick: id.nick.to_string(),
-            onion: *id.address().public_key(),
-            port,
-            rsa_public_key: id.rsa.public().der().to_vec(),
-            certificate_signature: id.certificate.signature,
-            challenge_signature: sig,
-        }
-    }
-
-    fn register(&mut self, id: &Identity) -> (ConnId, Vec<ServerMessage>) {
-        let (conn, nonce) = self.connect();
-        let reg = self.registration(id, &nonce, 7000);
-        let reply = self.send(conn, &ClientMessage::Register(reg));
-        (conn, reply)
-    }
-}
-
 #[test]
 fn a_valid_registration_is_listed_and_looked_up() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let alice = test_keys::identity(0, "Alice");
-    let (_, reply) = h.register(&alice);
+    let (_, reply) = h.register_client(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
-    let (c, _) = h.connect();
-    let reply = h.send(
+    let (c, _) = h.connect_client();
+    let reply = h.client_send(
         c,
         &ClientMessage::Lookup {
             request: 5,
@@ -122,9 +35,9 @@ fn a_valid_registration_is_listed_and_looked_up() {
 
 #[test]
 fn duplicate_nick_and_duplicate_onion_are_rejected() {
-    let mut h = Harness::new(RegistryConfig::default());
-    h.register(&test_keys::identity(0, "alice"));
-    let (_, reply) = h.register(&test_keys::identity(1, "ALICE"));
+    let mut h = World::registry_only(RegistryConfig::default());
+    h.register_client(&test_keys::identity(0, "alice"));
+    let (_, reply) = h.register_client(&test_keys::identity(1, "ALICE"));
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]
@@ -135,7 +48,7 @@ fn duplicate_nick_and_duplicate_onion_are_rejected() {
         test_keys::rsa(2),
         test_keys::onion(0),
     );
-    let (_, reply) = h.register(&same_onion);
+    let (_, reply) = h.register_client(&same_onion);
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::AddressTaken)]
@@ -144,33 +57,33 @@ fn duplicate_nick_and_duplicate_onion_are_rejected() {
 
 #[test]
 fn the_same_identity_registering_again_replaces_its_stale_connection() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let alice = test_keys::identity(0, "alice");
-    let (old, _) = h.register(&alice);
+    let (old, _) = h.register_client(&alice);
     // A restarted client: same certificate, fresh challenge, new connection.
-    let (new, reply) = h.register(&alice);
+    let (new, reply) = h.register_client(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
     assert_eq!(
-        h.drain(old),
+        h.client_inbox(old),
         vec![ServerMessage::Error(ServerError::Replaced)]
     );
-    assert!(h.closed.contains(&old));
-    assert_eq!(h.reg.user_count(), 1);
+    assert!(h.registry_closed.contains(&old));
+    assert_eq!(h.registry.user_count(), 1);
     // The record now belongs to the new connection: closing it removes the user.
-    h.reg.handle_closed(new);
-    assert_eq!(h.reg.user_count(), 0);
+    h.registry.handle_closed(new);
+    assert_eq!(h.registry.user_count(), 0);
 }
 
 #[test]
 fn another_key_under_a_registered_nick_and_onion_does_not_replace_it() {
-    let mut h = Harness::new(RegistryConfig::default());
-    h.register(&test_keys::identity(0, "alice"));
+    let mut h = World::registry_only(RegistryConfig::default());
+    h.register_client(&test_keys::identity(0, "alice"));
     let impostor = Identity::new(
         crate::Nick::new("alice").unwrap(),
         test_keys::rsa(4),
         test_keys::onion(0),
     );
-    let (_, reply) = h.register(&impostor);
+    let (_, reply) = h.register_client(&impostor);
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]
@@ -179,15 +92,15 @@ fn another_key_under_a_registered_nick_and_onion_does_not_replace_it() {
 
 #[test]
 fn a_certificate_from_another_onion_key_is_rejected() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let mallory = test_keys::identity(3, "mallory");
     let victim = test_keys::identity(4, "victim");
-    let (conn, nonce) = h.connect();
+    let (conn, nonce) = h.connect_client();
     let mut reg = h.registration(&mallory, &nonce, 7000);
     // Mallory claims the victim's onion address with her own certificate signature.
     reg.onion = *victim.address().public_key();
     assert_eq!(
-        h.send(conn, &ClientMessage::Register(reg)),
+        h.client_send(conn, &ClientMessage::Register(reg)),
         vec![ServerMessage::RegisterRejected(
             RegisterError::BadCertificate
         )]
@@ -196,22 +109,22 @@ fn a_certificate_from_another_onion_key_is_rejected() {
 
 #[test]
 fn a_signature_over_another_challenge_is_rejected() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let alice = test_keys::identity(0, "alice");
-    let (_, old_nonce) = h.connect();
-    let (conn, _) = h.connect();
+    let (_, old_nonce) = h.connect_client();
+    let (conn, _) = h.connect_client();
     let reg = h.registration(&alice, &old_nonce, 7000);
     assert_eq!(
-        h.send(conn, &ClientMessage::Register(reg)),
+        h.client_send(conn, &ClientMessage::Register(reg)),
         vec![ServerMessage::RegisterRejected(RegisterError::BadSignature)]
     );
 }
 
 #[test]
 fn invalid_fields_get_their_own_rejections() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let alice = test_keys::identity(0, "alice");
-    let (conn, nonce) = h.connect();
+    let (conn, nonce) = h.connect_client();
     let good = h.registration(&alice, &nonce, 7000);
     let cases: Vec<(Registration, RegisterError)> = vec![
         (
@@ -245,7 +158,7 @@ fn invalid_fields_get_their_own_rejections() {
     ];
     for (reg, want) in cases {
         assert_eq!(
-            h.send(conn, &ClientMessage::Register(reg)),
+            h.client_send(conn, &ClientMessage::Register(reg)),
             vec![ServerMessage::RegisterRejected(want)]
         );
     }
@@ -253,33 +166,33 @@ fn invalid_fields_get_their_own_rejections() {
 
 #[test]
 fn an_onion_key_that_is_not_a_curve_point_is_invalid_onion() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let alice = test_keys::identity(0, "alice");
-    let (conn, nonce) = h.connect();
+    let (conn, nonce) = h.connect_client();
     let mut reg = h.registration(&alice, &nonce, 7000);
     // y = 2 is not on the curve.
     let mut bad = [0u8; 32];
     bad[0] = 2;
     reg.onion = bad;
     assert_eq!(
-        h.send(conn, &ClientMessage::Register(reg)),
+        h.client_send(conn, &ClientMessage::Register(reg)),
         vec![ServerMessage::RegisterRejected(RegisterError::InvalidOnion)]
     );
 }
 
 #[test]
 fn closing_the_connection_unregisters_and_pushes_left() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (watcher, _) = h.connect();
-    assert!(h.send(watcher, &ClientMessage::Subscribe).is_empty());
-    let (alice_conn, _) = h.register(&test_keys::identity(0, "alice"));
-    let pushed = h.drain(watcher);
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (watcher, _) = h.connect_client();
+    assert!(h.client_send(watcher, &ClientMessage::Subscribe).is_empty());
+    let (alice_conn, _) = h.register_client(&test_keys::identity(0, "alice"));
+    let pushed = h.client_inbox(watcher);
     assert!(
         matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.nick().as_str() == "alice"),
         "{pushed:?}"
     );
-    h.reg.handle_closed(alice_conn);
-    let reply = h.send(
+    h.registry.handle_closed(alice_conn);
+    let reply = h.client_send(
         watcher,
         &ClientMessage::Lookup {
             request: 1,
@@ -297,15 +210,15 @@ fn closing_the_connection_unregisters_and_pushes_left() {
 
 #[test]
 fn presence_joined_is_pushed_to_subscribers() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (watcher, _) = h.connect();
-    h.send(watcher, &ClientMessage::Subscribe);
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (watcher, _) = h.connect_client();
+    h.client_send(watcher, &ClientMessage::Subscribe);
     let alice = test_keys::identity(0, "alice");
-    let (conn, nonce) = h.connect();
+    let (conn, nonce) = h.connect_client();
     let reg = h.registration(&alice, &nonce, 7000);
     let bytes = encode_frame(&ClientMessage::Register(reg)).unwrap();
-    h.reg.handle_received(h.now, conn, &bytes);
-    let pushed = h.drain(watcher);
+    h.registry.handle_received(h.now, conn, &bytes);
+    let pushed = h.client_inbox(watcher);
     assert!(
         matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.certificate == alice.certificate)
     );
@@ -313,32 +226,32 @@ fn presence_joined_is_pushed_to_subscribers() {
 
 #[test]
 fn only_the_owner_connection_can_unregister() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (alice_conn, _) = h.register(&test_keys::identity(0, "alice"));
-    let (other, _) = h.connect();
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (alice_conn, _) = h.register_client(&test_keys::identity(0, "alice"));
+    let (other, _) = h.connect_client();
     assert_eq!(
-        h.send(other, &ClientMessage::Unregister),
+        h.client_send(other, &ClientMessage::Unregister),
         vec![ServerMessage::Error(ServerError::NotRegistered)]
     );
-    assert!(h.closed.contains(&other));
-    assert_eq!(h.reg.user_count(), 1);
+    assert!(h.registry_closed.contains(&other));
+    assert_eq!(h.registry.user_count(), 1);
     assert_eq!(
-        h.send(alice_conn, &ClientMessage::Unregister),
+        h.client_send(alice_conn, &ClientMessage::Unregister),
         vec![ServerMessage::Unregistered]
     );
-    assert_eq!(h.reg.user_count(), 0);
+    assert_eq!(h.registry.user_count(), 0);
 }
 
 #[test]
 fn pages_follow_nick_order_with_prefix_and_continuation() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let nicks = ["ann", "anna", "annie", "bob", "ant", "zed"];
     for (i, n) in nicks.iter().enumerate() {
-        h.register(&test_keys::identity(i, n));
+        h.register_client(&test_keys::identity(i, n));
     }
-    let (c, _) = h.connect();
-    let page = |h: &mut Harness, after: Option<&str>| match h
-        .send(
+    let (c, _) = h.connect_client();
+    let page = |h: &mut World, after: Option<&str>| match h
+        .client_send(
             c,
             &ClientMessage::List {
                 request: 1,
@@ -374,32 +287,32 @@ fn pages_follow_nick_order_with_prefix_and_continuation() {
 
 #[test]
 fn garbage_bytes_close_the_connection_with_an_error() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (c, _) = h.connect();
-    h.reg
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (c, _) = h.connect_client();
+    h.registry
         .handle_received(h.now, c, &[0, 0, 0, 3, 1, 0xff, 0xff]);
     assert_eq!(
-        h.drain(c),
+        h.client_inbox(c),
         vec![ServerMessage::Error(ServerError::Malformed)]
     );
-    assert!(h.closed.contains(&c));
-    assert_eq!(h.reg.connection_count(), 0);
+    assert!(h.registry_closed.contains(&c));
+    assert_eq!(h.registry.connection_count(), 0);
 }
 
 #[test]
 fn a_flood_of_messages_is_rate_limited() {
-    let mut h = Harness::new(RegistryConfig {
+    let mut h = World::registry_only(RegistryConfig {
         burst: 5,
         per_second: 1,
         ..Default::default()
     });
-    let (c, _) = h.connect();
+    let (c, _) = h.connect_client();
     let mut bytes = vec![];
     for _ in 0..6 {
         bytes.extend(encode_frame(&ClientMessage::Ping).unwrap());
     }
-    h.reg.handle_received(h.now, c, &bytes);
-    let out = h.drain(c);
+    h.registry.handle_received(h.now, c, &bytes);
+    let out = h.client_inbox(c);
     assert_eq!(out.iter().filter(|m| **m == ServerMessage::Pong).count(), 5);
     assert_eq!(
         out.last(),
@@ -409,95 +322,101 @@ fn a_flood_of_messages_is_rate_limited() {
 
 #[test]
 fn tokens_refill_over_time() {
-    let mut h = Harness::new(RegistryConfig {
+    let mut h = World::registry_only(RegistryConfig {
         burst: 1,
         per_second: 1,
         ..Default::default()
     });
-    let (c, _) = h.connect();
-    assert_eq!(h.send(c, &ClientMessage::Ping), vec![ServerMessage::Pong]);
+    let (c, _) = h.connect_client();
+    assert_eq!(
+        h.client_send(c, &ClientMessage::Ping),
+        vec![ServerMessage::Pong]
+    );
     h.now = h.now + Duration::from_secs(1);
-    assert_eq!(h.send(c, &ClientMessage::Ping), vec![ServerMessage::Pong]);
+    assert_eq!(
+        h.client_send(c, &ClientMessage::Ping),
+        vec![ServerMessage::Pong]
+    );
 }
 
 #[test]
 fn a_silent_client_times_out_and_its_user_leaves() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (alice, _) = h.register(&test_keys::identity(0, "alice"));
-    let deadline = h.reg.poll_timeout().unwrap();
-    h.reg.handle_timeout(deadline);
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (alice, _) = h.register_client(&test_keys::identity(0, "alice"));
+    let deadline = h.registry.poll_timeout().unwrap();
+    h.registry.handle_timeout(deadline);
     assert_eq!(
-        h.drain(alice),
+        h.client_inbox(alice),
         vec![ServerMessage::Error(ServerError::Timeout)]
     );
-    assert_eq!(h.reg.user_count(), 0);
-    assert_eq!(h.reg.poll_timeout(), None);
+    assert_eq!(h.registry.user_count(), 0);
+    assert_eq!(h.registry.poll_timeout(), None);
 }
 
 #[test]
 fn connections_beyond_the_cap_are_refused() {
-    let mut h = Harness::new(RegistryConfig {
+    let mut h = World::registry_only(RegistryConfig {
         max_connections: 2,
         ..Default::default()
     });
-    h.connect();
-    h.connect();
-    assert_eq!(h.reg.accept_connection(h.now), Err(RegistryFull));
+    h.connect_client();
+    h.connect_client();
+    assert_eq!(h.registry.accept_connection(h.now), Err(RegistryFull));
 }
 
 #[test]
 fn registration_attempts_are_capped_per_connection() {
-    let mut h = Harness::new(RegistryConfig {
+    let mut h = World::registry_only(RegistryConfig {
         max_register_attempts: 2,
         ..Default::default()
     });
     let alice = test_keys::identity(0, "alice");
-    let (conn, nonce) = h.connect();
+    let (conn, nonce) = h.connect_client();
     let mut reg = h.registration(&alice, &nonce, 7000);
     reg.port = 0;
-    h.send(conn, &ClientMessage::Register(reg.clone()));
-    h.send(conn, &ClientMessage::Register(reg.clone()));
+    h.client_send(conn, &ClientMessage::Register(reg.clone()));
+    h.client_send(conn, &ClientMessage::Register(reg.clone()));
     assert_eq!(
-        h.send(conn, &ClientMessage::Register(reg)),
+        h.client_send(conn, &ClientMessage::Register(reg)),
         vec![ServerMessage::Error(ServerError::TooManyAttempts)]
     );
 }
 
 #[test]
 fn shutdown_tells_every_client() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (c, _) = h.connect();
-    h.reg.shutdown();
-    assert_eq!(h.drain(c), vec![ServerMessage::ShuttingDown]);
-    assert!(h.closed.contains(&c));
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (c, _) = h.connect_client();
+    h.registry.shutdown();
+    assert_eq!(h.client_inbox(c), vec![ServerMessage::ShuttingDown]);
+    assert!(h.registry_closed.contains(&c));
 }
 
 proptest::proptest! {
     #[test]
     fn arbitrary_client_bytes_never_panic_and_never_leak_connections(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..8)) {
-        let mut h = Harness::new(RegistryConfig::default());
-        let (c, _) = h.connect();
+        let mut h = World::registry_only(RegistryConfig::default());
+        let (c, _) = h.connect_client();
         for chunk in &chunks {
-            h.reg.handle_received(h.now, c, chunk);
+            h.registry.handle_received(h.now, c, chunk);
         }
-        while h.reg.poll_output().is_some() {}
-        proptest::prop_assert!(h.reg.connection_count() <= 1);
+        while h.registry.poll_output().is_some() {}
+        proptest::prop_assert!(h.registry.connection_count() <= 1);
     }
 }
 
 #[test]
 fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let rsa = test_keys::rsa_3072().public().clone();
     for i in 0..150 {
-        let (conn, _) = h.connect();
+        let (conn, _) = h.connect_client();
         let nick = crate::Nick::new(&format!("user-with-a-long-nick-{i:04}")).unwrap();
         let certificate = crate::identity::KeyBindingCertificate::issue(
             &test_keys::onion(100 + i),
             nick,
             rsa.clone(),
         );
-        h.reg
+        h.registry
             .insert_user(
                 conn,
                 UserRecord {
@@ -507,8 +426,8 @@ fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
             )
             .unwrap();
     }
-    let (c, _) = h.connect();
-    let reply = h.send(
+    let (c, _) = h.connect_client();
+    let reply = h.client_send(
         c,
         &ClientMessage::List {
             request: 1,
@@ -530,15 +449,15 @@ fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
 
 #[test]
 fn a_client_frame_above_the_client_limit_is_refused_before_buffering() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (c, _) = h.connect();
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (c, _) = h.connect_client();
     let prefix = (MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
-    h.reg.handle_received(h.now, c, &prefix);
+    h.registry.handle_received(h.now, c, &prefix);
     assert_eq!(
-        h.drain(c),
+        h.client_inbox(c),
         vec![ServerMessage::Error(ServerError::Malformed)]
     );
-    assert!(h.closed.contains(&c));
+    assert!(h.registry_closed.contains(&c));
 }
 
 /// bob under alice's nick: another RSA key and another onion.
@@ -548,14 +467,14 @@ fn impostor(nick: &str) -> Identity {
 
 #[test]
 fn a_nick_stays_bound_to_its_owners_key_after_the_owner_leaves() {
-    let mut h = Harness::new(RegistryConfig::default());
+    let mut h = World::registry_only(RegistryConfig::default());
     let alice = test_keys::identity(0, "alice");
-    let (conn, reply) = h.register(&alice);
+    let (conn, reply) = h.register_client(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
-    h.reg.handle_closed(conn);
-    assert_eq!(h.reg.user_count(), 0);
+    h.registry.handle_closed(conn);
+    assert_eq!(h.registry.user_count(), 0);
     // Someone else cannot take the nick a second later…
-    let (_, reply) = h.register(&impostor("ALICE"));
+    let (_, reply) = h.register_client(&impostor("ALICE"));
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
@@ -567,7 +486,7 @@ fn a_nick_stays_bound_to_its_owners_key_after_the_owner_leaves() {
         test_keys::rsa(0),
         test_keys::onion(0),
     );
-    let (_, reply) = h.register(&renamed);
+    let (_, reply) = h.register_client(&renamed);
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(
@@ -575,7 +494,7 @@ fn a_nick_stays_bound_to_its_owners_key_after_the_owner_leaves() {
         )]
     );
     // The owner gets it back at once.
-    let (_, reply) = h.register(&alice);
+    let (_, reply) = h.register_client(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
 }
 
@@ -586,42 +505,42 @@ fn a_binding_lapses_once_its_owner_was_not_seen_for_the_reservation() {
         heartbeat_timeout: Duration::from_secs(10 * 3600),
         ..RegistryConfig::default()
     };
-    let mut h = Harness::new(config);
-    let (conn, _) = h.register(&test_keys::identity(0, "alice"));
-    h.reg.handle_closed(conn);
+    let mut h = World::registry_only(config);
+    let (conn, _) = h.register_client(&test_keys::identity(0, "alice"));
+    h.registry.handle_closed(conn);
     h.now = h.now + Duration::from_secs(3599);
-    h.reg.handle_timeout(h.now);
-    let (_, reply) = h.register(&impostor("alice"));
+    h.registry.handle_timeout(h.now);
+    let (_, reply) = h.register_client(&impostor("alice"));
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
     );
     h.now = h.now + Duration::from_secs(2);
-    h.reg.handle_timeout(h.now);
-    let (_, reply) = h.register(&impostor("alice"));
+    h.registry.handle_timeout(h.now);
+    let (_, reply) = h.register_client(&impostor("alice"));
     assert_eq!(reply, vec![ServerMessage::Registered]);
 }
 
 #[test]
 fn bindings_come_back_after_a_restart_from_what_the_registry_stored() {
-    let mut h = Harness::new(RegistryConfig::default());
-    let (conn, _) = h.register(&test_keys::identity(0, "alice"));
-    h.reg.handle_closed(conn);
-    h.drain(conn);
+    let mut h = World::registry_only(RegistryConfig::default());
+    let (conn, _) = h.register_client(&test_keys::identity(0, "alice"));
+    h.registry.handle_closed(conn);
+    h.client_inbox(conn);
     let mut restored = Bindings::default();
-    for op in &h.stored {
+    for op in &h.registry_stored {
         restored.apply(op);
     }
-    assert_eq!(&restored, h.reg.bindings());
+    assert_eq!(&restored, h.registry.bindings());
     // A new registry process, restored from the store.
-    h.reg = Registry::restore(
+    h.registry = Registry::restore(
         RegistryConfig::default(),
         restored,
         &mut test_keys::rng(9),
         Instant::ZERO,
         crate::peer::WallTime(0),
     );
-    let (_, reply) = h.register(&impostor("alice"));
+    let (_, reply) = h.register_client(&impostor("alice"));
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
@@ -634,17 +553,17 @@ fn bindings_are_capped_and_a_bound_owner_still_gets_back_in() {
         max_bindings: 1,
         ..RegistryConfig::default()
     };
-    let mut h = Harness::new(config);
+    let mut h = World::registry_only(config);
     let alice = test_keys::identity(0, "alice");
-    let (conn, reply) = h.register(&alice);
+    let (conn, reply) = h.register_client(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
-    h.reg.handle_closed(conn);
-    let (_, reply) = h.register(&test_keys::identity(1, "bob"));
+    h.registry.handle_closed(conn);
+    let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
     assert_eq!(
         reply,
         vec![ServerMessage::RegisterRejected(RegisterError::RegistryFull)]
     );
-    let (_, reply) = h.register(&alice);
+    let (_, reply) = h.register_client(&alice);
     assert_eq!(reply, vec![ServerMessage::Registered]);
-    assert_eq!(h.reg.bindings().len(), 1);
+    assert_eq!(h.registry.bindings().len(), 1);
 }
