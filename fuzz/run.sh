@@ -4,7 +4,7 @@
 # Exits non-zero if any target crashes; the crashing input is left in fuzz/artifacts/.
 #
 #   fuzz/run.sh 60            # every target, 60 s each
-#   fuzz/run.sh 600 session   # one target
+#   fuzz/run.sh 600 channel   # one target
 #
 # Stable rustc refuses -Z flags; RUSTC_BOOTSTRAP=1 allows them (the same compiler, its
 # nightly-only flags unlocked), which is how cargo-fuzz's flags work on stable. We pass
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-30}"
 shift || true
-all=(frame_decoder handshake_responder handshake_initiator session registry_server
+all=(frame_decoder handshake_responder handshake_initiator channel registry_server
      registry_client onion_address key_binding_certificate tor_control_reply config)
 targets=("${@:-${all[@]}}")
 if [ "$#" -eq 0 ]; then targets=("${all[@]}"); fi

@@ -16,7 +16,7 @@ use crate::harness::{Delivery, Host, World};
 use crate::identity::{KeyBindingCertificate, OnionAddress, RsaPublicKey};
 use crate::nick::Nick;
 use crate::peer::{AcceptPolicy, Input, Output, Peer, PeerConfig, Target};
-use crate::peer_wire::{PeerFrame, SessionMessage};
+use crate::peer_wire::{ChannelMessage, PeerFrame};
 use crate::registry::{ClientMessage, RegistryConfig, ServerMessage};
 use crate::test_keys;
 use crate::time::Instant;
@@ -120,7 +120,7 @@ pub fn handshake_initiator(data: &[u8]) {
         return;
     };
     let mut initiator = Some(initiator);
-    let mut session = None;
+    let mut channel = None;
     let mut decoder = FrameDecoder::new();
     let mut input = Bytes(data);
     while let Some(mut chunk) = input.chunk() {
@@ -128,10 +128,10 @@ pub fn handshake_initiator(data: &[u8]) {
             let Ok(frame) = decode_body::<PeerFrame>(&body) else {
                 return;
             };
-            match (frame, initiator.take(), session.as_mut()) {
+            match (frame, initiator.take(), channel.as_mut()) {
                 (PeerFrame::Challenge(challenge), Some(init), None) => {
                     match init.on_challenge(&mut rng, &alice, &challenge) {
-                        Ok((_finish, established)) => session = Some(established.cipher),
+                        Ok((_finish, established)) => channel = Some(established.cipher),
                         Err(_) => return,
                     }
                 }
@@ -160,7 +160,7 @@ fn drain_peer(peer: &mut Peer) -> Vec<(ConnId, Vec<u8>)> {
 }
 
 /// A peer accepting an inbound connection, fed arbitrary bytes and time steps (the
-/// responder side of the handshake, then the session and user decisions).
+/// responder side of the handshake, then the sealed channel and user decisions).
 pub fn handshake_responder(data: &[u8]) {
     let config = PeerConfig {
         accept_policy: AcceptPolicy::Ask,
@@ -323,9 +323,9 @@ pub fn registry_server(data: &[u8]) {
     }
 }
 
-/// An established chat between two peers, fed arbitrary session messages (sealed
+/// An established chat between two peers, fed arbitrary channel messages (sealed
 /// properly, so they reach the message logic), raw bytes, commands and time steps.
-pub fn session(data: &[u8]) {
+pub fn channel(data: &[u8]) {
     let config = PeerConfig {
         accept_policy: AcceptPolicy::AcceptAll,
         ..PeerConfig::default()
@@ -358,7 +358,7 @@ pub fn session(data: &[u8]) {
                 let Some(bytes) = input.long_chunk() else {
                     return;
                 };
-                if let Ok(message) = postcard::from_bytes::<SessionMessage>(bytes) {
+                if let Ok(message) = postcard::from_bytes::<ChannelMessage>(bytes) {
                     world.peers[1].fuzz_seal(&alice, &message);
                 }
             }

@@ -1,7 +1,7 @@
 //! # p2pchat-core
 //!
 //! The sans-IO protocol core of p2pchat: wire formats, identities and cryptography, the
-//! peer handshake, chat sessions, and the state machines of a peer and of the registry.
+//! peer handshake, the sealed channel, and the state machines of a peer and of the registry.
 //!
 //! Nothing here touches a socket, a clock, a thread or a global RNG. Callers feed inputs
 //! with `handle_input(now, ..)` and user commands, then drain `poll_output()` until it
@@ -34,9 +34,9 @@ pub mod test_keys;
 
 pub use nick::Nick;
 pub use time::Instant;
+pub mod channel;
 pub mod conn;
 pub mod handshake;
 pub mod peer;
 pub mod peer_wire;
 pub mod registry;
-pub mod session;

@@ -30,7 +30,7 @@ pub enum PeerFrame {
     Finish(Finish),
     /// Either side, before keys exist: the handshake is refused.
     Reject(RejectReason),
-    /// Everything after the handshake: an AEAD-sealed [`SessionMessage`].
+    /// Everything after the handshake: an AEAD-sealed [`ChannelMessage`].
     Sealed(Sealed),
 }
 
@@ -118,7 +118,7 @@ pub enum RejectReason {
     Refused,
 }
 
-/// An AEAD-sealed session message.
+/// An AEAD-sealed channel message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
     /// The sender's per-direction counter; also the nonce.
@@ -129,7 +129,7 @@ pub struct Sealed {
 
 /// What travels inside a [`Sealed`] frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SessionMessage {
+pub enum ChannelMessage {
     /// Responder: the user accepted the chat.
     Accept,
     /// Responder: the user denied the chat, with a reason for the initiator.
@@ -154,7 +154,7 @@ pub enum SessionMessage {
         /// Free text, at most [`MAX_REASON_LEN`] bytes.
         reason: String,
     },
-    /// Confirms a [`SessionMessage::Close`]; the chat is over.
+    /// Confirms a [`ChannelMessage::Close`]; the chat is over.
     CloseAck,
     /// Keep-alive request.
     Ping,

@@ -9,7 +9,7 @@ use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::identity::{Ed25519Signature, KeyBindingCertificate};
 use crate::nick::Nick;
 use crate::peer_wire::{
-    Challenge, ChallengeBody, Finish, Hello, PeerFrame, RejectReason, Sealed, SessionMessage,
+    Challenge, ChallengeBody, ChannelMessage, Finish, Hello, PeerFrame, RejectReason, Sealed,
 };
 use crate::registry::{
     ClientMessage, Presence, RegisterError, Registration, ServerError, ServerMessage, UserRecord,
@@ -38,16 +38,16 @@ fn text() -> impl Strategy<Value = String> {
     ".{0,40}"
 }
 
-fn session_message() -> impl Strategy<Value = SessionMessage> {
+fn channel_message() -> impl Strategy<Value = ChannelMessage> {
     prop_oneof![
-        Just(SessionMessage::Accept),
-        text().prop_map(|reason| SessionMessage::Deny { reason }),
-        (any::<u64>(), text()).prop_map(|(id, text)| SessionMessage::Message { id, text }),
-        any::<u64>().prop_map(|id| SessionMessage::Ack { id }),
-        text().prop_map(|reason| SessionMessage::Close { reason }),
-        Just(SessionMessage::CloseAck),
-        Just(SessionMessage::Ping),
-        Just(SessionMessage::Pong),
+        Just(ChannelMessage::Accept),
+        text().prop_map(|reason| ChannelMessage::Deny { reason }),
+        (any::<u64>(), text()).prop_map(|(id, text)| ChannelMessage::Message { id, text }),
+        any::<u64>().prop_map(|id| ChannelMessage::Ack { id }),
+        text().prop_map(|reason| ChannelMessage::Close { reason }),
+        Just(ChannelMessage::CloseAck),
+        Just(ChannelMessage::Ping),
+        Just(ChannelMessage::Pong),
     ]
 }
 
@@ -234,7 +234,7 @@ proptest! {
     }
 
     #[test]
-    fn every_session_message_round_trips(m in session_message(), split in any::<usize>()) {
+    fn every_channel_message_round_trips(m in channel_message(), split in any::<usize>()) {
         round_trips(&m, split)?;
     }
 
@@ -264,7 +264,7 @@ proptest! {
     }
 
     #[test]
-    fn an_established_session_holds_on_arbitrary_input(data in vec(any::<u8>(), 0..300)) {
-        crate::fuzzing::session(&data);
+    fn an_established_channel_holds_on_arbitrary_input(data in vec(any::<u8>(), 0..300)) {
+        crate::fuzzing::channel(&data);
     }
 }

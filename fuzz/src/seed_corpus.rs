@@ -8,7 +8,7 @@ use std::path::Path;
 use p2pchat_core::frame::encode_frame;
 use p2pchat_core::handshake::{ExpectedPeer, Initiator, Responder, VerifiedHello};
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer_wire::{Finish, PeerFrame, SessionMessage};
+use p2pchat_core::peer_wire::{Finish, PeerFrame, ChannelMessage};
 use p2pchat_core::registry::{
     ClientMessage, Presence, RegisterError, Registration, ServerError, ServerMessage, UserRecord,
     registration_signed_bytes,
@@ -76,15 +76,15 @@ fn main() {
     else {
         panic!("not a finish")
     };
-    let mut bob_session = responder.on_finish(&mut rng, &bob, &finish_msg).unwrap();
+    let mut bob_established = responder.on_finish(&mut rng, &bob, &finish_msg).unwrap();
     let mut alice_cipher = established.cipher;
     let sealed = alice_cipher
-        .seal(&SessionMessage::Message {
+        .seal(&ChannelMessage::Message {
             id: 1,
             text: "hello".into(),
         })
         .unwrap();
-    let _ = bob_session.cipher.seal(&SessionMessage::Accept).unwrap();
+    let _ = bob_established.cipher.seal(&ChannelMessage::Accept).unwrap();
 
     // The fuzz build's fake RSA-OAEP: a length byte, then the secret.
     let mut fake_secret = vec![32u8];
@@ -189,35 +189,35 @@ fn main() {
     split_seed.extend([2, 200]);
     write("handshake_responder", "hello-split-timeout", &split_seed);
 
-    // session: messages both ways, every session message sealed by bob, time, commands.
-    let mut session = vec![0, 5];
-    session.extend_from_slice(b"hello");
-    session.extend([1, 2]);
-    session.extend_from_slice(b"hi");
+    // channel: messages both ways, every channel message sealed by bob, time, commands.
+    let mut channel = vec![0, 5];
+    channel.extend_from_slice(b"hello");
+    channel.extend([1, 2]);
+    channel.extend_from_slice(b"hi");
     for m in [
-        SessionMessage::Message {
+        ChannelMessage::Message {
             id: 5,
             text: "from bob".into(),
         },
-        SessionMessage::Ack { id: 1 },
-        SessionMessage::Ping,
-        SessionMessage::Pong,
-        SessionMessage::Accept,
-        SessionMessage::Deny {
+        ChannelMessage::Ack { id: 1 },
+        ChannelMessage::Ping,
+        ChannelMessage::Pong,
+        ChannelMessage::Accept,
+        ChannelMessage::Deny {
             reason: "no".into(),
         },
-        SessionMessage::Close {
+        ChannelMessage::Close {
             reason: "bye".into(),
         },
-        SessionMessage::CloseAck,
+        ChannelMessage::CloseAck,
     ] {
-        session.extend(long(2, &postcard::to_allocvec(&m).unwrap()));
+        channel.extend(long(2, &postcard::to_allocvec(&m).unwrap()));
     }
-    session.extend([5, 100, 6, 0]);
-    write("session", "messages-both-ways", &session);
+    channel.extend([5, 100, 6, 0]);
+    write("channel", "messages-both-ways", &channel);
     let mut raw = long(4, &sealed);
     raw.extend([5, 130, 6, 2]);
-    write("session", "raw-timeout-retry", &raw);
+    write("channel", "raw-timeout-retry", &raw);
 
     // registry_server: connect, register, list, lookup, ping, time, close.
     let mut server = vec![0, 0, 3, 0, 1, 80, 3, 0, 0, 81];
@@ -229,7 +229,7 @@ fn main() {
         server.extend_from_slice(&f);
     }
     server.extend([5, 95, 4, 0]);
-    write("registry_server", "session", &server);
+    write("registry_server", "register-list-lookup", &server);
 
     // registry_client: every server message, then time.
     let mut client = Vec::new();

@@ -29,7 +29,7 @@ pub struct Summary {
     pub out_of_order: u64,
     /// Successful registrations (including re-registrations).
     pub registrations: u64,
-    /// Sessions that reached `Connected`, counted on each side (a chat connection is
+    /// Chat connections that reached `Connected`, counted on each side (a chat connection is
     /// two: one per peer).
     pub handshakes: u64,
     /// Handshakes refused or failed authentication.

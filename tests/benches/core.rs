@@ -1,4 +1,4 @@
-//! The cost of a chat in the core: complete handshakes (both sides), the full session path
+//! The cost of a chat in the core: complete handshakes (both sides), the full sealed-channel path
 //! of a message (frame, seal, decode, open, and the acknowledgement back), the original
 //! scheme (each message RSA-OAEP-SHA256 under the peer's key) on the same messages, and
 //! the RSA primitives (to compare with `openssl speed`). Numbers: docs/BENCHMARKS.md.
@@ -9,12 +9,12 @@
 
 use divan::Bencher;
 use divan::counter::ItemsCount;
+use p2pchat_core::channel::ChannelCipher;
 use p2pchat_core::frame::{FrameDecoder, decode_body};
 use p2pchat_core::handshake::{ExpectedPeer, Initiator, Responder, VerifiedHello};
 use p2pchat_core::identity::{Identity, RsaIdentity};
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer_wire::{PeerFrame, SessionMessage};
-use p2pchat_core::session::SessionCipher;
+use p2pchat_core::peer_wire::{ChannelMessage, PeerFrame};
 use p2pchat_core::test_keys;
 
 fn main() {
@@ -36,12 +36,12 @@ fn body(frame: &[u8]) -> PeerFrame {
     decode_body(&frame[4..]).unwrap()
 }
 
-/// One complete handshake, both sides: Hello, Challenge, Finish, both sessions.
+/// One complete handshake, both sides: Hello, Challenge, Finish, both sealed channels.
 fn handshake(
     alice: &Identity,
     bob: &Identity,
     rng: &mut rand_chacha::ChaCha20Rng,
-) -> (SessionCipher, SessionCipher) {
+) -> (ChannelCipher, ChannelCipher) {
     let expected = ExpectedPeer {
         nick: bob.nick.clone(),
         onion: bob.address(),
@@ -77,7 +77,7 @@ fn complete_handshake(bencher: Bencher, bits: usize) {
 /// A message of `len` bytes through the full path: alice seals it into a frame, bob
 /// decodes and opens it, seals the acknowledgement, alice decodes and opens that.
 #[divan::bench(args = [100, 4096])]
-fn session_message_with_ack(bencher: Bencher, len: usize) {
+fn channel_message_with_ack(bencher: Bencher, len: usize) {
     let (alice, bob) = identities(2048);
     let (mut a, mut b) = handshake(&alice, &bob, &mut test_keys::rng(2));
     let text = "x".repeat(len);
@@ -86,7 +86,7 @@ fn session_message_with_ack(bencher: Bencher, len: usize) {
     bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
         id += 1;
         let frame = a
-            .seal(&SessionMessage::Message {
+            .seal(&ChannelMessage::Message {
                 id,
                 text: text.clone(),
             })
@@ -95,10 +95,10 @@ fn session_message_with_ack(bencher: Bencher, len: usize) {
         let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else {
             panic!()
         };
-        let SessionMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else {
+        let ChannelMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else {
             panic!()
         };
-        let ack = b.seal(&SessionMessage::Ack { id: got }).unwrap();
+        let ack = b.seal(&ChannelMessage::Ack { id: got }).unwrap();
         let body = a_in.decode(&mut &ack[..]).unwrap().unwrap();
         let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else {
             panic!()
@@ -110,7 +110,7 @@ fn session_message_with_ack(bencher: Bencher, len: usize) {
 /// As the runtime does under load: 100 messages arrive together and are acknowledged by
 /// one cumulative `Ack` (one per read). Counted per message.
 #[divan::bench(args = [100, 4096])]
-fn session_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
+fn channel_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
     let (alice, bob) = identities(2048);
     let (mut a, mut b) = handshake(&alice, &bob, &mut test_keys::rng(2));
     let text = "x".repeat(len);
@@ -122,7 +122,7 @@ fn session_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
         for _ in 0..100 {
             id += 1;
             let frame = a
-                .seal(&SessionMessage::Message {
+                .seal(&ChannelMessage::Message {
                     id,
                     text: text.clone(),
                 })
@@ -135,12 +135,12 @@ fn session_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
             let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else {
                 panic!()
             };
-            let SessionMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else {
+            let ChannelMessage::Message { id: got, .. } = b.open(&sealed).unwrap() else {
                 panic!()
             };
             upto = got;
         }
-        let ack = b.seal(&SessionMessage::Ack { id: upto }).unwrap();
+        let ack = b.seal(&ChannelMessage::Ack { id: upto }).unwrap();
         let body = a_in.decode(&mut &ack[..]).unwrap().unwrap();
         let PeerFrame::Sealed(sealed) = decode_body(&body).unwrap() else {
             panic!()

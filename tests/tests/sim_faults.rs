@@ -305,7 +305,7 @@ fn an_impostor_cannot_register_a_departed_peers_nick_while_its_binding_holds() {
 }
 
 #[test]
-fn an_impostor_at_a_wiped_registry_never_gets_a_session_with_a_contact_of_the_real_peer() {
+fn an_impostor_at_a_wiped_registry_never_gets_a_chat_with_a_contact_of_the_real_peer() {
     let mut w = world(3);
     chat(&mut w, 0, 1);
     w.leave(1);

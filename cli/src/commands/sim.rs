@@ -150,7 +150,7 @@ fn print_human(s: &Summary) {
         s.duplicates, s.out_of_order
     );
     println!(
-        "  sessions: {} registrations, {} handshakes (per side), {} rejected, {} requests denied",
+        "  connections: {} registrations, {} handshakes (per side), {} rejected, {} requests denied",
         s.registrations, s.handshakes, s.handshakes_rejected, s.requests_denied
     );
     let kinds: Vec<String> = s

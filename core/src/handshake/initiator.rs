@@ -8,11 +8,11 @@ use super::{
     Established, HandshakeError, INITIATOR_SIGN_CONTEXT, RESPONDER_SIGN_CONTEXT,
     initiator_transcript, random_32, responder_transcript, signed_message, x25519_shared,
 };
+use crate::channel::{ChannelCipher, Role};
 use crate::frame::{FrameError, encode_frame};
 use crate::identity::{Identity, OnionAddress, RsaPublicKey};
 use crate::nick::Nick;
 use crate::peer_wire::{Challenge, Finish, Hello, PeerFrame};
-use crate::session::{Role, SessionCipher};
 
 /// Who the initiator expects to reach: from the registry record or a pinned contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Initiator {
         &self.expected
     }
 
-    /// Checks the responder's challenge; on success returns the `Finish` frame and the session.
+    /// Checks the responder's challenge; on success returns the `Finish` frame and the sealed channel.
     pub fn on_challenge(
         self,
         rng: &mut impl CryptoRng,
@@ -128,7 +128,7 @@ impl Initiator {
             signature,
         }))
         .map_err(|_| HandshakeError::Crypto)?;
-        let cipher = SessionCipher::derive(Role::Initiator, &th2, &dh, &secret);
+        let cipher = ChannelCipher::derive(Role::Initiator, &th2, &dh, &secret);
         Ok((
             frame,
             Established {

@@ -23,10 +23,10 @@ pub use transcript::{
     responder_transcript, signed_message,
 };
 
+use crate::channel::ChannelCipher;
 use crate::identity::Fingerprint;
 use crate::nick::Nick;
 use crate::peer_wire::RejectReason;
-use crate::session::SessionCipher;
 
 /// Why a handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +71,7 @@ pub enum HandshakeError {
 #[derive(Debug)]
 pub struct Established {
     /// The sealed channel.
-    pub cipher: SessionCipher,
+    pub cipher: ChannelCipher,
     /// The peer's chat instance.
     pub peer_instance: u64,
 }

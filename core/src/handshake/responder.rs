@@ -8,10 +8,10 @@ use super::{
     Established, HandshakeError, INITIATOR_SIGN_CONTEXT, RESPONDER_SIGN_CONTEXT,
     initiator_transcript, random_32, responder_transcript, signed_message, x25519_shared,
 };
+use crate::channel::{ChannelCipher, Role};
 use crate::frame::encode_frame;
 use crate::identity::{Identity, RsaPublicKey};
 use crate::peer_wire::{Challenge, ChallengeBody, Finish, Hello, PeerFrame};
-use crate::session::{Role, SessionCipher};
 
 /// A `Hello` whose certificate verified and which was addressed to us. The initiator's key
 /// has not yet been checked against the registry or a pinned contact: that is
@@ -98,7 +98,7 @@ impl Responder {
         ))
     }
 
-    /// Verifies the initiator's `Finish` and derives the session.
+    /// Verifies the initiator's `Finish` and derives the sealed channel.
     pub fn on_finish(
         self,
         rng: &mut impl CryptoRng,
@@ -123,7 +123,7 @@ impl Responder {
         );
         let dh = Zeroizing::new(x25519_shared(&self.ephemeral, self.initiator_ephemeral)?);
         Ok(Established {
-            cipher: SessionCipher::derive(Role::Responder, &th2, &dh, &secret),
+            cipher: ChannelCipher::derive(Role::Responder, &th2, &dh, &secret),
             peer_instance: self.peer_instance,
         })
     }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::frame::{FrameDecoder, decode_body};
 use crate::identity::Identity;
-use crate::peer_wire::{PeerFrame, RejectReason, SessionMessage};
+use crate::peer_wire::{ChannelMessage, PeerFrame, RejectReason};
 use crate::test_keys;
 
 fn parse(frame: &[u8]) -> (Vec<u8>, PeerFrame) {
@@ -65,11 +65,11 @@ fn a_complete_handshake_gives_both_sides_matching_keys() {
     let mut run = full_handshake(&alice, &bob, 1);
     assert_eq!(run.init.peer_instance, 22);
     assert_eq!(run.resp.peer_instance, 11);
-    let frame = run.resp.cipher.seal(&SessionMessage::Accept).unwrap();
+    let frame = run.resp.cipher.seal(&ChannelMessage::Accept).unwrap();
     let PeerFrame::Sealed(s) = parse(&frame).1 else {
         panic!()
     };
-    assert_eq!(run.init.cipher.open(&s).unwrap(), SessionMessage::Accept);
+    assert_eq!(run.init.cipher.open(&s).unwrap(), ChannelMessage::Accept);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use crate::handshake::{ExpectedPeer, HandshakeError};
 use crate::nick::Nick;
 use crate::peer::connection::Stage;
 use crate::peer::registry_link::Pending;
-use crate::peer_wire::{MAX_MESSAGE_LEN, RejectReason, SessionMessage};
+use crate::peer_wire::{ChannelMessage, MAX_MESSAGE_LEN, RejectReason};
 use crate::registry::UserRecord;
 use crate::time::Instant;
 
@@ -111,7 +111,7 @@ impl Peer {
             .ok_or(CommandError::NoRequest(request))?;
         if let Some(c) = self.conns.get_mut(&conn)
             && let Stage::AwaitUser { cipher, .. } = &mut c.stage
-            && let Ok(frame) = cipher.seal(&SessionMessage::Deny {
+            && let Ok(frame) = cipher.seal(&ChannelMessage::Deny {
                 reason: crate::peer_wire::clip_reason(reason),
             })
         {
@@ -211,7 +211,7 @@ impl Peer {
 
     pub(super) fn send_close(&mut self, nick: &Nick, reason: String) {
         if let Some(conn) = self.chats.get(nick).and_then(|c| c.conn) {
-            self.seal_on(conn, &SessionMessage::Close { reason });
+            self.seal_on(conn, &ChannelMessage::Close { reason });
         }
     }
 
@@ -374,7 +374,7 @@ impl Peer {
         }
         let Some(conn) = chat.conn else { return };
         for (id, text) in self.take_untransmitted(nick) {
-            if !self.seal_on(conn, &SessionMessage::Message { id, text }) {
+            if !self.seal_on(conn, &ChannelMessage::Message { id, text }) {
                 return;
             }
         }

@@ -1,6 +1,7 @@
 //! Chat connections: the handshake on each side, sealed frames, keep-alives.
 
 use super::{ChatFailure, ChatState, CloseReason, ConnectionLost, Event, Input, Output, Peer};
+use crate::channel::ChannelCipher;
 use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::handshake::{ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello};
@@ -8,9 +9,8 @@ use crate::peer::AcceptPolicy;
 use crate::peer::durable::{ContactKey, ContactRecord, StoreOp};
 use crate::peer::mailbox::Receipt;
 use crate::peer::registry_link::Pending;
-use crate::peer_wire::{MAX_MESSAGE_LEN, PeerFrame, RejectReason, SessionMessage, clip_reason};
+use crate::peer_wire::{ChannelMessage, MAX_MESSAGE_LEN, PeerFrame, RejectReason, clip_reason};
 use crate::registry::UserRecord;
-use crate::session::SessionCipher;
 use crate::time::Instant;
 
 /// Where a connection is in its life.
@@ -21,7 +21,7 @@ pub(super) enum Stage {
     /// Outbound, `Hello` sent.
     AwaitChallenge(Initiator),
     /// Outbound, `Finish` sent; waiting for the peer's user.
-    AwaitDecision(SessionCipher, u64),
+    AwaitDecision(ChannelCipher, u64),
     /// Inbound, nothing received yet.
     AwaitHello,
     /// Inbound, waiting for the registry record of the claimed nick.
@@ -31,12 +31,12 @@ pub(super) enum Stage {
     /// Inbound, authenticated, waiting for our user's decision.
     AwaitUser {
         request: u64,
-        cipher: SessionCipher,
+        cipher: ChannelCipher,
         peer_instance: u64,
         hello: Box<VerifiedHello>,
     },
     /// Messages flow.
-    Established(SessionCipher),
+    Established(ChannelCipher),
 }
 
 /// The chat instance a responder announced: the peer scopes our message ids to it.
@@ -153,7 +153,7 @@ impl Peer {
         }
         let Some(nick) = c.nick.clone() else { return };
         let upto = self.received_upto(&nick);
-        self.seal_on(conn, &SessionMessage::Ack { id: upto });
+        self.seal_on(conn, &ChannelMessage::Ack { id: upto });
     }
 
     fn connected(&mut self, conn: ConnId) {
@@ -227,11 +227,11 @@ impl Peer {
             }
             (Stage::AwaitDecision(mut cipher, peer_instance), PeerFrame::Sealed(sealed)) => {
                 match cipher.open(&sealed) {
-                    Ok(SessionMessage::Accept) => {
+                    Ok(ChannelMessage::Accept) => {
                         self.set_stage(conn, Stage::Established(cipher));
                         self.chat_connected(conn, peer_instance);
                     }
-                    Ok(SessionMessage::Deny { reason }) => {
+                    Ok(ChannelMessage::Deny { reason }) => {
                         let nick = self.conn_nick(conn);
                         self.drop_conn(conn);
                         if let Some(nick) = nick {
@@ -243,16 +243,16 @@ impl Peer {
                         ConnectionLost::Protocol("message before acceptance"),
                         true,
                     ),
-                    Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
+                    Err(e) => self.conn_lost(conn, ConnectionLost::Channel(e), true),
                 }
             }
             (Stage::Established(mut cipher), PeerFrame::Sealed(sealed)) => {
                 match cipher.open(&sealed) {
                     Ok(message) => {
                         self.set_stage(conn, Stage::Established(cipher));
-                        self.session_message(conn, message);
+                        self.channel_message(conn, message);
                     }
-                    Err(e) => self.conn_lost(conn, ConnectionLost::Session(e), true),
+                    Err(e) => self.conn_lost(conn, ConnectionLost::Channel(e), true),
                 }
             }
             (_, _) => self.conn_lost(conn, ConnectionLost::Protocol("unexpected frame"), true),
@@ -423,7 +423,7 @@ impl Peer {
             }
             AcceptPolicy::DenyAll => {
                 let mut cipher = est.cipher;
-                if let Ok(frame) = cipher.seal(&SessionMessage::Deny {
+                if let Ok(frame) = cipher.seal(&ChannelMessage::Deny {
                     reason: "this user does not accept chats".into(),
                 }) {
                     self.transmit(conn, frame);
@@ -474,7 +474,7 @@ impl Peer {
     pub(super) fn accept_connection(
         &mut self,
         conn: ConnId,
-        mut cipher: SessionCipher,
+        mut cipher: ChannelCipher,
         peer_instance: u64,
         hello: &VerifiedHello,
     ) {
@@ -503,9 +503,9 @@ impl Peer {
         {
             self.drop_conn(old);
         }
-        match cipher.seal(&SessionMessage::Accept) {
+        match cipher.seal(&ChannelMessage::Accept) {
             Ok(frame) => self.transmit(conn, frame),
-            Err(e) => return self.conn_lost(conn, ConnectionLost::Session(e), true),
+            Err(e) => return self.conn_lost(conn, ConnectionLost::Channel(e), true),
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stage = Stage::Established(cipher);
@@ -549,7 +549,7 @@ impl Peer {
     }
 
     /// Seals `message` on `conn` if it is established.
-    pub(super) fn seal_on(&mut self, conn: ConnId, message: &SessionMessage) -> bool {
+    pub(super) fn seal_on(&mut self, conn: ConnId, message: &ChannelMessage) -> bool {
         let now = self.now;
         let keepalive = self.config.keepalive_interval;
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -565,18 +565,18 @@ impl Peer {
                 true
             }
             Err(e) => {
-                self.conn_lost(conn, ConnectionLost::Session(e), true);
+                self.conn_lost(conn, ConnectionLost::Channel(e), true);
                 false
             }
         }
     }
 
-    fn session_message(&mut self, conn: ConnId, message: SessionMessage) {
+    fn channel_message(&mut self, conn: ConnId, message: ChannelMessage) {
         let Some(nick) = self.conn_nick(conn) else {
             return;
         };
         match message {
-            SessionMessage::Message { id, text } => {
+            ChannelMessage::Message { id, text } => {
                 if text.len() > MAX_MESSAGE_LEN {
                     return self.conn_lost(
                         conn,
@@ -612,13 +612,13 @@ impl Peer {
                     c.ack_due = true;
                 }
             }
-            SessionMessage::Ack { id } => {
+            ChannelMessage::Ack { id } => {
                 if self.chats.contains_key(&nick) {
                     self.acknowledged(&nick, id);
                 }
             }
-            SessionMessage::Close { reason } => {
-                self.seal_on(conn, &SessionMessage::CloseAck);
+            ChannelMessage::Close { reason } => {
+                self.seal_on(conn, &ChannelMessage::CloseAck);
                 let now = self.now;
                 let grace = self.config.handshake_timeout;
                 if let Some(chat) = self.chats.get_mut(&nick) {
@@ -629,7 +629,7 @@ impl Peer {
                 }
                 self.set_state(&nick, ChatState::Closing);
             }
-            SessionMessage::CloseAck => {
+            ChannelMessage::CloseAck => {
                 let reason = self.chats.get(&nick).and_then(|c| c.closing.clone());
                 match reason {
                     Some(reason) => {
@@ -643,11 +643,11 @@ impl Peer {
                     ),
                 }
             }
-            SessionMessage::Ping => {
-                self.seal_on(conn, &SessionMessage::Pong);
+            ChannelMessage::Ping => {
+                self.seal_on(conn, &ChannelMessage::Pong);
             }
-            SessionMessage::Pong => {}
-            SessionMessage::Accept | SessionMessage::Deny { .. } => self.conn_lost(
+            ChannelMessage::Pong => {}
+            ChannelMessage::Accept | ChannelMessage::Deny { .. } => self.conn_lost(
                 conn,
                 ConnectionLost::Protocol("accept or deny after acceptance"),
                 true,
@@ -796,7 +796,7 @@ impl Peer {
             if expired {
                 self.conn_lost(conn, ConnectionLost::Timeout, true);
             } else {
-                self.seal_on(conn, &SessionMessage::Ping);
+                self.seal_on(conn, &ChannelMessage::Ping);
             }
         }
     }

@@ -1,12 +1,12 @@
 //! What goes in and out of a [`crate::peer::Peer`].
 
+use crate::channel::ChannelError;
 use crate::conn::ConnId;
 use crate::frame::FrameError;
 use crate::handshake::HandshakeError;
 use crate::identity::{Fingerprint, OnionAddress};
 use crate::nick::Nick;
 use crate::registry::{Presence, RegisterError, ServerError, UserRecord};
-use crate::session::SessionError;
 use crate::time::Instant;
 
 /// Something that happened on a connection the runtime owns.
@@ -164,7 +164,7 @@ pub enum ConnectionLost {
     Frame(FrameError),
     /// A sealed frame was refused (replayed, reordered, tampered).
     #[error("{0}")]
-    Session(SessionError),
+    Channel(ChannelError),
     /// The handshake failed.
     #[error("{0}")]
     Handshake(HandshakeError),

@@ -198,7 +198,7 @@ impl Peer {
     /// Fuzzing only: seals `message` on the chat with `nick`, as if this peer had sent it,
     /// so fuzz input reaches the receiver's message handling past the AEAD.
     #[cfg(any(test, fuzzing))]
-    pub fn fuzz_seal(&mut self, nick: &Nick, message: &crate::peer_wire::SessionMessage) -> bool {
+    pub fn fuzz_seal(&mut self, nick: &Nick, message: &crate::peer_wire::ChannelMessage) -> bool {
         let Some(conn) = self.chats.get(nick).and_then(|c| c.conn) else {
             return false;
         };

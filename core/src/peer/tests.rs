@@ -368,7 +368,7 @@ fn a_tampered_sealed_frame_ends_the_connection_with_a_reason() {
     assert!(
         eb.contains(&Event::ConnectionLost {
             nick: alice.clone(),
-            reason: ConnectionLost::Session(crate::session::SessionError::Tampered)
+            reason: ConnectionLost::Channel(crate::channel::ChannelError::Tampered)
         }),
         "{eb:?}"
     );

@@ -479,15 +479,15 @@ impl World {
                 let truth = self.by_nick.get(nick).map(|j| self.peers[*j].fingerprint);
                 if !self.impostors.contains_key(&i) && (got.is_none() || got != truth) {
                     self.violation(format!(
-                        "peer {i} formed a session with {nick} under a key that is not {nick}'s"
+                        "peer {i} got a connected chat with {nick} under a key that is not {nick}'s"
                     ));
                 }
-                // An impostor must never get a session with someone who knew the real one.
+                // An impostor must never get a connected chat with someone who knew the real one.
                 if let (Some(&j), Some(&other)) = (self.impostors.get(&i), self.by_nick.get(nick))
                     && self.knows(other, j)
                 {
                     self.violation(format!(
-                        "impostor {i} of peer {j} got a session with {nick}, who knew peer {j}"
+                        "impostor {i} of peer {j} got a connected chat with {nick}, who knew peer {j}"
                     ));
                 }
             }

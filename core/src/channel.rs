@@ -7,7 +7,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::frame::{FrameError, decode_body, encode_frame};
-use crate::peer_wire::{PeerFrame, Sealed, SessionMessage};
+use crate::peer_wire::{ChannelMessage, PeerFrame, Sealed};
 
 /// HKDF info for the initiator → responder key.
 pub const INFO_INITIATOR_TO_RESPONDER: &[u8] = b"p2pchat v1 initiator->responder";
@@ -19,7 +19,7 @@ pub const SEALED_AAD_CONTEXT: &[u8] = b"p2pchat sealed v1\0";
 /// Why a sealed frame was refused. Each of these ends the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SessionError {
+pub enum ChannelError {
     /// A frame with a counter already used: a replay.
     #[error("a replayed message was received (counter {got}, expected {expected})")]
     Replayed {
@@ -39,11 +39,11 @@ pub enum SessionError {
     /// The authentication tag did not verify: the frame was modified in transit.
     #[error("a message failed authentication (tampered or corrupted)")]
     Tampered,
-    /// Decrypted, but not a valid session message.
+    /// Decrypted, but not a valid channel message.
     #[error("the peer sent a malformed message")]
     Malformed,
     /// This direction has used every counter value.
-    #[error("session counter exhausted; reconnect")]
+    #[error("sealed channel counter exhausted; reconnect")]
     Exhausted,
 }
 
@@ -57,23 +57,23 @@ pub enum Role {
 }
 
 /// Keys and counters of one established connection.
-pub struct SessionCipher {
+pub struct ChannelCipher {
     send: ChaCha20Poly1305,
     recv: ChaCha20Poly1305,
     send_counter: u64,
     recv_counter: u64,
 }
 
-impl core::fmt::Debug for SessionCipher {
+impl core::fmt::Debug for ChannelCipher {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SessionCipher")
+        f.debug_struct("ChannelCipher")
             .field("send_counter", &self.send_counter)
             .field("recv_counter", &self.recv_counter)
             .finish_non_exhaustive()
     }
 }
 
-impl SessionCipher {
+impl ChannelCipher {
     /// Derives both directions' keys: HKDF-SHA256 with `salt = transcript`, `ikm = dh ‖ secret`.
     pub fn derive(role: Role, transcript: &[u8; 32], dh: &[u8; 32], secret: &[u8; 32]) -> Self {
         let mut ikm = Zeroizing::new([0u8; 64]);
@@ -111,13 +111,13 @@ impl SessionCipher {
     }
 
     /// Seals `message` into a complete wire frame.
-    pub fn seal(&mut self, message: &SessionMessage) -> Result<Vec<u8>, SessionError> {
+    pub fn seal(&mut self, message: &ChannelMessage) -> Result<Vec<u8>, ChannelError> {
         let counter = self.send_counter;
         if counter == u64::MAX {
-            return Err(SessionError::Exhausted);
+            return Err(ChannelError::Exhausted);
         }
         let plaintext =
-            Zeroizing::new(postcard::to_allocvec(message).map_err(|_| SessionError::Malformed)?);
+            Zeroizing::new(postcard::to_allocvec(message).map_err(|_| ChannelError::Malformed)?);
         let aad = Self::aad(counter);
         let ciphertext = self
             .send
@@ -128,32 +128,32 @@ impl SessionCipher {
                     aad: &aad,
                 },
             )
-            .map_err(|_| SessionError::Malformed)?;
+            .map_err(|_| ChannelError::Malformed)?;
         self.send_counter += 1;
         encode_frame(&PeerFrame::Sealed(Sealed {
             counter,
             ciphertext,
         }))
-        .map_err(|_: FrameError| SessionError::Malformed)
+        .map_err(|_: FrameError| ChannelError::Malformed)
     }
 
     /// Opens a sealed frame, enforcing the exact next counter.
-    pub fn open(&mut self, sealed: &Sealed) -> Result<SessionMessage, SessionError> {
+    pub fn open(&mut self, sealed: &Sealed) -> Result<ChannelMessage, ChannelError> {
         let expected = self.recv_counter;
         if sealed.counter < expected {
-            return Err(SessionError::Replayed {
+            return Err(ChannelError::Replayed {
                 got: sealed.counter,
                 expected,
             });
         }
         if sealed.counter > expected {
-            return Err(SessionError::Reordered {
+            return Err(ChannelError::Reordered {
                 got: sealed.counter,
                 expected,
             });
         }
         if expected == u64::MAX {
-            return Err(SessionError::Exhausted);
+            return Err(ChannelError::Exhausted);
         }
         let aad = Self::aad(expected);
         let plaintext = Zeroizing::new(
@@ -165,14 +165,14 @@ impl SessionCipher {
                         aad: &aad,
                     },
                 )
-                .map_err(|_| SessionError::Tampered)?,
+                .map_err(|_| ChannelError::Tampered)?,
         );
         self.recv_counter += 1;
         // Sealed messages carry no version byte of their own: the frame's covers them.
         let mut body = Vec::with_capacity(plaintext.len() + 1);
         body.push(crate::frame::WIRE_VERSION);
         body.extend_from_slice(&plaintext);
-        decode_body(&body).map_err(|_| SessionError::Malformed)
+        decode_body(&body).map_err(|_| ChannelError::Malformed)
     }
 }
 
@@ -181,13 +181,13 @@ mod tests {
     use super::*;
     use crate::frame::{FrameDecoder, LENGTH_PREFIX};
 
-    fn pair() -> (SessionCipher, SessionCipher) {
+    fn pair() -> (ChannelCipher, ChannelCipher) {
         let t = [1u8; 32];
         let dh = [2u8; 32];
         let s = [3u8; 32];
         (
-            SessionCipher::derive(Role::Initiator, &t, &dh, &s),
-            SessionCipher::derive(Role::Responder, &t, &dh, &s),
+            ChannelCipher::derive(Role::Initiator, &t, &dh, &s),
+            ChannelCipher::derive(Role::Responder, &t, &dh, &s),
         )
     }
 
@@ -204,25 +204,25 @@ mod tests {
     fn sealed_messages_open_in_order_both_ways() {
         let (mut i, mut r) = pair();
         for n in 0..3 {
-            let m = SessionMessage::Message {
+            let m = ChannelMessage::Message {
                 id: n,
                 text: format!("hi {n}"),
             };
             let f = unwrap_sealed(&i.seal(&m).unwrap());
             assert_eq!(r.open(&f).unwrap(), m);
-            let f = unwrap_sealed(&r.seal(&SessionMessage::Ack { id: n }).unwrap());
-            assert_eq!(i.open(&f).unwrap(), SessionMessage::Ack { id: n });
+            let f = unwrap_sealed(&r.seal(&ChannelMessage::Ack { id: n }).unwrap());
+            assert_eq!(i.open(&f).unwrap(), ChannelMessage::Ack { id: n });
         }
     }
 
     #[test]
     fn replay_reorder_and_tamper_are_told_apart() {
         let (mut i, mut r) = pair();
-        let f0 = unwrap_sealed(&i.seal(&SessionMessage::Ping).unwrap());
-        let f1 = unwrap_sealed(&i.seal(&SessionMessage::Pong).unwrap());
+        let f0 = unwrap_sealed(&i.seal(&ChannelMessage::Ping).unwrap());
+        let f1 = unwrap_sealed(&i.seal(&ChannelMessage::Pong).unwrap());
         assert!(matches!(
             r.open(&f1),
-            Err(SessionError::Reordered {
+            Err(ChannelError::Reordered {
                 got: 1,
                 expected: 0
             })
@@ -230,32 +230,32 @@ mod tests {
         r.open(&f0).unwrap();
         assert!(matches!(
             r.open(&f0),
-            Err(SessionError::Replayed {
+            Err(ChannelError::Replayed {
                 got: 0,
                 expected: 1
             })
         ));
         let mut bad = f1.clone();
         bad.ciphertext[0] ^= 1;
-        assert_eq!(r.open(&bad), Err(SessionError::Tampered));
+        assert_eq!(r.open(&bad), Err(ChannelError::Tampered));
         let mut truncated = f1.clone();
         truncated.ciphertext.pop();
-        assert_eq!(r.open(&truncated), Err(SessionError::Tampered));
+        assert_eq!(r.open(&truncated), Err(ChannelError::Tampered));
     }
 
     #[test]
     fn a_frame_sealed_for_one_direction_does_not_open_in_the_other() {
         let (mut i, _r) = pair();
         let (mut i2, _) = pair();
-        let f = unwrap_sealed(&i.seal(&SessionMessage::Ping).unwrap());
-        assert_eq!(i2.open(&f), Err(SessionError::Tampered));
+        let f = unwrap_sealed(&i.seal(&ChannelMessage::Ping).unwrap());
+        assert_eq!(i2.open(&f), Err(ChannelError::Tampered));
     }
 
     #[test]
     fn sealed_frames_hide_the_text() {
         let (mut i, _) = pair();
         let frame = i
-            .seal(&SessionMessage::Message {
+            .seal(&ChannelMessage::Message {
                 id: 1,
                 text: "attack at dawn".into(),
             })

@@ -1,4 +1,0 @@
-//! Fuzz target: see `p2pchat_core::fuzzing::session`.
-#![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| p2pchat_core::fuzzing::session(data));
