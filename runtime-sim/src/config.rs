@@ -37,6 +37,9 @@ pub struct FaultRates {
     pub registry_crashes_per_hour: f64,
     /// Latency spikes (every latency multiplied for a while), per hour.
     pub latency_spikes_per_hour: f64,
+    /// Impostors, per hour: a hostile host claims the nick of a peer the registry has
+    /// bound, with keys of its own, and dials that peer's contacts.
+    pub impostors_per_hour: f64,
 }
 
 impl FaultRates {
@@ -49,6 +52,7 @@ impl FaultRates {
         partitions_per_hour: 0.0,
         registry_crashes_per_hour: 0.0,
         latency_spikes_per_hour: 0.0,
+        impostors_per_hour: 0.0,
     };
 
     /// A flaky but usable network: a few refused dials and resets, rare crashes.
@@ -60,6 +64,7 @@ impl FaultRates {
         partitions_per_hour: 2.0,
         registry_crashes_per_hour: 0.0,
         latency_spikes_per_hour: 4.0,
+        impostors_per_hour: 0.0,
     };
 
     /// Everything goes wrong, often.
@@ -71,6 +76,7 @@ impl FaultRates {
         partitions_per_hour: 60.0,
         registry_crashes_per_hour: 20.0,
         latency_spikes_per_hour: 60.0,
+        impostors_per_hour: 30.0,
     };
 }
 

@@ -4,6 +4,7 @@ use core::time::Duration;
 use std::collections::BTreeSet;
 
 use super::{Phase, SimEvent, Status, World};
+use crate::keys;
 use crate::net::Host;
 
 /// The kinds of random fault (dial faults are drawn per dial instead).
@@ -19,15 +20,21 @@ pub enum FaultKind {
     RegistryCrash = 4,
     /// Every latency is multiplied for a while.
     LatencySpike = 5,
+    /// A hostile host claims a bound peer's nick with other keys and dials its contacts.
+    Impostor = 6,
 }
 
-const ALL_KINDS: [FaultKind; 5] = [
+const ALL_KINDS: [FaultKind; 6] = [
     FaultKind::StreamReset,
     FaultKind::Crash,
     FaultKind::Partition,
     FaultKind::RegistryCrash,
     FaultKind::LatencySpike,
+    FaultKind::Impostor,
 ];
+
+/// Most contacts of the real peer an impostor dials.
+const IMPOSTOR_DIALS: usize = 3;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -186,6 +193,7 @@ impl World {
             FaultKind::Partition => f.partitions_per_hour,
             FaultKind::RegistryCrash => f.registry_crashes_per_hour,
             FaultKind::LatencySpike => f.latency_spikes_per_hour,
+            FaultKind::Impostor => f.impostors_per_hour,
         };
         (per_hour > 0.0).then(|| HOUR.div_f64(per_hour))
     }
@@ -251,7 +259,40 @@ impl World {
                     .between(Duration::from_secs(5), Duration::from_secs(30));
                 self.latency_spike(lasts);
             }
+            FaultKind::Impostor => self.random_impostor(),
         }
         self.schedule_fault(kind);
+    }
+
+    /// A hostile host claims the nick of a random peer that the registry has bound (it
+    /// registered), with keys of its own, and dials up to [`IMPOSTOR_DIALS`] of that peer's
+    /// contacts directly. The registry must refuse its registration (the binding holds),
+    /// and every contact must refuse its handshake (the pinned key differs): the checks in
+    /// `hosts.rs` turn either failure into a violation. At most a quarter of the world's
+    /// size are impostors, and only while every host still has its own RSA key.
+    fn random_impostor(&mut self) {
+        let real = self.config.peers;
+        if self.impostors.len() >= (real / 4).max(1) || self.peers.len() >= keys::POOL_SIZE {
+            return;
+        }
+        let j = self.sampler.below(real);
+        let nick = self.peers[j].identity.nick.clone();
+        let bound = self
+            .registry
+            .disk
+            .of_nick(&nick.canonical())
+            .is_some_and(|b| b.fingerprint == self.peers[j].fingerprint);
+        if !bound {
+            return;
+        }
+        let Ok(impostor) = self.add_impostor(j) else {
+            return;
+        };
+        self.count_fault("impostor");
+        let contacts: Vec<usize> = (0..real).filter(|&k| k != j && self.knows(k, j)).collect();
+        for _ in 0..IMPOSTOR_DIALS.min(contacts.len()) {
+            let k = contacts[self.sampler.below(contacts.len())];
+            let _ = self.connect(impostor, k);
+        }
     }
 }

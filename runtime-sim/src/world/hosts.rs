@@ -418,6 +418,19 @@ impl World {
         match &event {
             Event::Registered => {
                 self.stats.registrations += 1;
+                // While the registry's disk binds the nick to the real peer's key, nobody
+                // else may register it.
+                if let Some(&j) = self.impostors.get(&i)
+                    && self
+                        .registry
+                        .disk
+                        .of_nick(&self.peers[j].identity.nick.canonical())
+                        .is_some_and(|b| b.fingerprint == self.peers[j].fingerprint)
+                {
+                    self.violation(format!(
+                        "impostor {i} registered peer {j}'s nick while the registry bound it to peer {j}'s key"
+                    ));
+                }
                 self.peers[i].registered = true;
             }
             Event::RegistryLost { .. } | Event::Unregistered => {

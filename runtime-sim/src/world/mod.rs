@@ -493,7 +493,7 @@ impl World {
     }
 
     /// Whether `j` is a contact of peer `i` (pinned, so an impostor of `j` must fail).
-    fn knows(&self, i: usize, j: usize) -> bool {
+    pub(super) fn knows(&self, i: usize, j: usize) -> bool {
         let nick = &self.peers[j].identity.nick;
         self.peers[i]
             .disk
