@@ -70,6 +70,12 @@ pub struct TorSection {
     pub control: Option<String>,
     /// Control port password (system mode, when tor uses HashedControlPassword).
     pub control_password: Option<String>,
+    /// Trust a control port that asks for no authentication (system mode). Off by
+    /// default: anything on this machine could be listening there.
+    pub allow_null_auth: Option<bool>,
+    /// Trust plain COOKIE authentication, which sends the cookie to the port (system
+    /// mode). Off by default: SAFECOOKIE proves the port is tor without giving it away.
+    pub allow_plain_cookie: Option<bool>,
     /// The `tor` program (launch mode).
     pub binary: Option<PathBuf>,
     /// Extra torrc lines for a launched tor (bridges, a private network's DirAuthority…).
@@ -335,6 +341,8 @@ pub const DEFAULT_CONFIG: &str = r#"# p2pchat configuration. Every key is option
 # socks = "127.0.0.1:9050"       # system / hidden-service-dir (9150 for Tor Browser)
 # control = "127.0.0.1:9051"     # system (9151 for Tor Browser)
 # control_password = "..."      # if tor uses HashedControlPassword
+# allow_null_auth = false        # trust a control port with no authentication (unsafe)
+# allow_plain_cookie = false     # trust plain COOKIE authentication (unsafe)
 # binary = "tor"                 # launch
 # extra_torrc = ["UseBridges 1"] # launch: extra torrc lines
 

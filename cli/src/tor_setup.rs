@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use p2pchat_async_std::Transport;
-use p2pchat_async_std::tor::{ControlConnection, LaunchedTor, TorError};
+use p2pchat_async_std::tor::trust::owner_of;
+use p2pchat_async_std::tor::{ControlConnection, ControlTrust, LaunchedTor, TorError};
 use p2pchat_core::identity::{OnionAddress, OnionIdentity};
 
 use crate::config::{FileConfig, TorMode};
@@ -86,6 +87,52 @@ fn parse_addr(value: &str, key: &'static str) -> Result<SocketAddr, CliError> {
             why: format!("{value:?}: Tor's ports are given as IP:PORT (e.g. 127.0.0.1:9050)"),
         })?;
     Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks, before any connection is made, that Tor's ports are on this machine and that
+/// a Tor mode (`mode`, or a mode still to be chosen: never direct) reaches the registry
+/// (`registry`, when this command dials one) as an onion service. A remote SOCKS or control port would see every address we dial, or get our
+/// onion key; a registry dialled by name or IP through Tor leaves Tor at an exit.
+pub fn check_addresses(
+    mode: Option<TorMode>,
+    file: &FileConfig,
+    registry: Option<&str>,
+) -> Result<(), CliError> {
+    for (value, key) in [
+        (&file.tor.socks, "tor.socks"),
+        (&file.tor.control, "tor.control"),
+    ] {
+        if let Some(value) = value {
+            let addr = parse_addr(value, key)?;
+            if !addr.ip().is_loopback() {
+                return Err(crate::config::ConfigError::Invalid {
+                    key,
+                    why: format!(
+                        "{addr} is not a loopback address: Tor's ports must be on this machine \
+                         (127.0.0.1 or ::1); a port elsewhere would learn every address you \
+                         dial, or your onion key"
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    if let Some(host) = registry
+        && mode != Some(TorMode::Direct)
+        && host.parse::<OnionAddress>().is_err()
+    {
+        return Err(crate::config::ConfigError::Invalid {
+            key: "server.address",
+            why: format!(
+                "{host:?} is not an onion address: through Tor the registry must be an onion \
+                 service (56 letters and digits, then .onion), or your client would reach it \
+                 through an exit over the open internet. To try p2pchat on one machine, use \
+                 --tor direct"
+            ),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// The `tor` binary to launch: tor.binary, or `tor` found on PATH.
@@ -170,12 +217,30 @@ pub async fn setup(
                     },
                 )?,
             };
-            let socks = system_socks(file, control_addr).await?;
             progress.set("connecting to Tor's control port…");
             let mut control = ControlConnection::connect(control_addr).await?;
-            control
-                .authenticate(file.tor.control_password.as_deref())
-                .await?;
+            let trust = ControlTrust {
+                password: file.tor.control_password.clone(),
+                allow_null: file.tor.allow_null_auth.unwrap_or(false),
+                allow_plain_cookie: file.tor.allow_plain_cookie.unwrap_or(false),
+                ..ControlTrust::system(owner_of(tor_dir.parent().unwrap_or(tor_dir)))
+            };
+            control.authenticate(&trust).await?;
+            // The SOCKS port of the tor that just proved itself, not whatever answers.
+            let socks = match &file.tor.socks {
+                Some(s) => parse_addr(s, "tor.socks")?,
+                None => control
+                    .socks_listeners()
+                    .await?
+                    .into_iter()
+                    .find(|a| a.ip().is_loopback())
+                    .ok_or(TorError::Refused {
+                        command: "GETINFO net/listeners/socks",
+                        message: "Tor has no SOCKS port on a loopback address: add \
+                                  SocksPort 9050 to the torrc, or set tor.socks"
+                            .into(),
+                    })?,
+            };
             wait_bootstrapped(&mut control, progress).await?;
             Ok(TorContext {
                 transport: Transport::Socks(socks),
@@ -184,8 +249,7 @@ pub async fn setup(
             })
         }
         TorMode::HiddenServiceDir => {
-            let control_port = loopback(SYSTEM_CONTROL_PORTS[0]);
-            let socks = system_socks(file, control_port).await?;
+            let socks = system_socks(file).await?;
             Ok(TorContext {
                 transport: Transport::Socks(socks),
                 control: None,
@@ -204,19 +268,15 @@ async fn first_answering(ports: &[u16]) -> Option<SocketAddr> {
     None
 }
 
-/// The SOCKS port: tor.socks, or the one that goes with the control port (9050 with 9051,
-/// 9150 with Tor Browser's 9151), or whichever answers.
-async fn system_socks(file: &FileConfig, control: SocketAddr) -> Result<SocketAddr, CliError> {
+/// The SOCKS port without a control port (hidden-service-dir mode): tor.socks, or 9050,
+/// or Tor Browser's 9150, whichever answers.
+async fn system_socks(file: &FileConfig) -> Result<SocketAddr, CliError> {
     if let Some(s) = &file.tor.socks {
         return parse_addr(s, "tor.socks");
     }
-    let paired = if control.port() == 9151 { 9150 } else { 9050 };
-    if answers(loopback(paired)).await {
-        return Ok(loopback(paired));
-    }
     Ok(first_answering(&SYSTEM_SOCKS_PORTS)
         .await
-        .unwrap_or(loopback(paired)))
+        .unwrap_or(loopback(SYSTEM_SOCKS_PORTS[0])))
 }
 
 async fn wait_bootstrapped(

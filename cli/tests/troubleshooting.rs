@@ -81,7 +81,8 @@ fn a_registry_that_is_down_is_reported_with_exit_code_4() {
 fn tor_not_running_is_reported_with_exit_code_4() {
     let dir = temp_dir("no-tor");
     let config = format!(
-        "nick = \"alice\"\n[server]\naddress = \"x.onion\"\nport = 5050\n[tor]\nmode = \"system\"\ncontrol = \"127.0.0.1:{}\"\nsocks = \"127.0.0.1:{}\"\n",
+        "nick = \"alice\"\n[server]\naddress = \"{}\"\nport = 5050\n[tor]\nmode = \"system\"\ncontrol = \"127.0.0.1:{}\"\nsocks = \"127.0.0.1:{}\"\n",
+        p2pchat_core::test_keys::onion(6).address().hostname(),
         closed_port(),
         closed_port()
     );
@@ -129,7 +130,8 @@ fn a_closed_socks_port_says_tor_is_not_running_with_exit_code_4() {
 fn a_wrong_hidden_service_dir_is_reported_with_exit_code_4() {
     let dir = temp_dir("hs-wrong");
     let config = format!(
-        "nick = \"alice\"\n[server]\naddress = \"x.onion\"\nport = 5050\n[tor]\nmode = \"hidden-service-dir\"\nsocks = \"127.0.0.1:{}\"\n[hidden_service]\ndir = \"{}\"\n",
+        "nick = \"alice\"\n[server]\naddress = \"{}\"\nport = 5050\n[tor]\nmode = \"hidden-service-dir\"\nsocks = \"127.0.0.1:{}\"\n[hidden_service]\ndir = \"{}\"\n",
+        p2pchat_core::test_keys::onion(6).address().hostname(),
         closed_port(),
         dir.join("nothing-here").display()
     );

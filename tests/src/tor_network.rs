@@ -350,7 +350,7 @@ impl PrivateNetwork {
             }
         };
         control
-            .authenticate(None)
+            .authenticate(&p2pchat_async_std::tor::ControlTrust::system(None))
             .await
             .map_err(|e| err(format!("{}: {e}", node.name)))?;
         loop {

@@ -286,7 +286,10 @@ async fn scenario() {
     let mut control = p2pchat_async_std::tor::ControlConnection::connect(net.clients[0].control)
         .await
         .unwrap();
-    control.authenticate(None).await.unwrap();
+    control
+        .authenticate(&p2pchat_async_std::tor::ControlTrust::system(None))
+        .await
+        .unwrap();
     control.set_events("HS_DESC").await.unwrap();
     let nothing = format!("127.0.0.1:{}", free_port().unwrap())
         .parse()

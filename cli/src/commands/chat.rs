@@ -130,6 +130,7 @@ async fn chat(
         )?,
     };
     let data_dir = crate::paths::data_dir(data_dir)?;
+    tor_setup::check_addresses(args.tor.or(file.tor.mode), &file, Some(&server_host))?;
     let mode = tor_setup::choose_mode(args.tor, &file).await?;
     let progress = Progress::new();
     let options = p2pchat_async_std::store::OpenOptions {

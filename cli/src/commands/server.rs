@@ -51,6 +51,7 @@ async fn serve(
     let (host, port) = split_listen(&args.listen, "--listen")?;
     let listen = loopback_addr(&host, port, "--listen")?;
     let data_dir = crate::paths::data_dir(data_dir)?;
+    tor_setup::check_addresses(args.tor.or(file.tor.mode), &file, None)?;
     let mode = tor_setup::choose_mode(args.tor, &file).await?;
     let progress = Progress::new();
     let onion = match mode {

@@ -15,9 +15,11 @@ use data_encoding::HEXUPPER;
 use hmac::{Hmac, KeyInit, Mac};
 use p2pchat_core::identity::{OnionAddress, OnionIdentity};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::TorError;
 use super::reply::{Reply, ReplyParser, key_values};
+use super::trust::ControlTrust;
 
 /// An authenticated control-port connection. Onion services added through it live as
 /// long as it stays open.
@@ -127,8 +129,11 @@ impl ControlConnection {
         }
     }
 
-    /// Authenticates with whatever tor offers: no auth, safe cookie, cookie, or `password`.
-    pub async fn authenticate(&mut self, password: Option<&str>) -> Result<(), TorError> {
+    /// Authenticates, trusting the port only as far as `trust` allows: SAFECOOKIE with a
+    /// cookie file that only tor (or we) could have written, a password only to a port that
+    /// asks for one (`HASHEDPASSWORD`), and NULL or plain COOKIE only if `trust` allows them.
+    /// Nothing secret (no cookie, no password, no onion key) goes to a port that fails this.
+    pub async fn authenticate(&mut self, trust: &ControlTrust) -> Result<(), TorError> {
         let info = self.command("PROTOCOLINFO 1").await?;
         if !info.is_ok() {
             return Err(TorError::Refused {
@@ -153,32 +158,40 @@ impl ControlConnection {
             .map(str::to_owned)
             .collect();
         let has = |m: &str| methods.iter().any(|x| x == m);
-        let command = if has("NULL") {
-            "AUTHENTICATE".to_owned()
-        } else if let (true, Some(pw)) = (has("HASHEDPASSWORD"), password) {
-            format!(
-                "AUTHENTICATE \"{}\"",
-                pw.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        } else if has("SAFECOOKIE") || has("COOKIE") {
+        let addr = self.addr;
+        let read_cookie = || -> Result<Zeroizing<Vec<u8>>, TorError> {
             let path = PathBuf::from(get("COOKIEFILE").ok_or(TorError::NoAuthMethod)?);
-            let cookie = std::fs::read(&path).map_err(|e| TorError::Cookie {
+            trust.check_cookie_file(&path)?;
+            let cookie = Zeroizing::new(std::fs::read(&path).map_err(|e| TorError::Cookie {
                 path: path.clone(),
                 why: e.to_string(),
-            })?;
+            })?);
             if cookie.len() != 32 {
                 return Err(TorError::Cookie {
                     path,
                     why: format!("{} bytes instead of 32", cookie.len()),
                 });
             }
-            if has("SAFECOOKIE") {
-                self.safe_cookie(&cookie).await?
-            } else {
-                format!("AUTHENTICATE {}", HEXUPPER.encode(&cookie))
-            }
+            Ok(cookie)
+        };
+        let command = if has("SAFECOOKIE") {
+            let cookie = read_cookie()?;
+            self.safe_cookie(&cookie).await?
+        } else if let (true, Some(pw)) = (has("HASHEDPASSWORD"), trust.password.as_deref()) {
+            format!(
+                "AUTHENTICATE \"{}\"",
+                pw.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        } else if has("COOKIE") && trust.allow_plain_cookie {
+            format!("AUTHENTICATE {}", HEXUPPER.encode(&read_cookie()?))
+        } else if has("NULL") && trust.allow_null {
+            "AUTHENTICATE".to_owned()
         } else if has("HASHEDPASSWORD") {
             return Err(TorError::PasswordNeeded);
+        } else if has("COOKIE") {
+            return Err(TorError::PlainCookieRefused { addr });
+        } else if has("NULL") {
+            return Err(TorError::NullAuthRefused { addr });
         } else {
             return Err(TorError::NoAuthMethod);
         };

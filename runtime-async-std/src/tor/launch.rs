@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::TorError;
 use super::control::ControlConnection;
+use super::trust::{ControlTrust, owner_of};
 
 /// A tor process we started. Killed when dropped.
 pub struct LaunchedTor {
@@ -115,7 +116,8 @@ pub async fn launch(
     };
     launched.control = wait_for_control_port(&mut launched, &port_file).await?;
     let mut control = ControlConnection::connect(launched.control).await?;
-    control.authenticate(None).await?;
+    let trust = ControlTrust::launched(data.join("control_auth_cookie"), owner_of(dir));
+    control.authenticate(&trust).await?;
     control.take_ownership().await?;
     launched.socks = control.socks_listeners().await?.into_iter().next();
     Ok((launched, control))

@@ -3,12 +3,14 @@
 pub mod control;
 pub mod launch;
 pub mod reply;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use control::ControlConnection;
 pub use launch::LaunchedTor;
+pub use trust::ControlTrust;
 
 /// Why Tor could not be used. Each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,41 @@ pub enum TorError {
          configuration (or enable CookieAuthentication in your torrc)"
     )]
     PasswordNeeded,
+    /// The control port names a cookie file an impostor could have written.
+    #[error(
+        "refused Tor's control port: its cookie file {path} {why}. A program pretending to \
+         be Tor could have written it, and p2pchat would have handed it your onion key. \
+         p2pchat trusts cookie files of root, of the tor user or of you that nobody else \
+         can write; check the torrc's CookieAuthFile and its permissions"
+    )]
+    UntrustedCookie {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The control port accepts anyone, and the user did not allow that.
+    #[error(
+        "refused Tor's control port {addr}: it asks for no authentication, so any program on \
+         this machine can control it, or pretend to be it and take your onion key. Enable \
+         CookieAuthentication 1 in the torrc, or set tor.allow_null_auth = true if you trust \
+         every user and program on this machine"
+    )]
+    NullAuthRefused {
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// The control port offers only plain COOKIE, and the user did not allow that.
+    #[error(
+        "refused Tor's control port {addr}: it offers only plain COOKIE authentication, which \
+         would send Tor's cookie to whatever listens there. Use a tor that offers SAFECOOKIE \
+         (every tor since 0.2.3 does, with CookieAuthentication 1), or set \
+         tor.allow_plain_cookie = true"
+    )]
+    PlainCookieRefused {
+        /// Where.
+        addr: SocketAddr,
+    },
     /// Tor offers no method we support.
     #[error("Tor's control port offers no authentication method p2pchat supports")]
     NoAuthMethod,
