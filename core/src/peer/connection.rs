@@ -222,7 +222,9 @@ impl Peer {
                     Err(e) => self.handshake_failed(conn, e),
                 }
             }
-            (Stage::AwaitChallenge(_), PeerFrame::Reject(reason)) => {
+            // The responder refuses before its Challenge (a wrong nick, a busy peer) or,
+            // having checked our Finish, after it (a bad proof, a key it refuses).
+            (Stage::AwaitChallenge(_) | Stage::AwaitDecision(..), PeerFrame::Reject(reason)) => {
                 self.handshake_failed(conn, HandshakeError::Rejected(reason))
             }
             (Stage::AwaitDecision(mut cipher, peer_instance), PeerFrame::Sealed(sealed)) => {

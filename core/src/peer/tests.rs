@@ -1069,3 +1069,39 @@ fn contacts_are_bounded_on_every_path_that_makes_one() {
         }
     )));
 }
+
+/// docs/PROTOCOL.md §4.5: a `Reject(BadProof)` that answers our `Finish` ends the chat; a
+/// wrong proof does not become right by retrying (it used to be retried 8 times).
+#[test]
+fn a_rejected_finish_ends_the_chat_without_retrying() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    // Let the Hello through untouched, then corrupt alice's next frame: her Finish.
+    w.run_until_bytes_for(1);
+    w.tamper_next = Some(0);
+    w.run();
+    let ea = w.take(0);
+    assert!(
+        ea.contains(&Event::ChatClosed {
+            nick: bob.clone(),
+            reason: CloseReason::Failed(ChatFailure::Handshake(HandshakeError::Rejected(
+                crate::peer_wire::RejectReason::BadProof
+            ))),
+        }),
+        "{ea:?}"
+    );
+    assert_eq!(w.peers[0].chat_state(&bob), None);
+    w.advance(Duration::from_secs(600));
+    assert!(
+        !w.take(0).iter().any(|e| matches!(
+            e,
+            Event::ChatState {
+                state: ChatState::Connecting,
+                ..
+            }
+        )),
+        "alice dialled bob again"
+    );
+}
