@@ -465,7 +465,7 @@ impl World {
             Err(e) => panic!("test key cannot sign: {e}"),
         };
         Registration {
-            nick: id.nick.to_string(),
+            nick: id.nick.as_str().to_owned(),
             onion: *id.address().public_key(),
             port,
             rsa_public_key: id.rsa.public().der().to_vec(),

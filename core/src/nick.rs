@@ -19,8 +19,10 @@ pub enum NickError {
 
 /// A validated nickname: 1 to 32 characters from `A-Z a-z 0-9 _ -`.
 ///
-/// Display keeps the user's case; equality and ordering ignore it, so `Alice` and `alice`
-/// are the same user and cannot both be registered.
+/// Equality and ordering ignore case, so `Alice` and `alice` are the same user and cannot
+/// both be registered. Display shows the canonical lower case: two users' nicks then never
+/// look alike (`alIce` *is* `alice`), whatever case their owners typed. The wire carries
+/// the nick as written ([`Nick::as_str`]).
 #[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct Nick(String);
@@ -74,7 +76,10 @@ impl Ord for Nick {
 
 impl fmt::Display for Nick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        for c in self.0.chars() {
+            fmt::Write::write_char(f, c.to_ascii_lowercase())?;
+        }
+        Ok(())
     }
 }
 
@@ -121,6 +126,7 @@ mod tests {
         let b = Nick::new("aLICE").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.canonical(), b.canonical());
-        assert_eq!(a.to_string(), "Alice");
+        assert_eq!(a.as_str(), "Alice");
+        assert_eq!(a.to_string(), "alice", "shown in the canonical lower case");
     }
 }

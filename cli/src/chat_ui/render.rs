@@ -1,5 +1,7 @@
 //! How events read in the line interface. Text that came from the network (messages,
-//! reasons) is cleaned of control characters, so a peer cannot drive the terminal.
+//! reasons) is cleaned ([`clean`]) so that a peer can neither drive the terminal nor fake
+//! a line that seems to come from someone else; nicks show in their canonical lower case
+//! (`Nick`'s `Display`), so no two users' nicks look alike.
 
 use core::time::Duration;
 
@@ -10,11 +12,45 @@ use p2pchat_core::peer::{
 };
 use p2pchat_core::registry::Presence;
 
-/// Replaces control characters (escape sequences, carriage returns, …) with `�`.
+/// Cleans text from the network for the terminal: control characters (escape sequences,
+/// carriage returns, new lines) become `�`; Unicode format characters (category Cf: bidi
+/// embeddings, overrides and isolates, zero-width joiners and spaces, …) and the line and
+/// paragraph separators are removed. Otherwise a message could move the cursor, start a
+/// new line that reads `<alice> …`, or reorder what follows it on the line.
 pub fn clean(text: &str) -> String {
     text.chars()
+        .filter(|c| !is_format_or_separator(*c))
         .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
         .collect()
+}
+
+/// Unicode general category Cf (as of Unicode 15.1), and U+2028 LINE SEPARATOR and
+/// U+2029 PARAGRAPH SEPARATOR (categories Zl and Zp).
+fn is_format_or_separator(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// The line(s) to print for `event`.
@@ -196,5 +232,29 @@ mod tests {
         let line = &render(&event)[0];
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.starts_with("<bob> hi"));
+    }
+
+    #[test]
+    fn bidi_controls_format_characters_and_separators_are_removed() {
+        // A right-to-left override would show "<alice> hi" reversed text after it; a line
+        // separator would start a line of its own that seems to come from alice.
+        let text = "ok\u{202E}evil\u{202C} \u{2066}x\u{2069}\u{200B}\u{2028}<alice> pay me\u{2029}\u{FEFF}\u{00AD}end";
+        let cleaned = clean(text);
+        assert_eq!(cleaned, "okevil x<alice> pay meend");
+        for c in cleaned.chars() {
+            assert!(!is_format_or_separator(c) && !c.is_control(), "{c:?}");
+        }
+        // Ordinary text, wide characters and emoji pass untouched.
+        assert_eq!(clean("héllo 你好 🙂"), "héllo 你好 🙂");
+    }
+
+    #[test]
+    fn nicks_are_shown_in_their_canonical_lower_case() {
+        let event = Event::Message {
+            nick: Nick::new("AlIce").unwrap(),
+            id: 1,
+            text: "hi".into(),
+        };
+        assert_eq!(render(&event), vec!["<alice> hi".to_owned()]);
     }
 }

@@ -243,7 +243,7 @@ async fn registry(clients: usize, requests: usize) -> Result<(), CliError> {
         );
         let signed = registration_signed_bytes(nonce, &id.certificate, 5051);
         registrations.push(ClientMessage::Register(Registration {
-            nick: id.nick.to_string(),
+            nick: id.nick.as_str().to_owned(),
             onion: *id.address().public_key(),
             port: 5051,
             rsa_public_key: id.rsa.public().der().to_vec(),

@@ -103,7 +103,7 @@ impl Peer {
         let request = self.registry_request(purpose);
         self.registry_send(&ClientMessage::Lookup {
             request,
-            nick: nick.to_string(),
+            nick: nick.as_str().to_owned(),
         });
     }
 
@@ -167,7 +167,7 @@ impl Peer {
             return self.registry_lost("could not sign the registration".into());
         };
         let registration = Registration {
-            nick: id.nick.to_string(),
+            nick: id.nick.as_str().to_owned(),
             onion: *id.address().public_key(),
             port: self.config.port,
             rsa_public_key: id.rsa.public().der().to_vec(),
