@@ -18,9 +18,6 @@ use p2pchat_core::peer::{ChatState, Event};
 
 use parse::{HELP, UiCommand, parse};
 
-/// Pending chat requests remembered for /accept and /deny.
-const MAX_REMEMBERED_REQUESTS: usize = 64;
-
 enum UiInput {
     Line(String),
     Eof,
@@ -151,33 +148,22 @@ impl Ui {
 
     fn event(&mut self, event: &Event) {
         match event {
+            // The core keeps one pending request per nick (at most `max_pending_inbound`)
+            // and says when one goes away: this map mirrors it.
             Event::ConnectionRequest { request, nick, .. } => {
-                // The core holds at most a few pending requests; so does this map (a
-                // request the core dropped without a word is replaced or aged out).
-                if self.requests.len() >= MAX_REMEMBERED_REQUESTS
-                    && !self.requests.contains_key(nick)
-                {
-                    self.requests.pop_first();
-                }
                 self.requests.insert(nick.clone(), *request);
             }
-            Event::ConnectionLost { nick, .. } => {
+            Event::RequestGone { request, nick } if self.requests.get(nick) == Some(request) => {
                 self.requests.remove(nick);
             }
             Event::ChatState {
                 nick,
                 state: ChatState::Connected,
-            } => {
-                self.requests.remove(nick);
-                if self.current.is_none() {
-                    self.current = Some(nick.clone());
-                }
+            } if self.current.is_none() => {
+                self.current = Some(nick.clone());
             }
-            Event::ChatClosed { nick, .. } => {
-                self.requests.remove(nick);
-                if self.current.as_ref() == Some(nick) {
-                    self.current = None;
-                }
+            Event::ChatClosed { nick, .. } if self.current.as_ref() == Some(nick) => {
+                self.current = None;
             }
             _ => {}
         }

@@ -94,6 +94,9 @@ pub fn render(event: &Event) -> Vec<String> {
         } => one(format!(
             "* {nick} wants to chat (key {fingerprint}): /accept {nick} or /deny {nick} [reason]"
         )),
+        Event::RequestGone { nick, .. } => one(format!(
+            "* {nick}'s request to chat went away (they gave up, or it timed out)"
+        )),
         Event::ChatState { nick, state } => one(match state {
             ChatState::LookingUp => format!("* {nick}: looking up…"),
             ChatState::Connecting => format!("* {nick}: connecting…"),

@@ -55,6 +55,9 @@ pub struct PeerConfig {
     pub max_unacked: usize,
     /// Time allowed for an outbound connection to open.
     pub dial_timeout: Duration,
+    /// Time an inbound connection has to send its `Hello` (a peer sends it at once; an
+    /// idle connection only holds a slot).
+    pub hello_timeout: Duration,
     /// Time allowed for a handshake, once connected.
     pub handshake_timeout: Duration,
     /// Time allowed for the user to answer a connection request.
@@ -88,6 +91,7 @@ impl Default for PeerConfig {
             max_concurrent_dials: 4,
             max_unacked: 1000,
             dial_timeout: Duration::from_secs(120),
+            hello_timeout: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(60),
             decision_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(30),

@@ -98,6 +98,15 @@ impl Conn {
         !self.outbound && !matches!(self.stage, Stage::Established(_))
     }
 
+    /// Inbound, and the peer has not proved who it is yet.
+    pub(super) fn is_unauthenticated_inbound(&self) -> bool {
+        !self.outbound
+            && matches!(
+                self.stage,
+                Stage::AwaitHello | Stage::AwaitLookup(_) | Stage::AwaitFinish(..)
+            )
+    }
+
     pub(super) fn is_dialing(&self) -> bool {
         self.outbound && matches!(self.stage, Stage::Dialing(_) | Stage::AwaitChallenge(_))
     }
@@ -433,6 +442,22 @@ impl Peer {
                 self.drop_conn(conn);
             }
             AcceptPolicy::Ask => {
+                // One pending request per nick: an older one from the same (authenticated)
+                // peer is stale, its connection given up on.
+                let nick = hello.hello.certificate.nick.clone();
+                let stale: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(id, c)| {
+                        **id != conn
+                            && matches!(c.stage, Stage::AwaitUser { .. })
+                            && c.nick.as_ref() == Some(&nick)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for old in stale {
+                    self.drop_conn(old);
+                }
                 let request = self.next_decision;
                 self.next_decision += 1;
                 self.decisions.insert(request, conn);
@@ -717,12 +742,22 @@ impl Peer {
         }
     }
 
+    /// If `c` held a request the user has not answered, forgets it and says it is gone.
+    fn forget_request(&mut self, c: &Conn) {
+        if let Stage::AwaitUser { request, hello, .. } = &c.stage
+            && self.decisions.remove(request).is_some()
+        {
+            self.emit(Event::RequestGone {
+                request: *request,
+                nick: hello.hello.certificate.nick.clone(),
+            });
+        }
+    }
+
     /// Forgets a connection and tells the runtime to close it.
     pub(super) fn drop_conn(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
-            if let Stage::AwaitUser { request, .. } = c.stage {
-                self.decisions.remove(&request);
-            }
+            self.forget_request(&c);
             self.outputs.push_back(Output::Close { conn });
             if let Some(nick) = c.nick
                 && let Some(chat) = self.chats.get_mut(&nick)
@@ -745,9 +780,7 @@ impl Peer {
         if close {
             self.outputs.push_back(Output::Close { conn });
         }
-        if let Stage::AwaitUser { request, .. } = c.stage {
-            self.decisions.remove(&request);
-        }
+        self.forget_request(&c);
         let Some(nick) = c.nick else {
             return self.pump_dials();
         };

@@ -214,6 +214,15 @@ pub enum Event {
         /// Their key's fingerprint, to compare out of band.
         fingerprint: Fingerprint,
     },
+    /// A connection request went away before the user decided: the peer gave up or
+    /// closed, the decision timed out, or a newer request from the same nick replaced it.
+    /// `accept` or `deny` of it now fails.
+    RequestGone {
+        /// The request's id, as in [`Event::ConnectionRequest`].
+        request: u64,
+        /// Who had asked.
+        nick: Nick,
+    },
     /// A chat's connection state changed.
     ChatState {
         /// Whose chat.

@@ -233,10 +233,21 @@ impl Peer {
             .filter(|c| c.is_pending_inbound())
             .count();
         if pending >= self.config.max_pending_inbound {
-            return Err(CommandError::Busy);
+            // Full: the oldest connection that has not authenticated gives way (a stranger
+            // holding slots cannot keep real peers out); authenticated requests stay.
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.is_unauthenticated_inbound())
+                .map(|(id, _)| *id)
+                .min();
+            match oldest {
+                Some(conn) => self.drop_conn(conn),
+                None => return Err(CommandError::Busy),
+            }
         }
         let conn = self.alloc_conn();
-        let deadline = now + self.config.handshake_timeout;
+        let deadline = now + self.config.hello_timeout;
         self.conns.insert(conn, Conn::inbound(deadline));
         Ok(conn)
     }

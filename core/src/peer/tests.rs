@@ -3,6 +3,7 @@
 use core::time::Duration;
 
 use super::*;
+use crate::conn::ConnId;
 use crate::handshake::HandshakeError;
 use crate::harness::{Delivery, End, Host, World};
 use crate::registry::RegisterError;
@@ -1104,4 +1105,97 @@ fn a_rejected_finish_ends_the_chat_without_retrying() {
         )),
         "alice dialled bob again"
     );
+}
+
+#[test]
+fn an_inbound_connection_that_sends_no_hello_is_dropped_after_the_hello_timeout() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    let idle = w.peers[1].accept_incoming(w.now).unwrap();
+    w.advance(PeerConfig::default().hello_timeout - Duration::from_secs(1));
+    assert!(w.peers[1].conns.contains_key(&idle));
+    w.advance(Duration::from_secs(2));
+    assert!(
+        !w.peers[1].conns.contains_key(&idle),
+        "an idle stranger holds a slot for the whole handshake timeout"
+    );
+}
+
+#[test]
+fn strangers_holding_every_inbound_slot_give_way_to_a_real_peer() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    let slots = PeerConfig::default().max_pending_inbound;
+    let idle: Vec<ConnId> = (0..slots)
+        .map(|_| w.peers[1].accept_incoming(w.now).unwrap())
+        .collect();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    assert!(
+        w.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::ConnectionRequest { .. })),
+        "bob never heard of alice: {:?}",
+        w.events[1]
+    );
+    // The oldest stranger made room.
+    assert!(!w.peers[1].conns.contains_key(&idle[0]));
+    assert!(w.peers[1].conns.contains_key(&idle[1]));
+}
+
+#[test]
+fn a_newer_request_from_the_same_nick_replaces_the_older_and_the_older_is_reported_gone() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    let bob = w.nick(1);
+    let alice = w.nick(0);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let first = w.request_id(1);
+    w.take(1);
+    // Alice restarts (her old connection is still open at bob's) and dials again.
+    w.replace_peer(0, test_keys::identity(0, "alice"));
+    w.peers[0].register(w.now);
+    w.run();
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let eb = w.take(1);
+    assert!(
+        eb.contains(&Event::RequestGone {
+            request: first,
+            nick: alice.clone()
+        }),
+        "{eb:?}"
+    );
+    let requests: Vec<u64> = eb
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectionRequest { request, .. } => Some(*request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 1, "{eb:?}");
+    assert!(matches!(
+        w.peers[1].accept(w.now, first),
+        Err(CommandError::NoRequest(_))
+    ));
+    w.peers[1].accept(w.now, requests[0]).unwrap();
+    w.run();
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Connected));
+}
+
+#[test]
+fn a_request_left_unanswered_is_reported_gone_when_it_times_out() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    let bob = w.nick(1);
+    w.peers[0].connect(w.now, &bob).unwrap();
+    w.run();
+    let request = w.request_id(1);
+    w.take(1);
+    w.advance(PeerConfig::default().decision_timeout + Duration::from_secs(1));
+    assert!(w.take(1).contains(&Event::RequestGone {
+        request,
+        nick: w.nick(0)
+    }));
 }
