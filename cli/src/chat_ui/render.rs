@@ -139,7 +139,7 @@ pub fn render(event: &Event) -> Vec<String> {
             format!("!!!   pinned:    {pinned}"),
             format!("!!!   presented: {presented}"),
             format!(
-                "!!! nothing is sent to {nick} until you compare fingerprints out of band: /verify {nick} FINGERPRINT, or /trust {nick}"
+                "!!! the other key is refused, and messages go only to the pinned one, until you compare fingerprints out of band: /verify {nick} FINGERPRINT, or /trust {nick}"
             ),
         ],
         Event::ShutdownComplete => one("* bye".into()),

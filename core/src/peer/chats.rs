@@ -65,10 +65,12 @@ impl Peer {
     }
 
     /// Why we cannot reach out to `nick` now, if so: what stops writing, or a changed key
-    /// the user has not checked (a message may still be written; it waits).
+    /// the user has not checked while no certificate of `nick` is pinned (a message may
+    /// still be written; it waits). With a pinned certificate we dial and authenticate
+    /// only that key, so a key presented by someone else stops nothing.
     pub(super) fn check_can_reach(&self, nick: &Nick) -> Result<(), CommandError> {
         self.check_can_write(nick)?;
-        if self.status.get(nick).is_some_and(|s| s.conflict.is_some()) {
+        if !self.is_pinned(nick) && self.status.get(nick).is_some_and(|s| s.conflict.is_some()) {
             return Err(CommandError::KeyChanged(nick.clone()));
         }
         Ok(())

@@ -280,10 +280,17 @@ impl Peer {
             .conflict
             .as_ref()
             .is_some_and(|c| c.presented == conflict.presented);
-        status.next_delivery = None;
+        // With a pinned certificate, deliveries go on: they reach only the pinned key, so
+        // whoever presented the other one gains nothing, and cannot stop them either.
+        if !self.is_pinned(nick)
+            && let Some(status) = self.status.get_mut(nick)
+        {
+            status.next_delivery = None;
+        }
         if known && conflict.certificate.is_none() {
             return;
         }
+        let status = self.status.entry(nick.clone()).or_default();
         status.conflict = Some(conflict.clone());
         if !known {
             self.emit(Event::KeyChanged {
@@ -292,6 +299,15 @@ impl Peer {
                 presented: conflict.presented,
             });
         }
+    }
+
+    /// Whether `nick`'s certificate is pinned: we can dial and authenticate them without
+    /// anyone's word for who they are.
+    pub(super) fn is_pinned(&self, nick: &Nick) -> bool {
+        self.state
+            .contacts
+            .get(nick)
+            .is_some_and(|c| matches!(c.key, ContactKey::Pinned { .. }))
     }
 
     fn conflict_resolved(&mut self, nick: &Nick) {

@@ -1199,3 +1199,53 @@ fn a_request_left_unanswered_is_reported_gone_when_it_times_out() {
         nick: w.nick(0)
     }));
 }
+
+/// Simulator seed 20005 (40 peers × 2,000 messages, heavy faults with impostors): an
+/// impostor's refused `Hello` under a contact's nick used to stop every delivery to the
+/// real contact until the user ran /verify or /trust, so anyone could hold a contact's
+/// messages back. With the certificate pinned, deliveries reach only the pinned key: they
+/// go on, and the warning stays.
+#[test]
+fn an_impostor_refused_under_a_contacts_nick_cannot_hold_back_messages_to_the_real_contact() {
+    let mut w = World::new(&["alice", "bob", "mallory"], PeerConfig::default());
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    let alice = w.nick(0);
+    w.peers[0].close_chat(w.now, &bob, "later").unwrap();
+    w.run();
+    w.offline[1] = true;
+    let id = w.peers[0].send(w.now, &bob, "still for bob").unwrap();
+    // The chat gives up redialling; the contact's delivery schedule takes over.
+    w.advance(Duration::from_secs(10 * 60));
+    assert_eq!(w.peers[0].chat_state(&bob), None);
+    // Mallory claims to be bob with keys of her own, and dials alice directly.
+    let impostor =
+        crate::identity::Identity::new(bob.clone(), test_keys::rsa(5), test_keys::onion(5));
+    w.replace_peer(2, impostor);
+    w.peers[2].connect(w.now, &alice).unwrap();
+    w.run();
+    assert!(
+        w.take(0)
+            .iter()
+            .any(|e| matches!(e, Event::KeyChanged { nick, .. } if *nick == bob)),
+        "alice was not warned"
+    );
+    w.offline[1] = false;
+    w.advance(Duration::from_secs(20 * 60));
+    assert!(
+        delivered(&w.take(0)).contains(&id),
+        "the message to bob was held back"
+    );
+    assert_eq!(
+        messages(&w.take(1)),
+        vec![("alice".into(), id, "still for bob".into())]
+    );
+    assert!(
+        w.peers[0]
+            .contacts()
+            .into_iter()
+            .any(|c| c.nick == bob && c.conflict.is_some()),
+        "the warning must stay until the user checks"
+    );
+}
