@@ -29,6 +29,18 @@ pub enum KeystoreError {
         /// Why.
         why: String,
     },
+    /// A key file that other users can read or write: whoever did may hold the key.
+    #[error(
+        "{path} can be read or written by other users (mode {mode:o}): anyone who read it \
+         can impersonate this identity. If you are sure nobody did, `chmod 600 {path}`; \
+         otherwise move it away to create a new identity"
+    )]
+    Exposed {
+        /// Which file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The OS random number generator failed.
     #[error("{0}")]
     Rng(String),
@@ -72,13 +84,19 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), KeystoreError> {
     Ok(())
 }
 
-/// Writes `bytes` to a new file `path` with mode 0600 (fails if it exists).
+/// Writes `bytes` to a new file `path` with mode 0600, atomically: a temporary file is
+/// written and synced, then linked to `path` (which fails if `path` exists: a key is
+/// never overwritten), and the directory is synced. A crash leaves either no key file or
+/// a whole one, never a torn key.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
     let io = |source| KeystoreError::Io {
         what: "cannot write the key file",
         path: path.to_owned(),
         source,
     };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -86,21 +104,50 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    linked.map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }
 
+/// Reads the key file `path`, if it exists; refuses one that others can read or write.
 fn read(path: &Path) -> Result<Option<Vec<u8>>, KeystoreError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KeystoreError::Io {
-            what: "cannot read the key file",
-            path: path.to_owned(),
-            source,
-        }),
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(KeystoreError::Io {
+                what: "cannot read the key file",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| KeystoreError::Io {
+                what: "cannot read the key file",
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(KeystoreError::Exposed {
+                path: path.to_owned(),
+                mode: mode & 0o777,
+            });
+        }
     }
+    Ok(Some(bytes))
 }
 
 /// Loads the keys in `dir`, creating any that are missing. RSA key generation takes a
@@ -175,7 +222,7 @@ pub fn load_or_create_onion_only(dir: &Path) -> Result<(OnionIdentity, bool), Ke
 
 fn load_or_create_onion(
     dir: &Path,
-    rng: &mut rand_chacha::ChaCha20Rng,
+    rng: &mut p2pchat_core::rng::ForwardSecureRng,
     created: &mut bool,
 ) -> Result<OnionIdentity, KeystoreError> {
     let onion_path = dir.join(ONION_FILE);
@@ -216,13 +263,47 @@ mod tests {
             assert_eq!(mode(&dir), 0o700);
             assert_eq!(mode(&dir.join(ONION_FILE)), 0o600);
         }
-        std::fs::write(dir.join(ONION_FILE).with_extension("x"), b"").unwrap();
+        // Written atomically: nothing but the key is left in the directory.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(ONION_FILE)]);
+        // Never overwritten.
+        assert!(write_private(&dir.join(ONION_FILE), b"other").is_err());
+        assert_eq!(
+            load_or_create_onion_only(&dir).unwrap().0.address(),
+            first.address()
+        );
         std::fs::remove_file(dir.join(ONION_FILE)).unwrap();
-        std::fs::write(dir.join(ONION_FILE), b"garbage").unwrap();
+        write_private(&dir.join(ONION_FILE), b"garbage").unwrap();
         assert!(matches!(
             load_or_create_onion_only(&dir),
             Err(KeystoreError::Invalid { .. })
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_or_write_is_refused_with_what_to_do() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("p2pchat-exposed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        load_or_create_onion_only(&dir).unwrap();
+        let path = dir.join(ONION_FILE);
+        for mode in [0o644, 0o620, 0o604, 0o640] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load_or_create_onion_only(&dir).unwrap_err();
+            assert!(matches!(e, KeystoreError::Exposed { .. }), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("other users") && text.contains("chmod 600"),
+                "{text}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_or_create_onion_only(&dir).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -79,7 +79,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; warnings only by default. Message text and keys are never logged.
+/// Logs go to stderr (coloured only on a terminal, and not with `NO_COLOR`); warnings only
+/// by default. Message text and keys are never logged.
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -88,9 +89,13 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal: a log file or a pipe gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }
 

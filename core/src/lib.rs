@@ -40,3 +40,4 @@ pub mod handshake;
 pub mod peer;
 pub mod peer_wire;
 pub mod registry;
+pub mod rng;

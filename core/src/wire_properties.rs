@@ -199,6 +199,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         Just(ServerMessage::Pong),
         server_error.prop_map(ServerMessage::Error),
         Just(ServerMessage::ShuttingDown),
+        any::<u32>().prop_map(|request| ServerMessage::Busy { request }),
     ]
 }
 

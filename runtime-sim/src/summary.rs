@@ -40,6 +40,9 @@ pub struct Summary {
     pub dials: u64,
     /// Dials that failed (refused, unreachable).
     pub dials_failed: u64,
+    /// Dials whose stream opened but whose target's core refused it (full, shutting
+    /// down): `Connected`, then `Closed`, as over Tor.
+    pub inbound_refused: u64,
     /// Faults injected, all kinds.
     pub faults_injected: u64,
     /// Faults injected, by kind.

@@ -333,3 +333,40 @@ fn an_impostor_at_a_wiped_registry_never_gets_a_chat_with_a_contact_of_the_real_
     assert_eq!(w.fate(m), Some((Fate::Pending, 0)));
     no_violations(&w);
 }
+
+#[test]
+fn a_stream_the_targets_core_refuses_is_connected_then_closed_as_over_tor() {
+    // Every inbound stream is refused by the core (no room): the runtime, like tor, has
+    // already accepted it, so the dialer sees `Connected`, then `Closed`, not a failed dial.
+    let mut config = SimConfig::scripted(1, 2);
+    config.peer.max_pending_inbound = 0;
+    let mut w = World::new(config, None).unwrap();
+    w.run_for(secs(30));
+    w.connect(0, 1).unwrap();
+    w.run_for(secs(10));
+    let log = w.take_log(0);
+    assert!(
+        log.iter().any(|e| matches!(
+            e,
+            Event::ConnectionLost {
+                reason: ConnectionLost::Closed,
+                ..
+            }
+        )),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|e| matches!(
+            e,
+            Event::ConnectionLost {
+                reason: ConnectionLost::ConnectFailed(_),
+                ..
+            }
+        )),
+        "{log:?}"
+    );
+    let summary = w.summary();
+    assert!(summary.inbound_refused > 0);
+    assert_eq!(summary.dials_failed, 0);
+    no_violations(&w);
+}

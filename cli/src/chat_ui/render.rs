@@ -8,7 +8,7 @@ use core::time::Duration;
 use p2pchat_async_std::store::HistoryEntry;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{
-    ChatState, CloseReason, ContactView, Event, Outcome, QueuedMessage, WallTime,
+    ChatState, CloseReason, ConnectionLost, ContactView, Event, Outcome, QueuedMessage, WallTime,
 };
 use p2pchat_core::registry::Presence;
 
@@ -107,6 +107,11 @@ pub fn render(event: &Event) -> Vec<String> {
             }
             ChatState::Closing => format!("* {nick}: closing…"),
         }),
+        // A dial that never connected is not a lost connection.
+        Event::ConnectionLost {
+            nick,
+            reason: ConnectionLost::ConnectFailed(why),
+        } => one(format!("! {nick}: could not connect: {}", clean(why))),
         Event::ConnectionLost { nick, reason } => one(format!(
             "! {nick}: connection lost: {}",
             clean(&reason.to_string())
@@ -249,6 +254,18 @@ mod tests {
         }
         // Ordinary text, wide characters and emoji pass untouched.
         assert_eq!(clean("héllo 你好 🙂"), "héllo 你好 🙂");
+    }
+
+    #[test]
+    fn a_dial_that_never_connected_says_could_not_connect() {
+        let event = Event::ConnectionLost {
+            nick: Nick::new("bob").unwrap(),
+            reason: ConnectionLost::ConnectFailed("SOCKS5 error: host unreachable".into()),
+        };
+        assert_eq!(
+            render(&event),
+            vec!["! bob: could not connect: SOCKS5 error: host unreachable".to_owned()]
+        );
     }
 
     #[test]

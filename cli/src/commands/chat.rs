@@ -209,7 +209,10 @@ async fn chat(
     progress.set(format!("registering with {server_host}:{server_port}…"));
     let _ = peer.command(Command::Register).await;
     match wait_registered(&peer, &server_host, server_port).await {
-        Ok(()) => progress.done(),
+        Ok(()) => {
+            progress.done();
+            println!("* registered: you are online");
+        }
         // With contacts there is something to do without the registry: they are dialled
         // at their pinned addresses. The registry is retried in the background.
         Err(CliError::Network(e)) if has_contacts => {

@@ -7,6 +7,7 @@ use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::handshake::{ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello};
 use crate::peer::AcceptPolicy;
 use crate::peer::durable::{ContactKey, ContactRecord, StoreOp};
+use crate::peer::lookups::LookupPlan;
 use crate::peer::mailbox::Receipt;
 use crate::peer::registry_link::Pending;
 use crate::peer_wire::{ChannelMessage, MAX_MESSAGE_LEN, PeerFrame, RejectReason, clip_reason};
@@ -341,7 +342,12 @@ impl Peer {
             }
             Some(ContactKey::Unknown) | None => {
                 self.set_stage(conn, Stage::AwaitLookup(Box::new(hello)));
-                self.lookup(&nick, Pending::Incoming(conn));
+                match self.inbound_lookups.plan(self.now, &nick, conn) {
+                    LookupPlan::Cached(record) => self.incoming_lookup_answered(conn, record),
+                    LookupPlan::Joined => {}
+                    LookupPlan::Send => self.lookup(&nick, Pending::Incoming(nick.clone())),
+                    LookupPlan::Refuse => self.reject(conn, RejectReason::Busy, None),
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ mod connection;
 mod contacts;
 mod durable;
 mod io;
+mod lookups;
 mod mailbox;
 mod registry_link;
 
@@ -25,8 +26,8 @@ pub use io::{
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, Rng, SeedableRng};
+use crate::rng::ForwardSecureRng;
+use rand_core::{CryptoRng, Rng};
 
 use crate::conn::ConnId;
 use crate::identity::Identity;
@@ -64,7 +65,7 @@ struct Shutdown {
 pub struct Peer {
     config: PeerConfig,
     identity: Identity,
-    rng: ChaCha20Rng,
+    rng: ForwardSecureRng,
     now: Instant,
     /// Wall-clock time at `started` (history timestamps, expiry).
     wall_at_start: WallTime,
@@ -78,6 +79,8 @@ pub struct Peer {
     next_conn: u64,
     next_decision: u64,
     registry: RegistryLink,
+    /// Lookups for inbound handshakes: cached, joined, budgeted.
+    inbound_lookups: lookups::InboundLookups,
     conns: BTreeMap<ConnId, Conn>,
     chats: BTreeMap<Nick, Chat>,
     /// Pending connection requests, by the id given to the user.
@@ -141,7 +144,7 @@ impl Peer {
         let mut peer = Self {
             config,
             identity,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng: ForwardSecureRng::from_seed(seed),
             now,
             wall_at_start: wall,
             started: now,
@@ -151,6 +154,7 @@ impl Peer {
             next_conn: 0,
             next_decision: 1,
             registry: RegistryLink::default(),
+            inbound_lookups: lookups::InboundLookups::new(now),
             conns: BTreeMap::new(),
             chats: BTreeMap::new(),
             decisions: BTreeMap::new(),

@@ -21,8 +21,8 @@ const MAX_QUEUED: usize = 256;
 pub(super) enum Pending {
     /// `connect(nick)` needs the peer's record.
     Connect(Nick),
-    /// An incoming handshake on this connection needs the initiator's record.
-    Incoming(ConnId),
+    /// Incoming handshakes need the record of the nick they claim (see `lookups`).
+    Incoming(Nick),
     /// `refresh_users`.
     List,
 }
@@ -255,6 +255,11 @@ impl Peer {
                     self.lookup_answered(purpose, record);
                 }
             }
+            ServerMessage::Busy { request } => {
+                if let Some((purpose, _)) = self.registry.pending.remove(&request) {
+                    self.lookup_failed(purpose, "the registry is busy; try again shortly");
+                }
+            }
             ServerMessage::Page {
                 request,
                 users,
@@ -280,6 +285,7 @@ impl Peer {
                         Presence::Left(nick) => (nick.clone(), false),
                     };
                     self.emit(Event::Presence(p));
+                    self.inbound_lookups.forget(&nick);
                     self.presence_changed(&nick, online);
                 }
             }
@@ -308,7 +314,12 @@ impl Peer {
     fn lookup_answered(&mut self, purpose: Pending, record: Option<UserRecord>) {
         match purpose {
             Pending::Connect(nick) => self.connect_lookup_answered(&nick, record),
-            Pending::Incoming(conn) => self.incoming_lookup_answered(conn, record),
+            Pending::Incoming(nick) => {
+                let now = self.now;
+                for conn in self.inbound_lookups.answered(now, &nick, record.as_ref()) {
+                    self.incoming_lookup_answered(conn, record.clone());
+                }
+            }
             Pending::List => {}
         }
     }
@@ -318,7 +329,11 @@ impl Peer {
             Pending::Connect(nick) => {
                 self.attempt_failed(&nick, format!("registry lookup failed: {reason}"))
             }
-            Pending::Incoming(conn) => self.incoming_registry_unavailable(conn),
+            Pending::Incoming(nick) => {
+                for conn in self.inbound_lookups.failed(&nick) {
+                    self.incoming_registry_unavailable(conn);
+                }
+            }
             Pending::List => self.emit(Event::RegistryLost {
                 reason: format!("user list not received: {reason}"),
                 retry_at: self.registry.retry_at,

@@ -6,7 +6,7 @@ use super::*;
 use crate::conn::ConnId;
 use crate::handshake::HandshakeError;
 use crate::harness::{Delivery, End, Host, World};
-use crate::registry::RegisterError;
+use crate::registry::{RegisterError, RegistryConfig};
 use crate::test_keys;
 
 fn messages(events: &[Event]) -> Vec<(String, u64, String)> {
@@ -1217,7 +1217,7 @@ fn an_impostor_refused_under_a_contacts_nick_cannot_hold_back_messages_to_the_re
     w.offline[1] = true;
     let id = w.peers[0].send(w.now, &bob, "still for bob").unwrap();
     // The chat gives up redialling; the contact's delivery schedule takes over.
-    w.advance(Duration::from_secs(10 * 60));
+    w.advance(Duration::from_secs(30 * 60));
     assert_eq!(w.peers[0].chat_state(&bob), None);
     // Mallory claims to be bob with keys of her own, and dials alice directly.
     let impostor =
@@ -1248,4 +1248,44 @@ fn an_impostor_refused_under_a_contacts_nick_cannot_hold_back_messages_to_the_re
             .any(|c| c.nick == bob && c.conflict.is_some()),
         "the warning must stay until the user checks"
     );
+}
+
+/// Strangers dialling bob under nicks he never talked to make him look those nicks up. He
+/// used to look up every one of them, exceed the registry's request budget and lose his
+/// registration; now the lookups are budgeted (the rest are refused as busy and retried
+/// by their initiators), and a lookup over the registry's budget is answered `Busy`.
+#[test]
+fn a_crowd_of_strangers_dialling_in_cannot_cost_a_peer_its_registration() {
+    let nicks: Vec<String> = std::iter::once("bob".to_owned())
+        .chain((0..20).map(|i| format!("stranger{i}")))
+        .collect();
+    let nicks: Vec<&str> = nicks.iter().map(String::as_str).collect();
+    let registry = RegistryConfig {
+        burst: 20,
+        per_second: 1,
+        ..RegistryConfig::default()
+    };
+    let mut w = World::with_registry(registry, &nicks, PeerConfig::default());
+    w.register_all();
+    let bob = w.nick(0);
+    for i in 1..nicks.len() {
+        w.peers[i].connect(w.now, &bob).unwrap();
+    }
+    w.run();
+    let eb = w.take(0);
+    assert!(
+        !eb.iter()
+            .any(|e| matches!(e, Event::RegistryLost { .. } | Event::RegistryError(_))),
+        "{eb:?}"
+    );
+    assert!(
+        w.registry.user_count() == nicks.len(),
+        "bob lost his registration"
+    );
+    // Every stranger was answered: a request for those bob could look up, busy for the rest.
+    let requests = eb
+        .iter()
+        .filter(|e| matches!(e, Event::ConnectionRequest { .. }))
+        .count();
+    assert!((1..nicks.len()).contains(&requests), "{requests} requests");
 }

@@ -8,8 +8,8 @@
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, Rng, SeedableRng};
+use crate::rng::ForwardSecureRng;
+use rand_core::{CryptoRng, Rng};
 
 use super::bindings::{Binding, BindingOp, Bindings};
 use super::wire::*;
@@ -33,9 +33,10 @@ pub struct RegistryConfig {
     pub max_connections: usize,
     /// A connection silent this long is dropped (clients ping well within it).
     pub heartbeat_timeout: Duration,
-    /// Token bucket: messages a client may send in a burst.
+    /// Token bucket: tokens a client may spend in a burst (a message costs 1, a page 5, a
+    /// registration 10).
     pub burst: u32,
-    /// Token bucket: sustained messages per second.
+    /// Token bucket: tokens refilled per second.
     pub per_second: u32,
     /// Registration attempts allowed per connection.
     pub max_register_attempts: u8,
@@ -59,6 +60,17 @@ impl Default for RegistryConfig {
             reserve_for: Duration::from_secs(30 * 86_400),
             max_bindings: 1_000_000,
         }
+    }
+}
+
+/// Tokens a message costs from its client's budget: what it costs the registry. A
+/// registration checks two signatures and tells every subscriber; a page copies up to
+/// `MAX_PAGE` records.
+fn request_cost(message: &ClientMessage) -> u32 {
+    match message {
+        ClientMessage::Register(_) => 10,
+        ClientMessage::List { .. } => 5,
+        _ => 1,
     }
 }
 
@@ -93,10 +105,12 @@ struct Client {
     registered: Option<String>,
     subscribed: bool,
     deadline: Instant,
-    /// Token bucket, in thousandths of a message.
+    /// Token bucket, in thousandths of a token (see `request_cost`).
     tokens_milli: u64,
     refilled_at: Instant,
     register_attempts: u8,
+    /// Requests refused as `Busy` since the last one served.
+    refused: u32,
 }
 
 struct User {
@@ -107,7 +121,7 @@ struct User {
 /// The registry server's state.
 pub struct Registry {
     config: RegistryConfig,
-    rng: ChaCha20Rng,
+    rng: ForwardSecureRng,
     next_conn: u64,
     clients: BTreeMap<ConnId, Client>,
     users: BTreeMap<String, User>,
@@ -147,7 +161,7 @@ impl Registry {
             started: now,
             now,
             config,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng: ForwardSecureRng::from_seed(seed),
             next_conn: 0,
             clients: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -220,6 +234,7 @@ impl Registry {
                 tokens_milli: u64::from(self.config.burst) * 1000,
                 refilled_at: now,
                 register_attempts: 0,
+                refused: 0,
             },
         );
         self.deadlines.insert((deadline, conn));
@@ -239,14 +254,31 @@ impl Registry {
                 Ok(None) => return,
                 Err(_) => return self.fail(conn, ServerError::Malformed),
             };
-            if !Self::take_token(&self.config, client, now) {
-                return self.fail(conn, ServerError::RateLimited);
+            let Ok(message) = decode_body::<ClientMessage>(&body) else {
+                return self.fail(conn, ServerError::Malformed);
+            };
+            if !Self::take_tokens(&self.config, client, now, request_cost(&message)) {
+                // A lookup or a page over budget is refused on its own: the client keeps
+                // its connection and registration. Past a burst of refusals, or for any
+                // other message, the client is flooding and is dropped.
+                let request = match &message {
+                    ClientMessage::Lookup { request, .. } | ClientMessage::List { request, .. } => {
+                        Some(*request)
+                    }
+                    _ => None,
+                };
+                client.refused = client.refused.saturating_add(1);
+                match request {
+                    Some(request) if client.refused <= self.config.burst => {
+                        self.send(conn, &ServerMessage::Busy { request });
+                        continue;
+                    }
+                    _ => return self.fail(conn, ServerError::RateLimited),
+                }
             }
+            client.refused = 0;
             self.touch(now, conn);
-            match decode_body::<ClientMessage>(&body) {
-                Ok(message) => self.handle_message(conn, message),
-                Err(_) => return self.fail(conn, ServerError::Malformed),
-            }
+            self.handle_message(conn, message);
         }
     }
 
@@ -291,17 +323,19 @@ impl Registry {
         self.outputs.pop_front()
     }
 
-    fn take_token(config: &RegistryConfig, client: &mut Client, now: Instant) -> bool {
+    /// Takes `cost` tokens from `client`'s bucket (`burst` deep, refilled at `per_second`).
+    fn take_tokens(config: &RegistryConfig, client: &mut Client, now: Instant, cost: u32) -> bool {
         let elapsed = now.saturating_duration_since(client.refilled_at);
         let refill =
             (elapsed.as_micros() as u64).saturating_mul(u64::from(config.per_second)) / 1000;
         let cap = u64::from(config.burst) * 1000;
         client.tokens_milli = client.tokens_milli.saturating_add(refill).min(cap);
         client.refilled_at = now;
-        if client.tokens_milli < 1000 {
+        let cost = u64::from(cost) * 1000;
+        if client.tokens_milli < cost {
             return false;
         }
-        client.tokens_milli -= 1000;
+        client.tokens_milli -= cost;
         true
     }
 

@@ -567,3 +567,79 @@ fn bindings_are_capped_and_a_bound_owner_still_gets_back_in() {
     assert_eq!(reply, vec![ServerMessage::Registered]);
     assert_eq!(h.registry.bindings().len(), 1);
 }
+
+#[test]
+fn lookups_over_budget_are_answered_busy_and_the_registration_stays_until_a_flood() {
+    let config = RegistryConfig::default();
+    let burst = config.burst;
+    let mut h = World::registry_only(config);
+    let (c, reply) = h.register_client(&test_keys::identity(0, "alice"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    // The registration cost 10 tokens; the rest of the burst goes to lookups.
+    let lookup = |request| ClientMessage::Lookup {
+        request,
+        nick: "bob".into(),
+    };
+    let mut bytes = vec![];
+    for request in 0..(burst - 10 + 3) {
+        bytes.extend(encode_frame(&lookup(request)).unwrap());
+    }
+    h.client_bytes(c, &bytes);
+    let out = h.client_inbox(c);
+    let answered = out
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::LookupResult { .. }))
+        .count();
+    let busy: Vec<u32> = out
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Busy { request } => Some(*request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered as u32, burst - 10);
+    assert_eq!(busy, vec![burst - 10, burst - 9, burst - 8]);
+    assert_eq!(h.registry.user_count(), 1, "the registration must stay");
+    assert!(!h.registry_closed.contains(&c));
+    // A client that keeps going past a burst of refusals is flooding: dropped.
+    let mut flood = vec![];
+    for request in 0..=burst {
+        flood.extend(encode_frame(&lookup(1000 + request)).unwrap());
+    }
+    h.client_bytes(c, &flood);
+    assert_eq!(
+        h.client_inbox(c).last(),
+        Some(&ServerMessage::Error(ServerError::RateLimited))
+    );
+    assert!(h.registry_closed.contains(&c));
+}
+
+#[test]
+fn a_page_and_a_registration_cost_more_than_a_ping() {
+    let mut h = World::registry_only(RegistryConfig {
+        burst: 12,
+        per_second: 1,
+        ..Default::default()
+    });
+    let (c, reply) = h.register_client(&test_keys::identity(0, "alice"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    // 2 tokens left: a page (5) is refused, two pings (1 each) are answered.
+    let page = ClientMessage::List {
+        request: 1,
+        prefix: String::new(),
+        after: None,
+        limit: 10,
+    };
+    assert_eq!(
+        h.client_send(c, &page),
+        vec![ServerMessage::Busy { request: 1 }]
+    );
+    assert_eq!(
+        h.client_send(c, &ClientMessage::Ping),
+        vec![ServerMessage::Pong]
+    );
+    assert_eq!(
+        h.client_send(c, &ClientMessage::Ping),
+        vec![ServerMessage::Pong]
+    );
+}

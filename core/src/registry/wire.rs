@@ -125,6 +125,12 @@ pub enum ServerMessage {
     Error(ServerError),
     /// The registry is shutting down; the connection closes next.
     ShuttingDown,
+    /// Answer to a `Lookup` or `List` over the client's request budget: not answered,
+    /// try again shortly. The connection (and its registration) stays.
+    Busy {
+        /// The request echoed.
+        request: u32,
+    },
 }
 
 /// Why a registration was refused.

@@ -15,6 +15,10 @@ use p2pchat_core::registry::{Presence, Registry, RegistryOutput};
 use super::{PendingConnect, Phase, SimEvent, Status, World};
 use crate::net::{Arrival, End, Host, Segment};
 
+/// The incarnation of the far end of a stream a core refused: no host ever has it, so
+/// nothing is delivered there.
+const REFUSED_INCARNATION: u32 = u32::MAX;
+
 impl World {
     /// Starts (or restarts) peer `i` with its lasting identity, and registers it.
     pub(super) fn start_peer(&mut self, i: usize) {
@@ -332,7 +336,27 @@ impl World {
         };
         let now = self.now;
         match accepted {
-            Ok(to) => {
+            Ok(None) => {
+                // As over Tor: the stream opens (the dialer sees `Connected`), and the target,
+                // whose core refused it, closes it at once (the dialer then sees `Closed`).
+                let sink = End {
+                    host: pending.target.unwrap_or(Host::Registry),
+                    incarnation: REFUSED_INCARNATION,
+                    conn: ConnId(id),
+                };
+                self.net.open(pending.from, sink);
+                self.stats.inbound_refused += 1;
+                if let Some(core) = &mut self.peers[from].core {
+                    core.handle_input(
+                        now,
+                        Input::Connected {
+                            conn: pending.from.conn,
+                        },
+                    );
+                }
+                self.close_end(sink);
+            }
+            Ok(Some(to)) => {
                 self.net.open(pending.from, to);
                 if let Some(core) = &mut self.peers[from].core {
                     core.handle_input(
@@ -364,13 +388,15 @@ impl World {
         self.pump_peer(from);
     }
 
-    /// The target's side of a dial from peer `from`: its new connection end.
+    /// The target's side of a dial from peer `from`: its new connection end; `None` if the
+    /// target's process took the stream but its core refused it (full, shutting down); an
+    /// error if the dial fails before any stream opens.
     fn accept_at(
         &mut self,
         from: usize,
         target: Option<Host>,
         port: u16,
-    ) -> Result<End, &'static str> {
+    ) -> Result<Option<End>, &'static str> {
         const UNREACHABLE: &str =
             "SOCKS5 error: host unreachable (onion service not found or not running)";
         let now = self.now;
@@ -379,14 +405,11 @@ impl World {
             Some(Host::Registry) => {
                 let incarnation = self.registry.incarnation;
                 let core = self.registry.core.as_mut().ok_or(UNREACHABLE)?;
-                let conn = core
-                    .accept_connection(now)
-                    .map_err(|_| "the registry refused the connection (full)")?;
-                Ok(End {
+                Ok(core.accept_connection(now).ok().map(|conn| End {
                     host: Host::Registry,
                     incarnation,
                     conn,
-                })
+                }))
             }
             Some(Host::Peer(j)) => {
                 if self.partitioned(from, j) {
@@ -397,14 +420,12 @@ impl World {
                 }
                 let host = &mut self.peers[j];
                 let core = host.core.as_mut().ok_or(UNREACHABLE)?;
-                let conn: ConnId = core
-                    .accept_incoming(now)
-                    .map_err(|_| "SOCKS5 error: connection refused by the peer")?;
-                Ok(End {
+                let incarnation = host.incarnation;
+                Ok(core.accept_incoming(now).ok().map(|conn| End {
                     host: Host::Peer(j),
-                    incarnation: host.incarnation,
+                    incarnation,
                     conn,
-                })
+                }))
             }
         }
     }

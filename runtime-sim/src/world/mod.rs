@@ -176,6 +176,7 @@ struct Stats {
     requests_denied: u64,
     dials: u64,
     dials_failed: u64,
+    inbound_refused: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -453,6 +454,7 @@ impl World {
             requests_denied: self.stats.requests_denied,
             dials: self.stats.dials,
             dials_failed: self.stats.dials_failed,
+            inbound_refused: self.stats.inbound_refused,
             faults_injected: self.stats.faults.values().sum(),
             faults_by_kind: self
                 .stats
