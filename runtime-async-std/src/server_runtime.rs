@@ -91,13 +91,15 @@ pub fn spawn_server(
             writers: BTreeMap::new(),
             upgrading: BTreeMap::new(),
             store,
-            unstored: Vec::new(),
         };
         server.run(rx).await;
         acceptor.cancel().await;
     });
     (stop, task)
 }
+
+/// Most inputs handled between two drains (one store transaction).
+const BATCH: usize = 256;
 
 struct Server {
     core: Registry,
@@ -108,8 +110,6 @@ struct Server {
     /// Connections still in the WebSocket handshake, with what the core already sent them.
     upgrading: BTreeMap<ConnId, Vec<Vec<u8>>>,
     store: Option<RegistryStore>,
-    /// Binding changes of the drain in progress, stored before the next other output.
-    unstored: Vec<BindingOp>,
 }
 
 impl Server {
@@ -120,10 +120,26 @@ impl Server {
             }
             match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
                 Ok(Wake::Input(ServerInput::Stop)) | Err(_) => break,
-                Ok(Wake::Input(input)) => self.handle(input),
+                Ok(Wake::Input(input)) => {
+                    self.handle(input);
+                    // What else has arrived is handled before the next drain, so the binding
+                    // changes of many registrations share one transaction (one fsync).
+                    for _ in 1..BATCH {
+                        match inbox.try_recv() {
+                            Ok(ServerInput::Stop) => return self.stop().await,
+                            Ok(input) => self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Ok(Wake::Timer) => self.core.handle_timeout(self.clock.now()),
             }
         }
+        self.stop().await;
+    }
+
+    /// Tells every client the registry is going away, then closes.
+    async fn stop(&mut self) {
         tracing::info!(
             clients = self.writers.len(),
             "registry stopping: telling clients"
@@ -135,59 +151,69 @@ impl Server {
         async_std::task::sleep(self.settings.shutdown_grace).await;
     }
 
-    /// Applies the binding changes gathered so far. False if the store failed: then the
-    /// server stops rather than answer what it could not record.
-    fn flush_store(&mut self) -> bool {
-        if self.unstored.is_empty() {
+    /// Stores `ops` in one transaction. False if the store failed: then the server stops
+    /// rather than answer what it could not record.
+    fn store(&mut self, ops: &[BindingOp]) -> bool {
+        let Some(store) = &mut self.store else {
+            return true;
+        };
+        if ops.is_empty() {
             return true;
         }
-        let ops = std::mem::take(&mut self.unstored);
-        match &mut self.store {
-            Some(store) => match store.apply(&ops) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!("the registry stops: {e}");
-                    false
-                }
-            },
-            None => true,
+        match store.apply(ops) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("the registry stops: {e}");
+                false
+            }
         }
     }
 
-    /// Does what the core asks. False if the store failed.
+    /// Does what the core asks. Group commit: every binding change of the pending outputs
+    /// is stored, in one transaction, before any of them acts (no answer leaves before
+    /// what it reports is stored). False if the store failed.
     fn drain(&mut self) -> bool {
-        while let Some(output) = self.core.poll_output() {
-            if let RegistryOutput::Store(op) = output {
-                self.unstored.push(op);
-                continue;
+        loop {
+            let outputs: Vec<RegistryOutput> =
+                std::iter::from_fn(|| self.core.poll_output()).collect();
+            if outputs.is_empty() {
+                return true;
             }
-            if !self.flush_store() {
+            let ops: Vec<BindingOp> = outputs
+                .iter()
+                .filter_map(|o| match o {
+                    RegistryOutput::Store(op) => Some(op.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !self.store(&ops) {
                 return false;
             }
-            match output {
-                RegistryOutput::Store(_) => {}
-                RegistryOutput::Transmit { conn, bytes } => {
-                    if let Some(queued) = self.upgrading.get_mut(&conn) {
-                        queued.push(bytes);
-                        continue;
+            for output in outputs {
+                match output {
+                    RegistryOutput::Store(_) => {}
+                    RegistryOutput::Transmit { conn, bytes } => {
+                        if let Some(queued) = self.upgrading.get_mut(&conn) {
+                            queued.push(bytes);
+                            continue;
+                        }
+                        let slow = self
+                            .writers
+                            .get(&conn)
+                            .is_some_and(|w| w.send(bytes).is_err());
+                        if slow {
+                            tracing::debug!(?conn, "client does not read; dropping it");
+                            self.writers.remove(&conn);
+                            self.core.handle_closed(conn);
+                        }
                     }
-                    let slow = self
-                        .writers
-                        .get(&conn)
-                        .is_some_and(|w| w.send(bytes).is_err());
-                    if slow {
-                        tracing::debug!(?conn, "client does not read; dropping it");
+                    RegistryOutput::Close { conn } => {
                         self.writers.remove(&conn);
-                        self.core.handle_closed(conn);
+                        self.upgrading.remove(&conn);
                     }
-                }
-                RegistryOutput::Close { conn } => {
-                    self.writers.remove(&conn);
-                    self.upgrading.remove(&conn);
                 }
             }
         }
-        self.flush_store()
     }
 
     fn handle(&mut self, input: ServerInput) {
