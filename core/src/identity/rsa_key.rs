@@ -24,6 +24,9 @@ pub enum RsaKeyError {
     /// A valid key of a size we do not use.
     #[error("RSA key of {0} bits; only 2048 and 3072 bits are accepted")]
     Size(usize),
+    /// The public exponent is not 65537.
+    #[error("RSA key with a public exponent other than 65537")]
+    Exponent,
     /// Key generation or an RSA operation failed.
     #[error("RSA operation failed")]
     Operation,
@@ -43,6 +46,11 @@ impl RsaPublicKey {
         let bits = key.size() * 8;
         if !ALLOWED_RSA_BITS.contains(&bits) {
             return Err(RsaKeyError::Size(bits));
+        }
+        // Exactly what every key generator makes (docs/PROTOCOL.md §2.2): a small exponent
+        // invites mistakes, a huge one makes each verification expensive.
+        if *key.e() != rsa::BoxedUint::from(65_537u64) {
+            return Err(RsaKeyError::Exponent);
         }
         // Keep the canonical re-encoding, so equal keys compare equal byte for byte.
         let der = key
@@ -297,6 +305,24 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         let back = RsaIdentity::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(back.public(), id.public());
+    }
+
+    #[test]
+    fn only_2048_and_3072_bit_keys_with_exponent_65537_are_accepted() {
+        // Made with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048
+        // -pkeyopt rsa_keygen_pubexp:3` (and a 1024-bit key), public halves only.
+        let e3 = include_bytes!("../../test-keys/rsa2048-e3.pub.der");
+        assert_eq!(
+            RsaPublicKey::from_der(e3).unwrap_err(),
+            RsaKeyError::Exponent
+        );
+        let small = include_bytes!("../../test-keys/rsa1024.pub.der");
+        assert_eq!(
+            RsaPublicKey::from_der(small).unwrap_err(),
+            RsaKeyError::Size(1024)
+        );
+        assert!(RsaPublicKey::from_der(test_keys::rsa(0).public().der()).is_ok());
+        assert!(RsaPublicKey::from_der(test_keys::rsa_3072().public().der()).is_ok());
     }
 
     #[test]
