@@ -23,3 +23,52 @@ fn sigterm_stops_the_server_and_its_clients_are_told() {
     alice.send("/quit");
     assert_eq!(alice.wait(), 0, "{}", alice.output());
 }
+
+/// The cause of `bench registry` losing every connection in some runs: the bench read the
+/// server's first line and closed the pipe, and the server's next `println!` panicked on
+/// the closed stdout, taking every client with it. Nobody reading the registry's output
+/// must not stop it.
+#[test]
+fn a_registry_whose_stdout_is_closed_keeps_serving_and_stops_cleanly() {
+    use std::io::BufRead;
+    let dir = temp_dir("closed-stdout");
+    let config = p2pchat_tests::process::empty_config(&dir);
+    let mut server = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--tor",
+            "direct",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("registry-data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    // The reader is gone: every later line the server prints meets a closed pipe.
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
+    alice.expect("you are alice");
+    alice.send("/quit");
+    assert_eq!(alice.wait(), 0, "{}", alice.output());
+    let pid = server.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the registry died: {status}");
+}

@@ -186,6 +186,8 @@ fn start_server(capacity: usize) -> Result<ServerProcess, CliError> {
         .next()
         .and_then(|p| p.trim().parse().ok())
         .ok_or_else(|| net(format!("unexpected server output: {line}")))?;
+    // Keep reading what the server prints, so its output never hits a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     Ok(ServerProcess { child, port, dir })
 }
 

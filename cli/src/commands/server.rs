@@ -110,20 +110,29 @@ async fn serve(
     let stopper = stop.clone();
     ctrlc::set_handler(move || stopper.stop())
         .map_err(|e| CliError::Network(format!("cannot handle Ctrl-C: {e}")))?;
-    println!("p2pchat registry listening on {local}");
+    say(&format!("p2pchat registry listening on {local}"));
     match &onion {
-        Some(key) => println!(
+        Some(key) => say(&format!(
             "onion address: {} port {} (clients: --server {}:{})",
             key.address().hostname(),
             local.port(),
             key.address().hostname(),
             local.port()
-        ),
-        None => println!("direct mode: reachable from this machine only, NOT anonymous"),
+        )),
+        None => say("direct mode: reachable from this machine only, NOT anonymous"),
     }
     tracing::info!(mode = %mode, "registry running");
     task.await;
-    println!("p2pchat registry stopped");
+    say("p2pchat registry stopped");
     drop(tor);
     Ok(())
+}
+
+/// Prints a status line. The registry serves its clients whether or not anybody reads its
+/// output: a closed stdout (a terminal gone, a pipe whose reader left) is ignored, where
+/// `println!` would panic and take every client's registration with it.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
