@@ -141,6 +141,18 @@ impl Spinners {
     }
 }
 
+impl Drop for Spinners {
+    /// Quitting while chats still dial leaves no spinner line behind.
+    fn drop(&mut self) {
+        for (_, bar) in std::mem::take(&mut self.bars) {
+            bar.finish_and_clear();
+        }
+        if let Some(multi) = &self.multi {
+            let _ = multi.clear();
+        }
+    }
+}
+
 impl Ui {
     fn say(&self, line: &str) {
         self.spinners.say(line);
