@@ -236,7 +236,22 @@ async fn registry(clients: usize, requests: usize) -> Result<(), CliError> {
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(net)?;
     let mut registrations = Vec::with_capacity(clients);
     let signing = Instant::now();
-    for (i, (_, nonce)) in conns.iter().enumerate() {
+    let mut last_ping = Instant::now();
+    for i in 0..conns.len() {
+        // Signing takes a while (tens of seconds for 19,000 clients): keep every connection
+        // inside the registry's heartbeat timeout (90 s) meanwhile.
+        if last_ping.elapsed() > Duration::from_secs(30) {
+            for (ws, _) in conns.iter_mut() {
+                send(ws, &ClientMessage::Ping).await?;
+            }
+            for (ws, _) in conns.iter_mut() {
+                if recv(ws).await? != ServerMessage::Pong {
+                    return Err(net("a keep-alive was not answered"));
+                }
+            }
+            last_ping = Instant::now();
+        }
+        let nonce = &conns[i].1;
         let nick = Nick::new(&format!("user{i:05}")).map_err(net)?;
         let id = Identity::new(
             nick,
