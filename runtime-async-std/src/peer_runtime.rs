@@ -17,7 +17,7 @@ use crate::clock::{Clock, Wake, next_input};
 use crate::store::{PeerStore, StoreError};
 use crate::transport::Transport;
 use crate::websocket::open_registry;
-use crate::wire::{Wire, WireEvent, WireWriter, accept_loop, spawn_wire};
+use crate::wire::{Wire, WireEvent, WireWriter, WriteBudget, accept_loop, spawn_wire};
 
 /// A user's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +184,9 @@ const BATCH: usize = 256;
 
 /// Frames queued per connection before it counts as too slow and is dropped.
 const WRITE_QUEUE: usize = 1024;
+/// Bytes queued per connection (16 frames of the largest size), and over all of them.
+const WRITE_BYTES_PER_CONNECTION: usize = 1 << 20;
+const WRITE_BYTES_TOTAL: usize = 64 << 20;
 /// Inputs queued for the loop (readers wait when it is full: backpressure, not loss).
 const INBOX: usize = 1024;
 /// Events queued for the user interface.
@@ -211,6 +214,7 @@ pub fn spawn_peer(
             clock: Clock::start(),
             inbox: loop_tx,
             writers: BTreeMap::new(),
+            write_budget: WriteBudget::new(WRITE_BYTES_PER_CONNECTION, WRITE_BYTES_TOTAL),
             dialing: BTreeSet::new(),
             events: events_tx,
             store: Arc::new(Mutex::new(store)),
@@ -236,6 +240,8 @@ struct LoopState {
     clock: Clock,
     inbox: Sender<LoopInput>,
     writers: BTreeMap<ConnId, WireWriter>,
+    /// Caps the bytes queued for every connection, and in total.
+    write_budget: WriteBudget,
     dialing: BTreeSet<ConnId>,
     events: Sender<Event>,
     /// Shared with the blocking thread that writes it (fsync must not stall the loop's
@@ -395,7 +401,13 @@ impl LoopState {
                 }
                 match result {
                     Ok(wire) => {
-                        let writer = spawn_wire(conn, wire, WRITE_QUEUE, self.inbox.clone());
+                        let writer = spawn_wire(
+                            conn,
+                            wire,
+                            WRITE_QUEUE,
+                            &self.write_budget,
+                            self.inbox.clone(),
+                        );
                         self.writers.insert(conn, writer);
                         self.core.handle_input(now, Input::Connected { conn });
                     }
@@ -406,8 +418,13 @@ impl LoopState {
             }
             LoopInput::Accepted(stream) => match self.core.accept_incoming(now) {
                 Ok(conn) => {
-                    let writer =
-                        spawn_wire(conn, Wire::Tcp(stream), WRITE_QUEUE, self.inbox.clone());
+                    let writer = spawn_wire(
+                        conn,
+                        Wire::Tcp(stream),
+                        WRITE_QUEUE,
+                        &self.write_budget,
+                        self.inbox.clone(),
+                    );
                     self.writers.insert(conn, writer);
                 }
                 Err(e) => tracing::debug!("refused an inbound connection: {e}"),

@@ -15,7 +15,7 @@ use p2pchat_core::registry::{BindingOp, Registry, RegistryOutput};
 use crate::clock::{Clock, Wake, next_input};
 use crate::store::RegistryStore;
 use crate::websocket::server_config;
-use crate::wire::{Wire, WireEvent, WireWriter, accept_loop, spawn_wire};
+use crate::wire::{Wire, WireEvent, WireWriter, WriteBudget, accept_loop, spawn_wire};
 
 /// Server settings beyond the core's.
 #[derive(Debug, Clone)]
@@ -24,6 +24,11 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     /// Frames queued for a client before it counts as not reading and is dropped.
     pub write_queue: usize,
+    /// Bytes queued for a client before it counts as not reading and is dropped.
+    pub write_bytes_per_client: usize,
+    /// Bytes queued over all clients: past it, a client with something already waiting
+    /// is dropped rather than given more.
+    pub write_bytes_total: usize,
     /// Time given to queued frames (such as "shutting down") when stopping.
     pub shutdown_grace: Duration,
 }
@@ -33,6 +38,8 @@ impl Default for ServerSettings {
         Self {
             handshake_timeout: Duration::from_secs(10),
             write_queue: 64,
+            write_bytes_per_client: 256 << 10,
+            write_bytes_total: 256 << 20,
             shutdown_grace: Duration::from_millis(500),
         }
     }
@@ -83,8 +90,11 @@ pub fn spawn_server(
     let task = async_std::task::spawn(async move {
         let acceptor =
             async_std::task::spawn(accept_loop(listener, accept_tx, ServerInput::Accepted));
+        let write_budget =
+            WriteBudget::new(settings.write_bytes_per_client, settings.write_bytes_total);
         let mut server = Server {
             core,
+            write_budget,
             settings,
             clock: Clock::start(),
             inbox: tx,
@@ -103,6 +113,8 @@ const BATCH: usize = 256;
 
 struct Server {
     core: Registry,
+    /// Caps the bytes queued for every client, and in total.
+    write_budget: WriteBudget,
     settings: ServerSettings,
     clock: Clock,
     inbox: Sender<ServerInput>,
@@ -260,8 +272,13 @@ impl Server {
                 match result {
                     Some((ws, raw)) => {
                         let wire = Wire::Ws { ws, raw };
-                        let writer =
-                            spawn_wire(conn, wire, self.settings.write_queue, self.inbox.clone());
+                        let writer = spawn_wire(
+                            conn,
+                            wire,
+                            self.settings.write_queue,
+                            &self.write_budget,
+                            self.inbox.clone(),
+                        );
                         for bytes in queued {
                             // A fresh queue holds the few frames sent during the handshake.
                             let _ = writer.send(bytes);

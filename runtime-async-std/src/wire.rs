@@ -3,6 +3,8 @@
 
 use core::time::Duration;
 use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_std::channel::{Receiver, Sender, TrySendError, bounded};
 use async_std::io::{ReadExt, WriteExt};
@@ -35,25 +37,118 @@ pub enum Wire {
     },
 }
 
+/// Caps on bytes waiting to be written: per connection, and in total over every connection
+/// of one loop (clone it to share the total). The queue bounds frames; these bound bytes,
+/// so many large frames cannot pile up memory behind a slow reader.
+#[derive(Debug, Clone)]
+pub struct WriteBudget {
+    total: Arc<AtomicUsize>,
+    max_total: usize,
+    max_per_connection: usize,
+}
+
+impl WriteBudget {
+    /// A budget of `max_per_connection` bytes per connection and `max_total` in all.
+    pub fn new(max_per_connection: usize, max_total: usize) -> Self {
+        Self {
+            total: Arc::new(AtomicUsize::new(0)),
+            max_total,
+            max_per_connection,
+        }
+    }
+
+    /// Bytes waiting over every connection of this budget.
+    pub fn queued_total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
 /// The sending side of a connection.
 #[derive(Debug, Clone)]
 pub struct WireWriter {
     tx: Sender<Vec<u8>>,
+    counter: QueueCounter,
 }
 
-/// The writer's queue is full: the other side does not read fast enough.
+/// Bytes in one connection's queue, and in its budget's total.
+#[derive(Debug, Clone)]
+struct QueueCounter {
+    queued: Arc<AtomicUsize>,
+    budget: WriteBudget,
+}
+
+impl QueueCounter {
+    fn added(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.budget.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` bytes left the queue (taken by the writer, or never entered it).
+    fn removed(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.budget.total.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The writer's queue is full, or holds its share of bytes: the other side does not read
+/// fast enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooSlow;
 
 impl WireWriter {
-    /// Queues bytes without waiting.
+    /// Queues bytes without waiting. Refused when the queue has no free slot, when this
+    /// connection would hold more than its bytes, or when the loop's total is spent and
+    /// this connection already has something waiting (one that has nothing waiting is
+    /// not the one holding memory up).
     pub fn send(&self, bytes: Vec<u8>) -> Result<(), TooSlow> {
+        let n = bytes.len();
+        let budget = &self.counter.budget;
+        let own = self.counter.queued.load(Ordering::Relaxed);
+        if own + n > budget.max_per_connection.max(n) {
+            return Err(TooSlow);
+        }
+        if own > 0 && budget.queued_total() + n > budget.max_total {
+            return Err(TooSlow);
+        }
+        self.counter.added(n);
         match self.tx.try_send(bytes) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(TooSlow),
+            Err(TrySendError::Full(_)) => {
+                self.counter.removed(n);
+                Err(TooSlow)
+            }
             // The writer is gone: the connection ended and the loop will hear of it.
-            Err(TrySendError::Closed(_)) => Ok(()),
+            Err(TrySendError::Closed(_)) => {
+                self.counter.removed(n);
+                Ok(())
+            }
         }
+    }
+}
+
+/// The writer task's end of a queue: what it takes out is no longer counted.
+struct QueueOut {
+    rx: Receiver<Vec<u8>>,
+    counter: QueueCounter,
+}
+
+impl QueueOut {
+    async fn recv(&self) -> Option<Vec<u8>> {
+        let bytes = self.rx.recv().await.ok()?;
+        self.counter.removed(bytes.len());
+        Some(bytes)
+    }
+
+    fn try_recv(&self) -> Option<Vec<u8>> {
+        let bytes = self.rx.try_recv().ok()?;
+        self.counter.removed(bytes.len());
+        Some(bytes)
+    }
+
+    /// The connection ended: nothing more enters, and what waits is no longer counted.
+    fn close(&self) {
+        self.rx.close();
+        while self.try_recv().is_some() {}
     }
 }
 
@@ -85,23 +180,43 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Starts the reader and writer tasks of `conn`. Dropping every [`WireWriter`] closes the
 /// connection after what was queued is written.
-pub fn spawn_wire<T>(conn: ConnId, wire: Wire, queue: usize, to_loop: Sender<T>) -> WireWriter
+pub fn spawn_wire<T>(
+    conn: ConnId,
+    wire: Wire,
+    queue: usize,
+    budget: &WriteBudget,
+    to_loop: Sender<T>,
+) -> WireWriter
 where
     T: From<WireEvent> + Send + 'static,
 {
-    let (tx, rx) = bounded::<Vec<u8>>(queue.max(1));
+    let (writer, out) = queue_with_budget(queue, budget);
     match wire {
         Wire::Tcp(stream) => {
             async_std::task::spawn(tcp_reader(conn, stream.clone(), to_loop));
-            async_std::task::spawn(tcp_writer(stream, rx));
+            async_std::task::spawn(tcp_writer(stream, out));
         }
         Wire::Ws { ws, raw } => {
             let (sink, stream) = (*ws).split();
             async_std::task::spawn(ws_reader(conn, stream, to_loop));
-            async_std::task::spawn(ws_writer(sink, raw, rx));
+            async_std::task::spawn(ws_writer(sink, raw, out));
         }
     }
-    WireWriter { tx }
+    writer
+}
+
+/// A queue of `slots` frames whose bytes count against `budget`.
+fn queue_with_budget(slots: usize, budget: &WriteBudget) -> (WireWriter, QueueOut) {
+    let (tx, rx) = bounded::<Vec<u8>>(slots.max(1));
+    let counter = QueueCounter {
+        queued: Arc::new(AtomicUsize::new(0)),
+        budget: budget.clone(),
+    };
+    let out = QueueOut {
+        rx,
+        counter: counter.clone(),
+    };
+    (WireWriter { tx, counter }, out)
 }
 
 async fn tcp_reader<T: From<WireEvent>>(conn: ConnId, mut stream: TcpStream, to_loop: Sender<T>) {
@@ -127,23 +242,24 @@ async fn tcp_reader<T: From<WireEvent>>(conn: ConnId, mut stream: TcpStream, to_
 /// Most bytes gathered into one write.
 const WRITE_BATCH: usize = 64 * 1024;
 
-async fn tcp_writer(mut stream: TcpStream, rx: Receiver<Vec<u8>>) {
+async fn tcp_writer(mut stream: TcpStream, out: QueueOut) {
     let mut batch = Vec::new();
-    while let Ok(bytes) = rx.recv().await {
+    while let Some(bytes) = out.recv().await {
         // Whatever else is queued goes out in the same write: one system call, not one
         // per frame.
         batch.clear();
         batch.extend_from_slice(&bytes);
         while batch.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+            match out.try_recv() {
+                Some(more) => batch.extend_from_slice(&more),
+                None => break,
             }
         }
         if stream.write_all(&batch).await.is_err() {
             break;
         }
     }
+    out.close();
     let _ = stream.flush().await;
     // Both directions: the reader task wakes up and ends too.
     let _ = stream.shutdown(Shutdown::Both);
@@ -173,16 +289,16 @@ where
     let _ = to_loop.send(WireEvent::Closed(conn).into()).await;
 }
 
-async fn ws_writer<S>(mut sink: S, raw: TcpStream, rx: Receiver<Vec<u8>>)
+async fn ws_writer<S>(mut sink: S, raw: TcpStream, out: QueueOut)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
-    'outer: while let Ok(bytes) = rx.recv().await {
+    'outer: while let Some(bytes) = out.recv().await {
         // Queue what is waiting, then flush once.
         if sink.feed(Message::binary(bytes)).await.is_err() {
             break;
         }
-        while let Ok(more) = rx.try_recv() {
+        while let Some(more) = out.try_recv() {
             if sink.feed(Message::binary(more)).await.is_err() {
                 break 'outer;
             }
@@ -191,6 +307,48 @@ where
             break;
         }
     }
+    out.close();
     let _ = async_std::future::timeout(CLOSE_GRACE, sink.close()).await;
     let _ = raw.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_capped_per_connection_and_in_total_not_only_frames() {
+        let budget = WriteBudget::new(1000, 1500);
+        let (a, a_out) = queue_with_budget(64, &budget);
+        let (b, b_out) = queue_with_budget(64, &budget);
+        // Slots to spare, but a's bytes are spent.
+        assert_eq!(a.send(vec![0; 600]), Ok(()));
+        assert_eq!(a.send(vec![0; 600]), Err(TooSlow));
+        assert_eq!(a.send(vec![0; 400]), Ok(()));
+        // The total is spent: b, with something waiting, is refused; the first frame of
+        // a connection with nothing waiting still goes.
+        assert_eq!(b.send(vec![0; 400]), Ok(()));
+        assert_eq!(budget.queued_total(), 1400);
+        assert_eq!(b.send(vec![0; 200]), Err(TooSlow));
+        // The writer takes frames out: their bytes no longer count.
+        assert_eq!(a_out.try_recv().map(|f| f.len()), Some(600));
+        assert_eq!(budget.queued_total(), 800);
+        assert_eq!(b.send(vec![0; 200]), Ok(()));
+        // A connection that ends gives its bytes back, and later sends queue nothing.
+        b_out.close();
+        a_out.close();
+        assert_eq!(budget.queued_total(), 0);
+        assert_eq!(b.send(vec![0; 10]), Ok(()));
+        assert_eq!(budget.queued_total(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_counts_nothing() {
+        let budget = WriteBudget::new(1 << 20, 1 << 20);
+        let (a, _out) = queue_with_budget(2, &budget);
+        assert_eq!(a.send(vec![0; 10]), Ok(()));
+        assert_eq!(a.send(vec![0; 10]), Ok(()));
+        assert_eq!(a.send(vec![0; 10]), Err(TooSlow));
+        assert_eq!(budget.queued_total(), 20);
+    }
 }
