@@ -52,21 +52,14 @@ fn times_in_history(dir: &Path, registry: u16, bob_port: u16, text: &str) -> usi
         .iter()
         .filter(|l| l.starts_with("  [") && l.ends_with(&format!("<alice> {text}")))
         .count();
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    bob.quit();
     n
 }
 
 #[test]
 fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_the_registry_down() {
     let dir = temp_dir("offline-contact");
-    let (mut server, port) = start_registry(bin(), &dir);
-    let bob_port = free_port().unwrap();
-    let mut alice = start(&dir, "alice", port, &[]);
-    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
-    become_contacts(&mut alice, &mut bob);
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    let (mut server, port, bob_port, mut alice) = contacts_with_bob_gone(&dir);
 
     // Bob is not running: the message is accepted and waits.
     alice.send("/msg bob while you were away");
@@ -91,10 +84,8 @@ fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_t
     bob.send("/switch alice");
     bob.expect("the last 2 messages with alice");
     bob.expect("<alice> hello bob");
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0);
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    alice.quit();
+    bob.quit();
     let shown = bob
         .seen
         .iter()
@@ -105,6 +96,18 @@ fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_t
         times_in_history(&dir, port, bob_port, "while you were away"),
         1
     );
+}
+
+/// A registry, and alice and bob who became contacts; bob has quit. Returns the registry,
+/// its port, bob's port and alice.
+fn contacts_with_bob_gone(dir: &Path) -> (Proc, u16, u16, Proc) {
+    let (server, port) = start_registry(bin(), dir);
+    let bob_port = free_port().unwrap();
+    let mut alice = start(dir, "alice", port, &[]);
+    let mut bob = start(dir, "bob", port, &bob_args(bob_port));
+    become_contacts(&mut alice, &mut bob);
+    bob.quit();
+    (server, port, bob_port, alice)
 }
 
 /// Whether alice's `/outbox` says nothing waits.
@@ -174,10 +177,8 @@ fn sigkill_of_sender_or_receiver_at_random_moments_never_loses_or_repeats_a_mess
         std::thread::sleep(Duration::from_millis(500));
         alice.send("/retry bob");
     }
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0);
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    alice.quit();
+    bob.quit();
     let mut stored = 0;
     for round in 0..rounds {
         let text = format!("round {round} of seed {seed}");
@@ -191,13 +192,7 @@ fn sigkill_of_sender_or_receiver_at_random_moments_never_loses_or_repeats_a_mess
 #[test]
 fn the_registry_and_then_a_contact_refuse_an_impostor_who_takes_a_nick_with_another_key() {
     let dir = temp_dir("impostor");
-    let (mut server, port) = start_registry(bin(), &dir);
-    let bob_port = free_port().unwrap();
-    let mut alice = start(&dir, "alice", port, &[]);
-    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
-    become_contacts(&mut alice, &mut bob);
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    let (mut server, port, bob_port, mut alice) = contacts_with_bob_gone(&dir);
     // The registry keeps "bob" bound to bob's key: another key is refused.
     let elsewhere = dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
@@ -206,15 +201,13 @@ fn the_registry_and_then_a_contact_refuse_an_impostor_who_takes_a_nick_with_anot
     assert_eq!(early.wait(), 5, "{}", early.output());
     // Bob himself gets it back at once.
     let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    bob.quit();
     // The registry is wiped: it remembers nothing, so anyone can register "bob" now.
     server.kill();
     let wiped = dir.join("wiped");
     std::fs::create_dir_all(&wiped).unwrap();
     let (_server, port2) = start_registry(bin(), &wiped);
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0);
+    alice.quit();
     let mut alice = start(&dir, "alice", port2, &[]);
     let mut impostor = start(&wiped, "bob", port2, &["--auto-accept".into()]);
     impostor.send("/connect alice");
@@ -227,10 +220,8 @@ fn the_registry_and_then_a_contact_refuse_an_impostor_who_takes_a_nick_with_anot
     alice.expect("KEY CHANGED");
     std::thread::sleep(Duration::from_secs(2));
     assert!(!impostor.output().contains("are you really bob"));
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0);
-    impostor.send("/quit");
-    assert_eq!(impostor.wait(), 0);
+    alice.quit();
+    impostor.quit();
 }
 
 /// Every file under `dir`, with its bytes.
@@ -276,10 +267,8 @@ fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_noth
     alice.send(&format!("/msg bob {marker}"));
     alice.expect("#2 delivered to bob");
     bob.expect(marker);
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0);
-    bob.send("/quit");
-    assert_eq!(bob.wait(), 0);
+    alice.quit();
+    bob.quit();
 
     // The text is nowhere in either data directory's bytes; neither is the other's nick
     // or onion address.

@@ -20,8 +20,7 @@ fn sigterm_stops_the_server_and_its_clients_are_told() {
     server.expect("p2pchat registry stopped");
     assert_eq!(server.wait(), 0, "{}", server.output());
     alice.expect("lost the registry: the registry is shutting down; reconnecting");
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0, "{}", alice.output());
+    alice.quit();
 }
 
 /// The cause of `bench registry` losing every connection in some runs: the bench read the
@@ -32,19 +31,7 @@ fn sigterm_stops_the_server_and_its_clients_are_told() {
 fn a_registry_whose_stdout_is_closed_keeps_serving_and_stops_cleanly() {
     use std::io::BufRead;
     let dir = temp_dir("closed-stdout");
-    let config = p2pchat_tests::process::empty_config(&dir);
-    let mut server = std::process::Command::new(bin())
-        .args([
-            "server",
-            "--tor",
-            "direct",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.join("registry-data"))
+    let mut server = p2pchat_tests::process::registry_command(bin(), &dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -59,8 +46,7 @@ fn a_registry_whose_stdout_is_closed_keeps_serving_and_stops_cleanly() {
     let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
     let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
     alice.expect("you are alice");
-    alice.send("/quit");
-    assert_eq!(alice.wait(), 0, "{}", alice.output());
+    alice.quit();
     let pid = server.id().to_string();
     assert!(
         std::process::Command::new("kill")

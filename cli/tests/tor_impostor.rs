@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, KeyInit, Mac};
-use p2pchat_tests::process::{Proc, temp_dir};
+use p2pchat_tests::process::{Proc, chat_with_config, temp_dir};
 use sha2::Sha256;
 
 fn bin() -> &'static Path {
@@ -105,22 +105,7 @@ fn chat_against(dir: &Path, control: u16, extra: &str) -> Proc {
     let config = format!(
         "nick = \"alice\"\n[server]\naddress = \"{registry}\"\nport = 5050\n[tor]\nmode = \"system\"\ncontrol = \"127.0.0.1:{control}\"\n{extra}"
     );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let data = dir.join("data");
-    Proc::start(
-        bin(),
-        "chat",
-        &[
-            "chat",
-            "--config",
-            path.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    )
+    chat_with_config(bin(), dir, &config, &["--listen", "127.0.0.1:0"])
 }
 
 /// A 32-byte cookie file with `mode`, owned by `uid`.
@@ -247,26 +232,10 @@ fn remote_tor_ports_and_a_registry_that_is_not_an_onion_are_configuration_errors
         ),
         ("registry.example.com", "", "is not an onion address"),
     ] {
-        let path = dir.join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "nick = \"alice\"\n[server]\naddress = \"{registry}\"\nport = 5050\n[tor]\nmode = \"system\"\n{tor_line}\n"
-            ),
-        )
-        .unwrap();
-        let data = dir.join("data");
-        let mut p = Proc::start(
-            bin(),
-            "chat",
-            &[
-                "chat",
-                "--config",
-                path.to_str().unwrap(),
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
+        let config = format!(
+            "nick = \"alice\"\n[server]\naddress = \"{registry}\"\nport = 5050\n[tor]\nmode = \"system\"\n{tor_line}\n"
         );
+        let mut p = chat_with_config(bin(), &dir, &config, &[]);
         assert_eq!(p.wait(), 3, "{}", p.output());
         assert!(p.output().contains(needle), "{}", p.output());
     }

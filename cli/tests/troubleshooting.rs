@@ -17,18 +17,7 @@ fn closed_port() -> u16 {
 }
 
 fn chat_with_config(dir: &std::path::Path, config: &str, extra: &[&str]) -> Proc {
-    let path = dir.join("custom.toml");
-    std::fs::write(&path, config).unwrap();
-    let data = dir.join("data");
-    let mut args = vec![
-        "chat",
-        "--config",
-        path.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Proc::start(bin(), "chat", &args)
+    p2pchat_tests::process::chat_with_config(bin(), dir, config, extra)
 }
 
 #[test]

@@ -103,6 +103,19 @@ impl Proc {
         }
     }
 
+    /// Types `/quit` and waits for a clean exit (code 0).
+    pub fn quit(&mut self) {
+        self.send("/quit");
+        let code = self.wait();
+        assert_eq!(
+            code,
+            0,
+            "{} did not quit cleanly:\n{}",
+            self.name,
+            self.output()
+        );
+    }
+
     /// Waits (up to 30 s) for a line containing `needle`; returns it.
     pub fn expect(&mut self, needle: &str) -> String {
         self.expect_within(needle, Duration::from_secs(30))
@@ -193,26 +206,45 @@ impl Drop for Proc {
 
 /// Starts a registry in direct mode on a free port; returns it and its port.
 pub fn start_registry(binary: &Path, dir: &Path) -> (Proc, u16) {
-    let config = empty_config(dir);
-    let data = dir.join("registry-data");
-    let mut server = Proc::start(
-        binary,
-        "server",
-        &[
+    let mut server = Proc::start_command(&mut registry_command(binary, dir), "server");
+    let line = server.expect("p2pchat registry listening on");
+    let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    (server, port)
+}
+
+/// `p2pchat server` in direct mode on a free loopback port, with its data in `dir`.
+pub fn registry_command(binary: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args([
             "server",
             "--tor",
             "direct",
             "--listen",
             "127.0.0.1:0",
             "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
-    let line = server.expect("p2pchat registry listening on");
-    let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-    (server, port)
+        ])
+        .arg(empty_config(dir))
+        .arg("--data-dir")
+        .arg(dir.join("registry-data"));
+    command
+}
+
+/// Starts `p2pchat chat` with the configuration `config` (written to `dir/custom.toml`),
+/// its data in `dir/data`, and `extra` arguments.
+pub fn chat_with_config(binary: &Path, dir: &Path, config: &str, extra: &[&str]) -> Proc {
+    let path = dir.join("custom.toml");
+    std::fs::write(&path, config).unwrap();
+    let data = dir.join("data");
+    let mut args = vec![
+        "chat",
+        "--config",
+        path.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(binary, "chat", &args)
 }
 
 /// Starts `p2pchat chat` in direct mode as `nick`, with its own data directory.

@@ -573,28 +573,14 @@ fn store(messages: usize, size: usize, batch: usize) -> Result<(), CliError> {
     );
     // What the peer loop does under load: the operations of one drain in one commit.
     let grouped = messages / 2;
-    let started = Instant::now();
-    let mut done = 0;
-    while done < grouped {
-        let n = batch.min(grouped - done);
-        db.apply(&sent_and_acked(n)).map_err(net)?;
-        done += n;
-    }
-    let wall = started.elapsed();
+    let wall = in_commits_of(&mut db, grouped, batch, &mut sent_and_acked)?;
     println!(
         "  sent and acknowledged, {batch} messages per commit: {grouped} messages in {:.2} s: {:.0} messages/s",
         wall.as_secs_f64(),
         grouped as f64 / wall.as_secs_f64()
     );
     let incoming = messages - grouped - single;
-    let started = Instant::now();
-    let mut done = 0;
-    while done < incoming {
-        let n = batch.min(incoming - done);
-        db.apply(&received(n)).map_err(net)?;
-        done += n;
-    }
-    let wall = started.elapsed();
+    let wall = in_commits_of(&mut db, incoming, batch, &mut received)?;
     println!(
         "  received and stored, {batch} per commit: {incoming} messages in {:.2} s: {:.0} messages/s",
         wall.as_secs_f64(),
@@ -656,4 +642,23 @@ fn store_open(dir: &std::path::Path) -> Result<(), CliError> {
         status_kib(pid, "VmHWM:").unwrap_or(0)
     );
     Ok(())
+}
+
+/// Stores the operations of `total` messages (`ops(n)` makes those of `n`), `batch`
+/// messages per transaction; returns how long it took.
+fn in_commits_of(
+    db: &mut p2pchat_async_std::store::SqliteStore,
+    total: usize,
+    batch: usize,
+    ops: &mut dyn FnMut(usize) -> Vec<p2pchat_core::peer::StoreOp>,
+) -> Result<Duration, CliError> {
+    use p2pchat_async_std::store::PeerStore;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let n = batch.min(total - done);
+        db.apply(&ops(n)).map_err(net)?;
+        done += n;
+    }
+    Ok(started.elapsed())
 }

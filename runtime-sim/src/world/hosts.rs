@@ -336,27 +336,14 @@ impl World {
         };
         let now = self.now;
         match accepted {
-            Ok(None) => {
-                // As over Tor: the stream opens (the dialer sees `Connected`), and the target,
-                // whose core refused it, closes it at once (the dialer then sees `Closed`).
-                let sink = End {
+            Ok(accepted) => {
+                // A stream the target's core refused opens all the same, as over Tor: the
+                // dialer sees `Connected`, then `Closed` once the target closes its end.
+                let to = accepted.unwrap_or(End {
                     host: pending.target.unwrap_or(Host::Registry),
                     incarnation: REFUSED_INCARNATION,
                     conn: ConnId(id),
-                };
-                self.net.open(pending.from, sink);
-                self.stats.inbound_refused += 1;
-                if let Some(core) = &mut self.peers[from].core {
-                    core.handle_input(
-                        now,
-                        Input::Connected {
-                            conn: pending.from.conn,
-                        },
-                    );
-                }
-                self.close_end(sink);
-            }
-            Ok(Some(to)) => {
+                });
                 self.net.open(pending.from, to);
                 if let Some(core) = &mut self.peers[from].core {
                     core.handle_input(
@@ -366,10 +353,13 @@ impl World {
                         },
                     );
                 }
-                if let Host::Peer(j) = to.host {
-                    self.pump_peer(j);
-                } else {
-                    self.pump_registry();
+                match (accepted, to.host) {
+                    (None, _) => {
+                        self.stats.inbound_refused += 1;
+                        self.close_end(to);
+                    }
+                    (Some(_), Host::Peer(j)) => self.pump_peer(j),
+                    (Some(_), Host::Registry) => self.pump_registry(),
                 }
             }
             Err(reason) => {
