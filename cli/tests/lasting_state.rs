@@ -256,6 +256,19 @@ fn id(dir: &Path, data: &Path, passphrase: &str) -> (i32, String) {
     (code, p.output())
 }
 
+/// Opening the damaged store in `data` exits 3 with a sentence naming the file, and
+/// leaves every file as it was.
+fn refused_as_damaged_without_change(dir: &Path, data: &Path, how: &str) {
+    let before = snapshot(data);
+    let (code, out) = id(dir, data, p2pchat_tests::process::TEST_PASSPHRASE);
+    assert_eq!(code, 3, "{how}: {out}");
+    assert!(
+        out.contains("damaged") && out.contains("p2pchat.db"),
+        "{how}: {out}"
+    );
+    assert_eq!(snapshot(data), before, "opening a {how} store changed it");
+}
+
 #[test]
 fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_nothing() {
     let dir = temp_dir("store-errors");
@@ -326,18 +339,7 @@ fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_noth
     let good = std::fs::read(&db).unwrap();
     // Truncated: half the file is gone.
     std::fs::write(&db, &good[..good.len() / 2]).unwrap();
-    let before = snapshot(&data);
-    let (code, out) = id(&dir, &data, p2pchat_tests::process::TEST_PASSPHRASE);
-    assert_eq!(code, 3, "{out}");
-    assert!(
-        out.contains("damaged") && out.contains("p2pchat.db"),
-        "{out}"
-    );
-    assert_eq!(
-        snapshot(&data),
-        before,
-        "opening a truncated store changed it"
-    );
+    refused_as_damaged_without_change(&dir, &data, "truncated");
 
     // Corrupted: the header of every page after the first overwritten (what a bad disk
     // or a careless program does); SQLite's integrity check finds it.
@@ -348,18 +350,7 @@ fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_noth
         }
     }
     std::fs::write(&db, &bad).unwrap();
-    let before = snapshot(&data);
-    let (code, out) = id(&dir, &data, p2pchat_tests::process::TEST_PASSPHRASE);
-    assert_eq!(code, 3, "{out}");
-    assert!(
-        out.contains("damaged") && out.contains("p2pchat.db"),
-        "{out}"
-    );
-    assert_eq!(
-        snapshot(&data),
-        before,
-        "opening a corrupted store changed it"
-    );
+    refused_as_damaged_without_change(&dir, &data, "corrupted");
 
     // The good store still opens.
     std::fs::write(&db, &good).unwrap();
