@@ -27,6 +27,8 @@ pub const PASSPHRASE_ENV: &str = "P2PCHAT_PASSPHRASE";
 /// Names of the sealed identity keys in the store.
 const RSA_SECRET: &str = "rsa_identity_pem";
 const ONION_SECRET: &str = "onion_secret_key";
+/// The serial of the certificate for the RSA key (8 bytes, big-endian); absent means 0.
+const SERIAL_SECRET: &str = "certificate_serial";
 
 /// An opened profile.
 pub struct Profile {
@@ -36,6 +38,8 @@ pub struct Profile {
     pub rsa: RsaIdentity,
     /// The onion service key.
     pub onion: OnionIdentity,
+    /// The serial of the onion key's certificate for `rsa`: one more for each new RSA key.
+    pub serial: u64,
     /// Whether the identity was created just now.
     pub created: bool,
 }
@@ -148,6 +152,7 @@ pub fn open_or_create(
         SqliteStore::create(&path, Some(passphrase.as_bytes()), options)?
     };
     let (rsa, onion, created) = load_or_create_keys(&mut store, &data_dir.join("identity"))?;
+    let serial = load_serial(&store)?;
     if !store.is_encrypted() {
         eprintln!(
             "p2pchat: warning: {} is not encrypted (created with --no-passphrase): anyone who can read it reads your contacts and messages. `p2pchat passphrase` encrypts it",
@@ -158,8 +163,48 @@ pub fn open_or_create(
         store,
         rsa,
         onion,
+        serial,
         created,
     })
+}
+
+impl Profile {
+    /// Replaces the RSA key with a new one, certified by the same onion key under the next
+    /// serial: the registry then gives the nick to the new key and refuses the old
+    /// certificate. The key and its serial are stored together (one transaction).
+    pub fn new_rsa_key(&mut self) -> Result<(), CliError> {
+        let rsa = crate::keystore::generate(2048)?.rsa;
+        let serial = self.serial.checked_add(1).ok_or_else(|| {
+            CliError::Usage("this identity has used every certificate serial".into())
+        })?;
+        let pem = rsa.to_pkcs8_pem().map_err(|e| KeystoreError::Invalid {
+            path: self.store.path().to_owned(),
+            kind: "RSA key",
+            why: e.to_string(),
+        })?;
+        self.store.put_secrets(&[
+            (RSA_SECRET, pem.as_bytes()),
+            (SERIAL_SECRET, &serial.to_be_bytes()),
+        ])?;
+        self.rsa = rsa;
+        self.serial = serial;
+        Ok(())
+    }
+}
+
+fn load_serial(store: &SqliteStore) -> Result<u64, CliError> {
+    let Some(bytes) = store.secret(SERIAL_SECRET)? else {
+        return Ok(0);
+    };
+    let bytes: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeystoreError::Invalid {
+            path: store.path().to_owned(),
+            kind: "certificate serial",
+            why: format!("{} bytes, not 8", bytes.len()),
+        })?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn load_or_create_keys(

@@ -224,6 +224,45 @@ fn the_registry_and_then_a_contact_refuse_an_impostor_who_takes_a_nick_with_anot
     impostor.quit();
 }
 
+#[test]
+fn a_new_key_keeps_the_nick_at_the_registry_and_a_contact_is_warned_until_they_verify_it() {
+    let dir = temp_dir("new-key");
+    let (_server, port, bob_port, mut alice) = contacts_with_bob_gone(&dir);
+    let (code, out) = id_with(
+        &dir,
+        &dir.join("bob-data"),
+        p2pchat_tests::process::TEST_PASSPHRASE,
+        &["--new-key"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("key serial:  1"), "{out}");
+    let fingerprint = out
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .expect("the new fingerprint")
+        .trim()
+        .to_owned();
+    // The registry binds "bob" to the old key; the new one, certified by bob's onion key
+    // with the next serial, takes it over.
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    assert!(
+        bob.seen
+            .iter()
+            .any(|l| l.starts_with("* you are bob") && l.contains(&fingerprint)),
+        "bob registered with another key: {:?}",
+        bob.seen
+    );
+    // Alice pinned the old key: the new one is refused, loudly, until she checks it.
+    bob.send("/connect alice");
+    alice.expect("possible impersonation: the key of bob changed");
+    alice.send(&format!("/verify bob {fingerprint}"));
+    alice.expect("bob's key is verified");
+    alice.send("/msg bob with your new key");
+    bob.expect("<alice> with your new key");
+    alice.quit();
+    bob.quit();
+}
+
 /// Every file under `dir`, with its bytes.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -244,11 +283,17 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Runs `p2pchat id` on `data` with `passphrase`; returns its exit code and output.
 fn id(dir: &Path, data: &Path, passphrase: &str) -> (i32, String) {
+    id_with(dir, data, passphrase, &[])
+}
+
+/// [`id`] with more arguments.
+fn id_with(dir: &Path, data: &Path, passphrase: &str, extra: &[&str]) -> (i32, String) {
     let config = empty_config(dir);
     let mut p = Proc::start_command(
         std::process::Command::new(bin())
             .args(["id", "--config", config.to_str().unwrap(), "--data-dir"])
             .arg(data)
+            .args(extra)
             .env("P2PCHAT_PASSPHRASE", passphrase),
         "id",
     );

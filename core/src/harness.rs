@@ -13,18 +13,17 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 use core::time::Duration;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 
 use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
-use crate::identity::Identity;
+use crate::identity::{Identity, OnionAddress};
 use crate::nick::Nick;
 use crate::peer::{ChatState, Event, Input, Output, Peer, PeerConfig, PeerState, Target};
 use crate::registry::{
-    BindingOp, ClientMessage, Registration, Registry, RegistryConfig, RegistryOutput,
-    ServerMessage, registration_signed_bytes,
+    BindingOp, ClientMessage, Registration, Registry, RegistryConfig, RegistryOutput, ServerMessage,
 };
 use crate::test_keys;
 use crate::time::Instant;
@@ -82,6 +81,11 @@ pub(crate) struct World {
     pub(crate) offline: Vec<bool>,
     /// The registry's answers are lost (it went silent without closing).
     pub(crate) registry_silent: bool,
+    /// Registry connections that read too slowly for presence: their presence frames are
+    /// dropped (and the registry told), as a runtime does when a queue is well filled.
+    pub(crate) slow_readers: BTreeSet<ConnId>,
+    /// The registry's onion address, which registrations name.
+    registry_onion: Option<OnionAddress>,
     clients: BTreeMap<ConnId, Client>,
 }
 
@@ -103,6 +107,7 @@ impl World {
         config: PeerConfig,
     ) -> Self {
         let mut rng = test_keys::rng(7);
+        let registry_onion = registry_config.onion;
         let registry = Registry::new(registry_config, &mut rng);
         let peers = nicks
             .iter()
@@ -131,6 +136,8 @@ impl World {
             tamper_next: None,
             offline: vec![false; nicks.len()],
             registry_silent: false,
+            slow_readers: BTreeSet::new(),
+            registry_onion,
             clients: BTreeMap::new(),
         }
     }
@@ -200,6 +207,12 @@ impl World {
             progressed = true;
             match out {
                 RegistryOutput::Transmit { conn, bytes } => {
+                    self.transmit((Host::Registry, conn), bytes)
+                }
+                RegistryOutput::Presence { conn, .. } if self.slow_readers.contains(&conn) => {
+                    self.registry.handle_presence_dropped(conn)
+                }
+                RegistryOutput::Presence { conn, bytes } => {
                     self.transmit((Host::Registry, conn), bytes)
                 }
                 RegistryOutput::Close { conn } => self.close((Host::Registry, conn)),
@@ -348,6 +361,14 @@ impl World {
             .map(|((_, c), _)| *c)
     }
 
+    /// The registry's end of peer `i`'s registry connection, if it has one.
+    pub(crate) fn registry_conn_of(&self, i: usize) -> Option<ConnId> {
+        self.links
+            .iter()
+            .find(|((h, _), (g, _))| *h == Host::Peer(i) && *g == Host::Registry)
+            .map(|(_, (_, c))| *c)
+    }
+
     /// Peer `i` registers; returns what it saw.
     pub(crate) fn register_peer(&mut self, i: usize) -> Vec<Event> {
         self.peers[i].register(self.now);
@@ -452,25 +473,28 @@ impl World {
             .unwrap_or_default()
     }
 
-    /// A registration of `id` answering `nonce`, signed properly.
+    /// A registration of `id` answering `nonce`, signed properly for this world's registry.
     pub(crate) fn registration(
         &mut self,
         id: &Identity,
         nonce: &[u8; 32],
         port: u16,
     ) -> Registration {
-        let signed = registration_signed_bytes(nonce, &id.certificate, port);
-        let signature = match id.rsa.sign_pss(&mut self.rng, &signed) {
-            Ok(s) => s,
+        let registry = self.registry_onion;
+        self.registration_for(registry.as_ref(), id, nonce, port)
+    }
+
+    /// A registration of `id` answering `nonce`, signed for the registry at `registry`.
+    pub(crate) fn registration_for(
+        &mut self,
+        registry: Option<&OnionAddress>,
+        id: &Identity,
+        nonce: &[u8; 32],
+        port: u16,
+    ) -> Registration {
+        match Registration::signed(id, registry, nonce, port, &mut self.rng) {
+            Ok(r) => r,
             Err(e) => panic!("test key cannot sign: {e}"),
-        };
-        Registration {
-            nick: id.nick.as_str().to_owned(),
-            onion: *id.address().public_key(),
-            port,
-            rsa_public_key: id.rsa.public().der().to_vec(),
-            certificate_signature: id.certificate.signature,
-            challenge_signature: signature,
         }
     }
 

@@ -21,11 +21,12 @@ fn nick() -> impl Strategy<Value = Nick> {
 }
 
 fn certificate() -> impl Strategy<Value = KeyBindingCertificate> {
-    (0..test_keys::RSA_2048_COUNT, nick()).prop_map(|(i, nick)| {
+    (0..test_keys::RSA_2048_COUNT, nick(), any::<u64>()).prop_map(|(i, nick, serial)| {
         KeyBindingCertificate::issue(
             &test_keys::onion(i),
             nick,
             test_keys::rsa(i).public().clone(),
+            serial,
         )
     })
 }
@@ -125,18 +126,22 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             any::<[u8; 32]>(),
             any::<u16>(),
             vec(any::<u8>(), 0..300),
+            any::<u64>(),
             any::<[u8; 64]>(),
-            vec(any::<u8>(), 0..300)
+            vec(any::<u8>(), 0..300),
+            any::<[u8; 64]>(),
         )
             .prop_map(
-                |(nick, onion, port, rsa_public_key, sig, challenge_signature)| {
+                |(nick, onion, port, rsa_public_key, serial, sig, challenge_signature, proof)| {
                     ClientMessage::Register(Registration {
                         nick,
                         onion,
                         port,
                         rsa_public_key,
+                        certificate_serial: serial,
                         certificate_signature: Ed25519Signature(sig),
                         challenge_signature,
+                        onion_signature: Ed25519Signature(proof),
                     })
                 }
             ),
@@ -171,6 +176,9 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         Just(RegisterError::BadSignature),
         Just(RegisterError::RegistryFull),
         Just(RegisterError::AlreadyRegistered),
+        Just(RegisterError::NickReserved),
+        Just(RegisterError::AddressReserved),
+        Just(RegisterError::Busy),
     ];
     let server_error = prop_oneof![
         Just(ServerError::Malformed),
@@ -193,8 +201,15 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 more,
             }
         }),
-        record().prop_map(|r| ServerMessage::Presence(Presence::Joined(r))),
-        nick().prop_map(|n| ServerMessage::Presence(Presence::Left(n))),
+        vec(
+            prop_oneof![
+                record().prop_map(Presence::Joined),
+                nick().prop_map(Presence::Left),
+                Just(Presence::Resync),
+            ],
+            0..4
+        )
+        .prop_map(ServerMessage::Presence),
         Just(ServerMessage::Unregistered),
         Just(ServerMessage::Pong),
         server_error.prop_map(ServerMessage::Error),

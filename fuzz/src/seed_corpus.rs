@@ -11,7 +11,6 @@ use p2pchat_core::nick::Nick;
 use p2pchat_core::peer_wire::{Finish, PeerFrame, ChannelMessage};
 use p2pchat_core::registry::{
     ClientMessage, Presence, RegisterError, Registration, ServerError, ServerMessage, UserRecord,
-    registration_signed_bytes,
 };
 use p2pchat_core::test_keys;
 
@@ -97,15 +96,9 @@ fn main() {
 
     let registration = {
         let nonce = [7u8; 32];
-        let signed = registration_signed_bytes(&nonce, &alice.certificate, 5051);
-        ClientMessage::Register(Registration {
-            nick: alice.nick.to_string(),
-            onion: *alice.address().public_key(),
-            port: 5051,
-            rsa_public_key: alice.rsa.public().der().to_vec(),
-            certificate_signature: alice.certificate.signature,
-            challenge_signature: alice.rsa.sign_pss(&mut rng, &signed).unwrap(),
-        })
+        ClientMessage::Register(
+            Registration::signed(&alice, None, &nonce, 5051, &mut rng).unwrap(),
+        )
     };
     let record = UserRecord {
         certificate: bob.certificate.clone(),
@@ -140,8 +133,11 @@ fn main() {
             users: vec![record.clone()],
             more: true,
         },
-        ServerMessage::Presence(Presence::Joined(record.clone())),
-        ServerMessage::Presence(Presence::Left(Nick::new("bob").unwrap())),
+        ServerMessage::Presence(vec![
+            Presence::Joined(record.clone()),
+            Presence::Left(Nick::new("bob").unwrap()),
+        ]),
+        ServerMessage::Presence(vec![Presence::Resync]),
         ServerMessage::Pong,
         ServerMessage::Error(ServerError::RateLimited),
         ServerMessage::ShuttingDown,

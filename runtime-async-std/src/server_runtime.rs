@@ -219,6 +219,20 @@ impl Server {
                             self.core.handle_closed(conn);
                         }
                     }
+                    RegistryOutput::Presence { conn, bytes } => {
+                        if let Some(queued) = self.upgrading.get_mut(&conn) {
+                            queued.push(bytes);
+                            continue;
+                        }
+                        let dropped = self
+                            .writers
+                            .get(&conn)
+                            .is_some_and(|w| w.offer(bytes).is_err());
+                        if dropped {
+                            tracing::debug!(?conn, "client reads slowly; presence coalesced");
+                            self.core.handle_presence_dropped(conn);
+                        }
+                    }
                     RegistryOutput::Close { conn } => {
                         self.writers.remove(&conn);
                         self.upgrading.remove(&conn);

@@ -126,6 +126,20 @@ impl WireWriter {
     }
 }
 
+impl WireWriter {
+    /// Queues bytes that may be dropped (presence): only while the queue is less than half
+    /// full, in frames and in bytes, so that what must be sent always finds room.
+    pub fn offer(&self, bytes: Vec<u8>) -> Result<(), TooSlow> {
+        let own = self.counter.queued.load(Ordering::Relaxed);
+        let half_frames = self.tx.capacity().map_or(usize::MAX, |c| c / 2);
+        let half_bytes = self.counter.budget.max_per_connection / 2;
+        if self.tx.len() >= half_frames || own + bytes.len() > half_bytes {
+            return Err(TooSlow);
+        }
+        self.send(bytes)
+    }
+}
+
 /// The writer task's end of a queue: what it takes out is no longer counted.
 struct QueueOut {
     rx: Receiver<Vec<u8>>,
@@ -350,5 +364,22 @@ mod tests {
         assert_eq!(a.send(vec![0; 10]), Ok(()));
         assert_eq!(a.send(vec![0; 10]), Err(TooSlow));
         assert_eq!(budget.queued_total(), 20);
+    }
+
+    #[test]
+    fn droppable_frames_fill_at_most_half_a_queue_and_what_must_be_sent_still_fits() {
+        let budget = WriteBudget::new(1000, 1 << 20);
+        let (a, _out) = queue_with_budget(4, &budget);
+        assert_eq!(a.offer(vec![0; 10]), Ok(()));
+        assert_eq!(a.offer(vec![0; 10]), Ok(()));
+        // Half the slots are taken: presence waits, replies do not.
+        assert_eq!(a.offer(vec![0; 10]), Err(TooSlow));
+        assert_eq!(a.send(vec![0; 10]), Ok(()));
+        assert_eq!(a.send(vec![0; 10]), Ok(()));
+        let (b, _out) = queue_with_budget(64, &budget);
+        // Half the bytes.
+        assert_eq!(b.offer(vec![0; 400]), Ok(()));
+        assert_eq!(b.offer(vec![0; 200]), Err(TooSlow));
+        assert_eq!(b.send(vec![0; 500]), Ok(()));
     }
 }

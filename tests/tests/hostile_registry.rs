@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use p2pchat_async_std::{ServerSettings, StopServer};
 use p2pchat_core::frame::{FrameDecoder, decode_body, encode_frame};
 use p2pchat_core::registry::{
-    ClientMessage, Registration, Registry, RegistryConfig, ServerMessage, registration_signed_bytes,
+    ClientMessage, Registration, Registry, RegistryConfig, ServerMessage,
 };
 use p2pchat_core::test_keys;
 
@@ -70,21 +70,8 @@ async fn legitimate_client(port: u16, i: usize) {
         panic!("no challenge")
     };
     let id = test_keys::identity(i, &format!("legit{i}"));
-    let signature = id
-        .rsa
-        .sign_pss(
-            &mut test_keys::rng(i as u64),
-            &registration_signed_bytes(&nonce, &id.certificate, 7000),
-        )
-        .unwrap();
-    let registration = Registration {
-        nick: id.nick.to_string(),
-        onion: *id.address().public_key(),
-        port: 7000,
-        rsa_public_key: id.rsa.public().der().to_vec(),
-        certificate_signature: id.certificate.signature,
-        challenge_signature: signature,
-    };
+    let registration =
+        Registration::signed(&id, None, &nonce, 7000, &mut test_keys::rng(i as u64)).unwrap();
     send(&mut ws, &ClientMessage::Register(registration)).await;
     assert_eq!(recv(&mut ws).await, Some(ServerMessage::Registered));
     send(
@@ -240,8 +227,10 @@ fn a_registration_flood_is_cut_off_while_others_register() {
             onion: [0u8; 32],
             port: 1,
             rsa_public_key: vec![1, 2, 3],
+            certificate_serial: 0,
             certificate_signature: p2pchat_core::identity::Ed25519Signature([0u8; 64]),
             challenge_signature: vec![0u8; 256],
+            onion_signature: p2pchat_core::identity::Ed25519Signature([0u8; 64]),
         });
         let mut cut_off = false;
         for _ in 0..200 {

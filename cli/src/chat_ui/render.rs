@@ -89,6 +89,9 @@ pub fn render(event: &Event) -> Vec<String> {
         }
         Event::Presence(Presence::Joined(r)) => one(format!("* {} is online", r.nick())),
         Event::Presence(Presence::Left(nick)) => one(format!("* {nick} went offline")),
+        Event::Presence(Presence::Resync) => one(
+            "* the registry skipped some presence updates; /users shows who is online now".into(),
+        ),
         Event::ConnectionRequest {
             nick, fingerprint, ..
         } => one(format!(

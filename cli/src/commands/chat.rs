@@ -173,11 +173,13 @@ async fn chat(
     };
     progress.set("publishing your onion service…");
     tor.publish(&onion, advertised, local).await?;
-    let identity = Identity::new(nick.clone(), profile.rsa, onion);
+    let identity = Identity::with_serial(nick.clone(), profile.rsa, onion, profile.serial);
     let address = identity.address();
     let fingerprint = identity.rsa.public().fingerprint();
     let config = PeerConfig {
         port: advertised,
+        // A registry reached without Tor (loopback) has no onion address to name.
+        registry_onion: server_host.parse().ok(),
         accept_policy: if args.auto_accept {
             AcceptPolicy::AcceptAll
         } else {

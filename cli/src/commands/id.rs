@@ -13,6 +13,11 @@ pub struct IdArgs {
     /// Your nickname (config: nick).
     #[arg(long)]
     nick: Option<String>,
+    /// Replace your RSA key with a new one (for a key that may have leaked). Your onion
+    /// address stays; the registry gives your nick to the new key and refuses the old one.
+    /// Contacts see a key-change warning until they check your new fingerprint.
+    #[arg(long)]
+    new_key: bool,
     /// Where the store's passphrase comes from.
     #[command(flatten)]
     passphrase: crate::profile::PassphraseArgs,
@@ -29,9 +34,16 @@ pub fn run(
     let options = p2pchat_async_std::store::OpenOptions {
         history: file.history.unwrap_or(true),
     };
-    let keys = crate::profile::open_or_create(&data_dir, &args.passphrase, false, options)?;
+    let mut keys = crate::profile::open_or_create(&data_dir, &args.passphrase, false, options)?;
     if keys.created {
         eprintln!("p2pchat: created a new identity in {}", data_dir.display());
+    }
+    if args.new_key {
+        let old = keys.rsa.public().fingerprint();
+        keys.new_rsa_key()?;
+        eprintln!(
+            "p2pchat: replaced your RSA key (old fingerprint {old}). Your contacts will see a key-change warning: give them your new fingerprint so they can /verify it."
+        );
     }
     let nick = args.nick.or(file.nick);
     println!(
@@ -41,6 +53,7 @@ pub fn run(
     );
     println!("onion:       {}", keys.onion.address().hostname());
     println!("fingerprint: {}", keys.rsa.public().fingerprint());
+    println!("key serial:  {}", keys.serial);
     println!("data dir:    {}", data_dir.display());
     Ok(())
 }

@@ -31,6 +31,10 @@ pub struct ServerArgs {
     /// last seen: meanwhile nobody else can register it.
     #[arg(long, default_value_t = 30)]
     reserve_days: u32,
+    /// Registrations accepted per second from everyone together (ten seconds' worth may
+    /// come at once); beyond, clients are told the registry is busy and try again.
+    #[arg(long, default_value_t = RegistryConfig::default().registrations_per_second)]
+    registrations_per_second: u32,
 }
 
 /// Runs the registry until Ctrl-C or SIGTERM.
@@ -92,6 +96,10 @@ async fn serve(
         max_users: args.max_users,
         max_connections: args.max_connections,
         reserve_for: std::time::Duration::from_secs(u64::from(args.reserve_days) * 86_400),
+        registrations_per_second: args.registrations_per_second,
+        registrations_burst: args.registrations_per_second.saturating_mul(10),
+        // Registrations name the onion address their client dialled.
+        onion: onion.as_ref().map(|key| key.address()),
         ..RegistryConfig::default()
     };
     crate::keystore::ensure_private_dir(&data_dir)?;

@@ -47,6 +47,9 @@ pub struct KeyBindingCertificate {
     pub nick: Nick,
     /// The RSA public key the owner uses.
     pub rsa: RsaPublicKey,
+    /// Which of the owner's certificates this is: a new RSA key gets the next serial, so
+    /// that the registry can tell the newest from an older one replayed.
+    pub serial: u64,
     /// ed25519 signature over [`KeyBindingCertificate::signed_bytes`].
     pub signature: Ed25519Signature,
 }
@@ -57,21 +60,31 @@ pub struct KeyBindingCertificate {
 pub struct CertificateError;
 
 impl KeyBindingCertificate {
-    /// Signs a certificate for `nick` and `rsa` with the onion key.
-    pub fn issue(onion: &OnionIdentity, nick: Nick, rsa: RsaPublicKey) -> Self {
+    /// Signs certificate number `serial` for `nick` and `rsa` with the onion key.
+    pub fn issue(onion: &OnionIdentity, nick: Nick, rsa: RsaPublicKey, serial: u64) -> Self {
         let address = onion.address();
-        let signature = Ed25519Signature(onion.sign(&Self::signed_bytes(&address, &nick, &rsa)));
+        let signature =
+            Ed25519Signature(onion.sign(&Self::signed_bytes(&address, &nick, &rsa, serial)));
         Self {
             onion: address,
             nick,
             rsa,
+            serial,
             signature,
         }
     }
 
     /// The exact bytes the onion key signs:
-    /// `context ‖ onion_pubkey(32) ‖ u8 len ‖ lowercase nick ‖ u16be len ‖ rsa_spki_der`.
-    pub fn signed_bytes(onion: &OnionAddress, nick: &Nick, rsa: &RsaPublicKey) -> Vec<u8> {
+    /// `context ‖ onion_pubkey(32) ‖ u8 len ‖ lowercase nick ‖ u16be len ‖ rsa_spki_der`,
+    /// then `u64be serial` unless the serial is 0. Every field before it has its length,
+    /// so the two forms never collide; serial 0 is the form certificates had before serials,
+    /// so those stay valid as the first of their owner's.
+    pub fn signed_bytes(
+        onion: &OnionAddress,
+        nick: &Nick,
+        rsa: &RsaPublicKey,
+        serial: u64,
+    ) -> Vec<u8> {
         let nick = nick.canonical();
         let der = rsa.der();
         let mut out =
@@ -83,12 +96,15 @@ impl KeyBindingCertificate {
         out.extend_from_slice(nick.as_bytes());
         out.extend_from_slice(&(der.len() as u16).to_be_bytes());
         out.extend_from_slice(der);
+        if serial != 0 {
+            out.extend_from_slice(&serial.to_be_bytes());
+        }
         out
     }
 
     /// Checks the signature against the onion address's own key.
     pub fn verify(&self) -> Result<(), CertificateError> {
-        let message = Self::signed_bytes(&self.onion, &self.nick, &self.rsa);
+        let message = Self::signed_bytes(&self.onion, &self.nick, &self.rsa, self.serial);
         if verify_onion_signature(&self.onion, &message, &self.signature.0) {
             Ok(())
         } else {
@@ -109,8 +125,12 @@ mod tests {
     #[test]
     fn an_issued_certificate_verifies() {
         let onion = OnionIdentity::from_seed(&[3; 32]);
-        let cert =
-            KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
+        let cert = KeyBindingCertificate::issue(
+            &onion,
+            nick("alice"),
+            test_keys::rsa(0).public().clone(),
+            0,
+        );
         assert_eq!(cert.verify(), Ok(()));
     }
 
@@ -118,8 +138,12 @@ mod tests {
     fn swapping_the_rsa_key_nick_or_onion_breaks_it() {
         let onion = OnionIdentity::from_seed(&[3; 32]);
         let other = OnionIdentity::from_seed(&[4; 32]);
-        let cert =
-            KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
+        let cert = KeyBindingCertificate::issue(
+            &onion,
+            nick("alice"),
+            test_keys::rsa(0).public().clone(),
+            0,
+        );
 
         let mut c = cert.clone();
         c.rsa = test_keys::rsa(1).public().clone();
@@ -132,13 +156,37 @@ mod tests {
         let mut c = cert.clone();
         c.onion = other.address();
         assert_eq!(c.verify(), Err(CertificateError));
+
+        let mut c = cert.clone();
+        c.serial = 1;
+        assert_eq!(c.verify(), Err(CertificateError));
+    }
+
+    #[test]
+    fn a_certificate_signs_its_serial_and_serial_zero_is_the_form_without_one() {
+        let onion = OnionIdentity::from_seed(&[3; 32]);
+        let rsa = test_keys::rsa(0).public().clone();
+        let first = KeyBindingCertificate::issue(&onion, nick("alice"), rsa.clone(), 0);
+        let later = KeyBindingCertificate::issue(&onion, nick("alice"), rsa.clone(), 7);
+        assert_eq!(later.verify(), Ok(()));
+        let mut forged = later.clone();
+        forged.serial = 8;
+        assert_eq!(forged.verify(), Err(CertificateError));
+        let without = KeyBindingCertificate::signed_bytes(&first.onion, &first.nick, &rsa, 0);
+        let with = KeyBindingCertificate::signed_bytes(&first.onion, &first.nick, &rsa, 7);
+        assert_eq!(with.len(), without.len() + 8);
+        assert!(with.starts_with(&without));
     }
 
     #[test]
     fn an_invalid_curve_point_as_onion_fails_cleanly() {
         let onion = OnionIdentity::from_seed(&[3; 32]);
-        let mut cert =
-            KeyBindingCertificate::issue(&onion, nick("alice"), test_keys::rsa(0).public().clone());
+        let mut cert = KeyBindingCertificate::issue(
+            &onion,
+            nick("alice"),
+            test_keys::rsa(0).public().clone(),
+            0,
+        );
         cert.onion = OnionAddress::from_public_key([0xff; 32]);
         assert_eq!(cert.verify(), Err(CertificateError));
     }

@@ -30,9 +30,16 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Assembles an identity, issuing its certificate.
+    /// Assembles an identity whose RSA key is its first (certificate serial 0).
     pub fn new(nick: Nick, rsa: RsaIdentity, onion: OnionIdentity) -> Self {
-        let certificate = KeyBindingCertificate::issue(&onion, nick.clone(), rsa.public().clone());
+        Self::with_serial(nick, rsa, onion, 0)
+    }
+
+    /// Assembles an identity, issuing certificate number `serial` for its RSA key (one more
+    /// for every new RSA key under the same onion key).
+    pub fn with_serial(nick: Nick, rsa: RsaIdentity, onion: OnionIdentity, serial: u64) -> Self {
+        let certificate =
+            KeyBindingCertificate::issue(&onion, nick.clone(), rsa.public().clone(), serial);
         Self {
             nick,
             rsa,

@@ -1,5 +1,6 @@
 //! How a peer behaves: policies, limits and timers.
 
+use crate::identity::OnionAddress;
 use core::time::Duration;
 
 /// What to do with an incoming chat request.
@@ -40,10 +41,14 @@ impl Backoff {
 pub struct PeerConfig {
     /// The port our onion service listens on (advertised to the registry and peers).
     pub port: u16,
+    /// The onion address of the registry we dial, which our registration names (so no
+    /// other registry can use it); `None` for a registry reached without Tor (loopback).
+    pub registry_onion: Option<OnionAddress>,
     /// What to do with incoming chat requests.
     pub accept_policy: AcceptPolicy,
-    /// Ask the registry for presence pushes (who joins and leaves). Every push costs the
-    /// registry one frame per watcher, so large simulations and bots may turn it off.
+    /// Ask the registry for presence pushes (who joins and leaves). Each watcher costs the
+    /// registry up to one frame per presence interval, so large simulations and bots may
+    /// turn it off.
     pub watch_presence: bool,
     /// Most chats at once.
     pub max_chats: usize,
@@ -84,6 +89,7 @@ impl Default for PeerConfig {
     fn default() -> Self {
         Self {
             port: 5051,
+            registry_onion: None,
             accept_policy: AcceptPolicy::Ask,
             watch_presence: true,
             max_chats: 64,

@@ -331,6 +331,24 @@ impl Peer {
         }
     }
 
+    /// The registry says we missed presence changes: whether contacts are online is not
+    /// known any more, and each with queued messages may have come online meanwhile.
+    pub(super) fn presence_lost(&mut self) {
+        let waiting: Vec<Nick> = self
+            .state
+            .contacts
+            .keys()
+            .filter(|nick| self.state.queued_len(nick) > 0)
+            .cloned()
+            .collect();
+        for status in self.status.values_mut() {
+            status.online = None;
+        }
+        for nick in waiting {
+            self.deliver_now(&nick);
+        }
+    }
+
     /// Opens a chat to deliver what is queued for `nick`, if nothing stands in the way.
     pub(super) fn deliver_now(&mut self, nick: &Nick) {
         if self.chats.contains_key(nick) || self.check_deliverable(nick).is_err() {

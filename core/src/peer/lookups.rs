@@ -114,6 +114,11 @@ impl InboundLookups {
         self.cache.remove(nick);
     }
 
+    /// The registry says we missed presence: every cached answer may be stale.
+    pub(super) fn forget_all(&mut self) {
+        self.cache.clear();
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.refilled_at);
         let earned = (elapsed.as_millis() / REFILL_EVERY.as_millis()) as u32;

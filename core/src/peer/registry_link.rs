@@ -9,7 +9,7 @@ use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::nick::Nick;
 use crate::registry::{
     ClientMessage, MAX_PAGE, Presence, RegisterError, Registration, ServerError, ServerMessage,
-    UserRecord, registration_signed_bytes,
+    UserRecord,
 };
 use crate::time::Instant;
 
@@ -161,18 +161,15 @@ impl Peer {
         let (Some(challenge), Some(conn)) = (self.registry.challenge, self.registry.conn) else {
             return;
         };
-        let id = &self.identity;
-        let signed = registration_signed_bytes(&challenge, &id.certificate, self.config.port);
-        let Ok(signature) = id.rsa.sign_pss(&mut self.rng, &signed) else {
-            return self.registry_lost("could not sign the registration".into());
-        };
-        let registration = Registration {
-            nick: id.nick.as_str().to_owned(),
-            onion: *id.address().public_key(),
-            port: self.config.port,
-            rsa_public_key: id.rsa.public().der().to_vec(),
-            certificate_signature: id.certificate.signature,
-            challenge_signature: signature,
+        let registration = match Registration::signed(
+            &self.identity,
+            self.config.registry_onion.as_ref(),
+            &challenge,
+            self.config.port,
+            &mut self.rng,
+        ) {
+            Ok(r) => r,
+            Err(_) => return self.registry_lost("could not sign the registration".into()),
         };
         if let Ok(bytes) = encode_frame(&ClientMessage::Register(registration)) {
             self.transmit(conn, bytes);
@@ -239,7 +236,11 @@ impl Peer {
             ServerMessage::RegisterRejected(e) => {
                 // Someone online holds our nick or address (a stale copy of us, say): it
                 // may be gone soon, so we keep trying. Anything else will not change.
-                let transient = matches!(e, RegisterError::NickTaken | RegisterError::AddressTaken);
+                // A busy registry takes registrations again shortly.
+                let transient = matches!(
+                    e,
+                    RegisterError::NickTaken | RegisterError::AddressTaken | RegisterError::Busy
+                );
                 self.emit(Event::RegistrationFailed(e));
                 if transient {
                     self.registry_lost(
@@ -274,15 +275,19 @@ impl Peer {
                     self.emit(Event::Users { users, more });
                 }
             }
-            ServerMessage::Presence(p) => {
-                let valid = match &p {
-                    Presence::Joined(r) => r.certificate.verify().is_ok(),
-                    Presence::Left(_) => true,
-                };
-                if valid {
+            ServerMessage::Presence(changes) => {
+                for p in changes {
                     let (nick, online) = match &p {
+                        // A record whose certificate does not verify is the registry lying.
+                        Presence::Joined(r) if r.certificate.verify().is_err() => continue,
                         Presence::Joined(r) => (r.nick().clone(), true),
                         Presence::Left(nick) => (nick.clone(), false),
+                        Presence::Resync => {
+                            self.emit(Event::Presence(p));
+                            self.inbound_lookups.forget_all();
+                            self.presence_lost();
+                            continue;
+                        }
                     };
                     self.emit(Event::Presence(p));
                     self.inbound_lookups.forget(&nick);

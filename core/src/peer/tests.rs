@@ -41,7 +41,8 @@ fn three_peers_register_list_and_see_presence() {
     assert!(w.take(0).contains(&Event::Registered));
     w.peers[1].register(w.now);
     w.peers[2].register(w.now);
-    w.run();
+    // Presence is pushed within one presence interval.
+    w.advance(RegistryConfig::default().presence_interval);
     let joined: Vec<String> = w
         .take(0)
         .into_iter()
@@ -222,6 +223,7 @@ fn a_registration_with_a_certificate_from_another_onion_key_is_refused() {
         &test_keys::onion(3),
         id.nick.clone(),
         id.rsa.public().clone(),
+        0,
     );
     id.certificate = crate::identity::KeyBindingCertificate {
         onion: id.address(),
@@ -655,6 +657,8 @@ fn shutdown_closes_chats_then_unregisters() {
     assert!(ea.contains(&Event::Unregistered));
     assert_eq!(ea.last(), Some(&Event::ShutdownComplete));
     assert!(w.peers[0].is_shut_down());
+    // Presence is pushed within one presence interval.
+    w.advance(RegistryConfig::default().presence_interval);
     let eb = w.take(1);
     assert!(eb.contains(&Event::ChatClosed {
         nick: alice.clone(),
@@ -1288,4 +1292,37 @@ fn a_crowd_of_strangers_dialling_in_cannot_cost_a_peer_its_registration() {
         .filter(|e| matches!(e, Event::ConnectionRequest { .. }))
         .count();
     assert!((1..nicks.len()).contains(&requests), "{requests} requests");
+}
+
+/// Presence frames a slow reader could not take are dropped by the registry, which then
+/// sends `Resync`. The peer cannot know who came online meanwhile, so it tries each
+/// contact it holds messages for at once, instead of at its next scheduled attempt.
+#[test]
+fn a_peer_told_it_missed_presence_tries_its_queued_contacts_at_once() {
+    let mut w = world3();
+    w.register_peer(0);
+    w.register_peer(1);
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    w.peers[0].close_chat(w.now, &bob, "later").unwrap();
+    w.run();
+    w.offline[1] = true;
+    let id = w.peers[0].send(w.now, &bob, "waiting for bob").unwrap();
+    // The chat gives up redialling; the contact's delivery schedule takes over.
+    w.advance(Duration::from_secs(30 * 60));
+    let next = w.peers[0].contact(&bob).and_then(|c| c.next_delivery);
+    assert!(next.is_some_and(|t| t > w.now + Duration::from_secs(1)));
+    w.offline[1] = false;
+    // Carol's arrival is dropped from alice's presence: her registry link is slow.
+    let alice_at_registry = w.registry_conn_of(0).expect("alice is connected");
+    w.slow_readers.insert(alice_at_registry);
+    w.register_peer(2);
+    w.slow_readers.clear();
+    w.advance(RegistryConfig::default().presence_interval);
+    let ea = w.take(0);
+    assert!(ea.contains(&Event::Presence(crate::registry::Presence::Resync)));
+    assert!(
+        delivered(&ea).contains(&id),
+        "the queued message waited for its schedule: {ea:?}"
+    );
 }

@@ -1,7 +1,9 @@
 //! What the registry remembers of users who are not online: which onion address and key
 //! each nick belongs to, for a while after its owner was last seen. While a binding lasts,
 //! only the same key can register that nick or that onion address, so a nick does not pass
-//! to whoever registers it next when its owner goes offline. Bindings leave the core as
+//! to whoever registers it next when its owner goes offline. The owner moves to a new RSA
+//! key with a certificate of a higher serial from the same onion key; an older certificate
+//! is refused. Bindings leave the core as
 //! ordered [`BindingOp`]s, like a peer's `StoreOp`s, and come back through
 //! [`super::Registry::restore`].
 
@@ -24,6 +26,9 @@ pub struct Binding {
     pub fingerprint: Fingerprint,
     /// When the registry last saw its owner (registered, or leaving).
     pub last_seen: WallTime,
+    /// The serial of the owner's certificate: a newer one (a new RSA key, certified by the
+    /// same onion key) replaces this binding; an older one is refused.
+    pub serial: u64,
 }
 
 /// One durable change to the bindings.

@@ -12,10 +12,13 @@ use crate::rng::ForwardSecureRng;
 use rand_core::{CryptoRng, Rng};
 
 use super::bindings::{Binding, BindingOp, Bindings};
+use super::presence::{Due, PresenceLog, Subscription};
 use super::wire::*;
 use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, MAX_FRAME_BODY, decode_body, encode_frame};
-use crate::identity::{Ed25519Signature, KeyBindingCertificate, OnionAddress, RsaPublicKey};
+use crate::identity::{
+    Ed25519Signature, KeyBindingCertificate, OnionAddress, RsaPublicKey, verify_onion_signature,
+};
 use crate::nick::Nick;
 use crate::peer::WallTime;
 use crate::time::Instant;
@@ -46,6 +49,20 @@ pub struct RegistryConfig {
     /// Most nick bindings kept (online or not): a registration that would need a new one
     /// beyond this is refused as `RegistryFull` until older bindings lapse.
     pub max_bindings: usize,
+    /// Registrations from everyone together: a burst this deep (a restarted registry's
+    /// users all come back at once)...
+    pub registrations_burst: u32,
+    /// ...refilled at this many a second. Beyond, `RegisterRejected(Busy)`.
+    pub registrations_per_second: u32,
+    /// A subscriber is sent at most one presence frame this often: changes in between
+    /// are coalesced.
+    pub presence_interval: Duration,
+    /// Presence changes remembered for subscribers that are behind; one that falls
+    /// further behind is sent `Resync`.
+    pub presence_backlog: usize,
+    /// The registry's onion address, which registrations must name; `None` for a registry
+    /// reached without Tor (loopback only).
+    pub onion: Option<OnionAddress>,
 }
 
 impl Default for RegistryConfig {
@@ -59,16 +76,21 @@ impl Default for RegistryConfig {
             max_register_attempts: 5,
             reserve_for: Duration::from_secs(30 * 86_400),
             max_bindings: 1_000_000,
+            registrations_burst: 10_000,
+            registrations_per_second: 1_000,
+            presence_interval: Duration::from_millis(250),
+            presence_backlog: 4096,
+            onion: None,
         }
     }
 }
 
 /// Tokens a message costs from its client's budget: what it costs the registry. A
-/// registration checks two signatures and tells every subscriber; a page copies up to
-/// `MAX_PAGE` records.
+/// registration checks two signatures and, like an unregistration, changes presence; a page
+/// copies up to `MAX_PAGE` records.
 fn request_cost(message: &ClientMessage) -> u32 {
     match message {
-        ClientMessage::Register(_) => 10,
+        ClientMessage::Register(_) | ClientMessage::Unregister => 10,
         ClientMessage::List { .. } => 5,
         _ => 1,
     }
@@ -91,6 +113,48 @@ pub enum RegistryOutput {
     },
     /// Store this durably before carrying out any later output.
     Store(BindingOp),
+    /// Send these bytes (one presence frame) on `conn`, unless its queue is already well
+    /// filled: then drop them and call [`Registry::handle_presence_dropped`]. Presence is
+    /// never a reason to disconnect a client that is slow to read.
+    Presence {
+        /// Where.
+        conn: ConnId,
+        /// What.
+        bytes: Vec<u8>,
+    },
+}
+
+/// A token bucket, in thousandths of a token.
+struct TokenBucket {
+    milli: u64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    fn full(burst: u32, now: Instant) -> Self {
+        Self {
+            milli: u64::from(burst) * 1000,
+            refilled_at: now,
+        }
+    }
+
+    /// Takes `cost` tokens from a bucket `burst` deep refilled at `per_second`, if it
+    /// holds them.
+    fn take(&mut self, now: Instant, burst: u32, per_second: u32, cost: u32) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled_at);
+        let refill = (elapsed.as_micros() as u64).saturating_mul(u64::from(per_second)) / 1000;
+        self.milli = self
+            .milli
+            .saturating_add(refill)
+            .min(u64::from(burst) * 1000);
+        self.refilled_at = now;
+        let cost = u64::from(cost) * 1000;
+        if self.milli < cost {
+            return false;
+        }
+        self.milli -= cost;
+        true
+    }
 }
 
 /// The registry cannot take another connection.
@@ -103,11 +167,11 @@ struct Client {
     challenge: [u8; 32],
     /// Canonical nick, once registered.
     registered: Option<String>,
-    subscribed: bool,
+    /// Where it is in the presence log, once it subscribed.
+    subscription: Option<Subscription>,
     deadline: Instant,
-    /// Token bucket, in thousandths of a token (see `request_cost`).
-    tokens_milli: u64,
-    refilled_at: Instant,
+    /// What it may still ask (see `request_cost`).
+    tokens: TokenBucket,
     register_attempts: u8,
     /// Requests refused as `Busy` since the last one served.
     refused: u32,
@@ -130,6 +194,14 @@ pub struct Registry {
     outputs: VecDeque<RegistryOutput>,
     /// Who owns which nick and onion, online or not. Changed only through `bind`.
     bindings: Bindings,
+    /// Changes of who is online, for subscribers.
+    presence: PresenceLog,
+    /// Some subscriber is due a presence frame.
+    presence_pending: bool,
+    /// No presence frame goes out before this.
+    presence_next_flush: Instant,
+    /// Registrations, from everyone together.
+    registrations: TokenBucket,
     /// Wall-clock time at `started`.
     wall_at_start: WallTime,
     started: Instant,
@@ -160,7 +232,6 @@ impl Registry {
             wall_at_start: wall,
             started: now,
             now,
-            config,
             rng: ForwardSecureRng::from_seed(seed),
             next_conn: 0,
             clients: BTreeMap::new(),
@@ -168,6 +239,11 @@ impl Registry {
             onions: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             outputs: VecDeque::new(),
+            presence: PresenceLog::new(config.presence_backlog),
+            presence_pending: false,
+            presence_next_flush: now,
+            registrations: TokenBucket::full(config.registrations_burst, now),
+            config,
         };
         // Bindings whose owners were not seen for the whole reservation are let go.
         let expired: Vec<Nick> = registry
@@ -229,10 +305,9 @@ impl Registry {
                 decoder: FrameDecoder::with_limit(MAX_CLIENT_FRAME),
                 challenge,
                 registered: None,
-                subscribed: false,
+                subscription: None,
                 deadline,
-                tokens_milli: u64::from(self.config.burst) * 1000,
-                refilled_at: now,
+                tokens: TokenBucket::full(self.config.burst, now),
                 register_attempts: 0,
                 refused: 0,
             },
@@ -257,7 +332,11 @@ impl Registry {
             let Ok(message) = decode_body::<ClientMessage>(&body) else {
                 return self.fail(conn, ServerError::Malformed);
             };
-            if !Self::take_tokens(&self.config, client, now, request_cost(&message)) {
+            let (burst, per_second) = (self.config.burst, self.config.per_second);
+            if !client
+                .tokens
+                .take(now, burst, per_second, request_cost(&message))
+            {
                 // A lookup or a page over budget is refused on its own: the client keeps
                 // its connection and registration. Past a burst of refusals, or for any
                 // other message, the client is flooding and is dropped.
@@ -292,9 +371,24 @@ impl Registry {
         }
     }
 
+    /// The runtime dropped a [`RegistryOutput::Presence`] for `conn` (it was not reading):
+    /// it is sent `Resync` next.
+    pub fn handle_presence_dropped(&mut self, conn: ConnId) {
+        if let Some(s) = self
+            .clients
+            .get_mut(&conn)
+            .and_then(|c| c.subscription.as_mut())
+        {
+            self.presence.dropped(s);
+            self.presence_pending = true;
+        }
+    }
+
     /// When [`Registry::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let heartbeat = self.deadlines.first().map(|(t, _)| *t);
+        let presence = self.presence_pending.then_some(self.presence_next_flush);
+        heartbeat.into_iter().chain(presence).min()
     }
 
     /// Drops every connection whose heartbeat deadline passed.
@@ -318,25 +412,101 @@ impl Registry {
         }
     }
 
-    /// The next thing for the runtime to do.
+    /// The next thing for the runtime to do. Presence goes out when everything else has,
+    /// at most once per `presence_interval`: what changed meanwhile is coalesced.
     pub fn poll_output(&mut self) -> Option<RegistryOutput> {
+        if self.outputs.is_empty() && self.presence_pending && self.now >= self.presence_next_flush
+        {
+            self.flush_presence();
+        }
         self.outputs.pop_front()
     }
 
-    /// Takes `cost` tokens from `client`'s bucket (`burst` deep, refilled at `per_second`).
-    fn take_tokens(config: &RegistryConfig, client: &mut Client, now: Instant, cost: u32) -> bool {
-        let elapsed = now.saturating_duration_since(client.refilled_at);
-        let refill =
-            (elapsed.as_micros() as u64).saturating_mul(u64::from(config.per_second)) / 1000;
-        let cap = u64::from(config.burst) * 1000;
-        client.tokens_milli = client.tokens_milli.saturating_add(refill).min(cap);
-        client.refilled_at = now;
-        let cost = u64::from(cost) * 1000;
-        if client.tokens_milli < cost {
-            return false;
+    /// Sends every subscriber that is behind one frame: the changes after its cursor (one
+    /// encoding shared by every subscriber at that cursor), or `Resync`.
+    fn flush_presence(&mut self) {
+        self.presence_pending = false;
+        let before = self.outputs.len();
+        let mut resync = Vec::new();
+        let mut behind: BTreeMap<u64, Vec<ConnId>> = BTreeMap::new();
+        for (&conn, client) in &self.clients {
+            match client.subscription.map(|s| self.presence.due(&s)) {
+                None | Some(Due::Nothing) => {}
+                Some(Due::Resync) => resync.push(conn),
+                Some(Due::Changes { cursor }) => behind.entry(cursor).or_default().push(conn),
+            }
         }
-        client.tokens_milli -= cost;
-        true
+        let resync_bytes = encode_frame(&ServerMessage::Presence(vec![Presence::Resync]));
+        let head = self.presence.head();
+        for conn in resync {
+            self.presence_sent(conn, head, resync_bytes.as_ref().ok());
+        }
+        for (cursor, conns) in behind {
+            let batch = self.presence.batch(cursor);
+            let states: Vec<(Presence, ConnId)> = batch
+                .changes
+                .iter()
+                .map(|(nick, by)| (self.presence_of(nick), *by))
+                .collect();
+            let frame = |except: Option<ConnId>| {
+                let changes: Vec<Presence> = states
+                    .iter()
+                    .filter(|(_, by)| Some(*by) != except)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                let bytes = encode_frame(&ServerMessage::Presence(changes.clone()));
+                debug_assert!(bytes.is_ok(), "a presence batch fits a frame");
+                (!changes.is_empty()).then_some(bytes.ok()).flatten()
+            };
+            let shared = frame(None);
+            for conn in conns {
+                // A connection is not told of its own registration's changes.
+                let own = states.iter().any(|(_, by)| *by == conn);
+                let bytes = if own {
+                    frame(Some(conn))
+                } else {
+                    shared.clone()
+                };
+                self.presence_sent(conn, batch.next, bytes.as_ref());
+            }
+            if batch.next < head {
+                self.presence_pending = true;
+            }
+        }
+        if self.outputs.len() > before {
+            self.presence_next_flush = self.now + self.config.presence_interval;
+        }
+    }
+
+    /// `conn` is sent `bytes` (if any), and is at `cursor` in the presence log.
+    fn presence_sent(&mut self, conn: ConnId, cursor: u64, bytes: Option<&Vec<u8>>) {
+        if let Some(s) = self
+            .clients
+            .get_mut(&conn)
+            .and_then(|c| c.subscription.as_mut())
+        {
+            PresenceLog::sent(s, cursor);
+        }
+        if let Some(bytes) = bytes {
+            self.outputs.push_back(RegistryOutput::Presence {
+                conn,
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    /// Whether `nick` is online now, as presence says it.
+    fn presence_of(&self, nick: &Nick) -> Presence {
+        match self.users.get(&nick.canonical()) {
+            Some(user) => Presence::Joined(user.record.clone()),
+            None => Presence::Left(nick.clone()),
+        }
+    }
+
+    /// `nick` joined or left because of `by`: subscribers are told at the next flush.
+    fn presence_changed(&mut self, nick: Nick, by: ConnId) {
+        self.presence.record(nick, by);
+        self.presence_pending = true;
     }
 
     fn touch(&mut self, now: Instant, conn: ConnId) {
@@ -374,8 +544,9 @@ impl Registry {
                 );
             }
             ClientMessage::Subscribe => {
+                let from_now = self.presence.subscribe();
                 if let Some(c) = self.clients.get_mut(&conn) {
-                    c.subscribed = true;
+                    c.subscription.get_or_insert(from_now);
                 }
             }
             ClientMessage::Unregister => {
@@ -437,6 +608,13 @@ impl Registry {
             );
         }
         let challenge = client.challenge;
+        let (burst, per_second) = (
+            self.config.registrations_burst,
+            self.config.registrations_per_second,
+        );
+        if !self.registrations.take(self.now, burst, per_second, 1) {
+            return self.send(conn, &ServerMessage::RegisterRejected(RegisterError::Busy));
+        }
         let reply = match self.validate(&challenge, reg) {
             Ok(record) => self.insert_user(conn, record),
             Err(e) => Err(e),
@@ -466,17 +644,30 @@ impl Registry {
             onion,
             nick,
             rsa,
+            serial: reg.certificate_serial,
             signature: Ed25519Signature(reg.certificate_signature.0),
         };
         certificate
             .verify()
             .map_err(|_| RegisterError::BadCertificate)?;
-        let signed = registration_signed_bytes(challenge, &certificate, reg.port);
+        let signed = registration_signed_bytes(
+            self.config.onion.as_ref(),
+            challenge,
+            &certificate,
+            reg.port,
+        );
         if !certificate
             .rsa
             .verify_pss(&signed, &reg.challenge_signature)
         {
             return Err(RegisterError::BadSignature);
+        }
+        if !verify_onion_signature(
+            &certificate.onion,
+            &onion_proof_bytes(&signed),
+            &reg.onion_signature.0,
+        ) {
+            return Err(RegisterError::BadOnionSignature);
         }
         Ok(UserRecord {
             certificate,
@@ -508,10 +699,20 @@ impl Registry {
         if self.onions.contains_key(record.onion()) {
             return Err(RegisterError::AddressTaken);
         }
-        // A nick or onion bound to another owner who was seen recently stays theirs.
-        if let Some(b) = self.bindings.of_nick(&key).cloned() {
-            let same = b.fingerprint == fingerprint && b.onion == *record.onion();
-            if !same && self.holds(&b) {
+        // A nick or onion bound to another owner who was seen recently stays theirs. The
+        // owner's onion key may certify a new RSA key with a higher serial (the registration
+        // proved that key is held now); an older certificate is never taken back.
+        if let Some(b) = self.bindings.of_nick(&key).cloned()
+            && self.holds(&b)
+        {
+            let same_onion = b.onion == *record.onion();
+            let serial = record.certificate.serial;
+            if same_onion && serial < b.serial {
+                return Err(RegisterError::StaleCertificate);
+            }
+            let owner = same_onion && b.fingerprint == fingerprint;
+            let rotated = same_onion && serial > b.serial;
+            if !owner && !rotated {
                 return Err(RegisterError::NickReserved);
             }
         }
@@ -533,15 +734,13 @@ impl Registry {
         if let Some(c) = self.clients.get_mut(&conn) {
             c.registered = Some(key.clone());
         }
-        self.broadcast(
-            &ServerMessage::Presence(Presence::Joined(record.clone())),
-            Some(conn),
-        );
+        self.presence_changed(record.nick().clone(), conn);
         self.bind(BindingOp::Bind(Binding {
             nick: record.nick().clone(),
             onion: *record.onion(),
             fingerprint,
             last_seen: self.wall_time(),
+            serial: record.certificate.serial,
         }));
         self.users.insert(key, User { record, conn });
         Ok(())
@@ -556,23 +755,9 @@ impl Registry {
                 onion: *user.record.onion(),
                 fingerprint: user.record.certificate.rsa.fingerprint(),
                 last_seen: self.wall_time(),
+                serial: user.record.certificate.serial,
             }));
-            let left = ServerMessage::Presence(Presence::Left(user.record.nick().clone()));
-            self.broadcast(&left, Some(user.conn));
-        }
-    }
-
-    fn broadcast(&mut self, message: &ServerMessage, except: Option<ConnId>) {
-        let Ok(bytes) = encode_frame(message) else {
-            return;
-        };
-        for (&conn, client) in &self.clients {
-            if client.subscribed && Some(conn) != except {
-                self.outputs.push_back(RegistryOutput::Transmit {
-                    conn,
-                    bytes: bytes.clone(),
-                });
-            }
+            self.presence_changed(user.record.nick().clone(), user.conn);
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::conn::ConnId;
 use crate::frame::encode_frame;
 use crate::harness::World;
 use crate::identity::{Ed25519Signature, Identity};
@@ -155,6 +156,21 @@ fn invalid_fields_get_their_own_rejections() {
             },
             RegisterError::BadCertificate,
         ),
+        (
+            // Someone with the RSA key and the certificate, but not the onion key.
+            Registration {
+                onion_signature: Ed25519Signature(test_keys::onion(9).sign(
+                    &crate::registry::onion_proof_bytes(&registration_signed_bytes(
+                        None,
+                        &nonce,
+                        &alice.certificate,
+                        7000,
+                    )),
+                )),
+                ..good.clone()
+            },
+            RegisterError::BadOnionSignature,
+        ),
     ];
     for (reg, want) in cases {
         assert_eq!(
@@ -162,6 +178,32 @@ fn invalid_fields_get_their_own_rejections() {
             vec![ServerMessage::RegisterRejected(want)]
         );
     }
+}
+
+#[test]
+fn a_registration_must_name_the_registry_it_was_made_for() {
+    let registry = test_keys::onion(50).address();
+    let mut h = World::registry_only(RegistryConfig {
+        onion: Some(registry),
+        ..RegistryConfig::default()
+    });
+    let alice = test_keys::identity(0, "alice");
+    // A hostile registry passed this registry's challenge on to alice: she signed it for
+    // the registry she dialled, and the answer is no use here.
+    let hostile = test_keys::onion(51).address();
+    let (conn, nonce) = h.connect_client();
+    for elsewhere in [Some(&hostile), None] {
+        let reg = h.registration_for(elsewhere, &alice, &nonce, 7000);
+        assert_eq!(
+            h.client_send(conn, &ClientMessage::Register(reg)),
+            vec![ServerMessage::RegisterRejected(RegisterError::BadSignature)]
+        );
+    }
+    let reg = h.registration_for(Some(&registry), &alice, &nonce, 7000);
+    assert_eq!(
+        h.client_send(conn, &ClientMessage::Register(reg)),
+        vec![ServerMessage::Registered]
+    );
 }
 
 #[test]
@@ -188,10 +230,17 @@ fn closing_the_connection_unregisters_and_pushes_left() {
     let (alice_conn, _) = h.register_client(&test_keys::identity(0, "alice"));
     let pushed = h.client_inbox(watcher);
     assert!(
-        matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.nick().as_str() == "alice"),
+        matches!(pushed.as_slice(), [ServerMessage::Presence(p)] if matches!(p.as_slice(), [Presence::Joined(r)] if r.nick().as_str() == "alice")),
         "{pushed:?}"
     );
     h.registry.handle_closed(alice_conn);
+    h.advance(RegistryConfig::default().presence_interval);
+    assert_eq!(
+        h.client_inbox(watcher),
+        vec![ServerMessage::Presence(vec![Presence::Left(
+            crate::Nick::new("alice").unwrap()
+        )])]
+    );
     let reply = h.client_send(
         watcher,
         &ClientMessage::Lookup {
@@ -199,29 +248,159 @@ fn closing_the_connection_unregisters_and_pushes_left() {
             nick: "alice".into(),
         },
     );
-    assert!(reply.contains(&ServerMessage::Presence(Presence::Left(
-        crate::Nick::new("alice").unwrap()
-    ))));
-    assert!(reply.contains(&ServerMessage::LookupResult {
-        request: 1,
-        record: None
-    }));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::LookupResult {
+            request: 1,
+            record: None
+        }]
+    );
 }
 
 #[test]
-fn presence_joined_is_pushed_to_subscribers() {
+fn presence_joined_is_pushed_to_subscribers_but_not_to_the_registering_connection() {
     let mut h = World::registry_only(RegistryConfig::default());
     let (watcher, _) = h.connect_client();
     h.client_send(watcher, &ClientMessage::Subscribe);
     let alice = test_keys::identity(0, "alice");
     let (conn, nonce) = h.connect_client();
+    h.client_send(conn, &ClientMessage::Subscribe);
     let reg = h.registration(&alice, &nonce, 7000);
-    let bytes = encode_frame(&ClientMessage::Register(reg)).unwrap();
-    h.registry.handle_received(h.now, conn, &bytes);
+    assert_eq!(
+        h.client_send(conn, &ClientMessage::Register(reg)),
+        vec![ServerMessage::Registered]
+    );
     let pushed = h.client_inbox(watcher);
     assert!(
-        matches!(pushed.as_slice(), [ServerMessage::Presence(Presence::Joined(r))] if r.certificate == alice.certificate)
+        matches!(pushed.as_slice(), [ServerMessage::Presence(p)] if matches!(p.as_slice(), [Presence::Joined(r)] if r.certificate == alice.certificate)),
+        "{pushed:?}"
     );
+    h.advance(RegistryConfig::default().presence_interval * 4);
+    assert!(h.client_inbox(conn).is_empty());
+}
+
+/// Registers identity `i` as `nick` on a fresh connection, then unregisters it: two
+/// presence changes. Returns the connection.
+fn register_and_unregister(h: &mut World, i: usize, nick: &str) -> ConnId {
+    let (conn, reply) = h.register_client(&test_keys::identity(i, nick));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    assert_eq!(
+        h.client_send(conn, &ClientMessage::Unregister),
+        vec![ServerMessage::Unregistered]
+    );
+    conn
+}
+
+#[test]
+fn a_presence_storm_reaches_a_subscriber_as_one_coalesced_frame_per_interval() {
+    let config = RegistryConfig::default();
+    let mut h = World::registry_only(config.clone());
+    let (watcher, _) = h.connect_client();
+    h.client_send(watcher, &ClientMessage::Subscribe);
+    // 200 changes within one instant: 25 nicks, each registered and unregistered 4 times.
+    for _ in 0..4 {
+        for i in 0..25 {
+            register_and_unregister(&mut h, i, &format!("storm{i}"));
+        }
+    }
+    // The first change went out at once; everything after it waits for the interval.
+    let first = h.client_inbox(watcher);
+    assert_eq!(first.len(), 1, "{first:?}");
+    h.advance(config.presence_interval);
+    let second = h.client_inbox(watcher);
+    let [ServerMessage::Presence(changes)] = second.as_slice() else {
+        panic!("one frame per interval: {second:?}");
+    };
+    // Each nick once, as it is now (gone).
+    let mut left: Vec<String> = changes
+        .iter()
+        .map(|p| match p {
+            Presence::Left(n) => n.canonical(),
+            other => panic!("every storm nick is gone now: {other:?}"),
+        })
+        .collect();
+    left.sort();
+    let mut expected: Vec<String> = (0..25).map(|i| format!("storm{i}")).collect();
+    expected.sort();
+    assert_eq!(left, expected);
+    h.advance(config.presence_interval * 4);
+    assert!(h.client_inbox(watcher).is_empty());
+    assert!(!h.registry_closed.contains(&watcher));
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_sent_resync_and_never_disconnected() {
+    let config = RegistryConfig::default();
+    let mut h = World::registry_only(config.clone());
+    let (watcher, _) = h.connect_client();
+    h.client_send(watcher, &ClientMessage::Subscribe);
+    h.slow_readers.insert(watcher);
+    for i in 0..30 {
+        register_and_unregister(&mut h, i, &format!("n{i}"));
+        h.advance(config.presence_interval);
+    }
+    assert!(h.client_inbox(watcher).is_empty());
+    assert!(!h.registry_closed.contains(&watcher));
+    // It reads again: it is told it missed changes, and then the news from there on.
+    h.slow_readers.clear();
+    h.advance(config.presence_interval);
+    assert_eq!(
+        h.client_inbox(watcher),
+        vec![ServerMessage::Presence(vec![Presence::Resync])]
+    );
+    h.register_client(&test_keys::identity(40, "late"));
+    h.advance(config.presence_interval);
+    let pushed = h.client_inbox(watcher);
+    assert!(
+        matches!(pushed.as_slice(), [ServerMessage::Presence(p)] if matches!(p.as_slice(), [Presence::Joined(r)] if r.nick().as_str() == "late")),
+        "{pushed:?}"
+    );
+}
+
+#[test]
+fn a_subscriber_further_behind_than_the_backlog_is_sent_resync() {
+    let config = RegistryConfig {
+        presence_backlog: 4,
+        ..RegistryConfig::default()
+    };
+    let mut h = World::registry_only(config.clone());
+    let (watcher, _) = h.connect_client();
+    h.client_send(watcher, &ClientMessage::Subscribe);
+    // Sent at once: the first change.
+    h.register_client(&test_keys::identity(0, "first"));
+    assert_eq!(h.client_inbox(watcher).len(), 1);
+    for i in 1..4 {
+        register_and_unregister(&mut h, i, &format!("n{i}"));
+    }
+    h.advance(config.presence_interval);
+    assert_eq!(
+        h.client_inbox(watcher),
+        vec![ServerMessage::Presence(vec![Presence::Resync])]
+    );
+}
+
+#[test]
+fn registrations_beyond_the_global_rate_are_refused_as_busy_until_it_refills() {
+    let config = RegistryConfig {
+        registrations_burst: 2,
+        registrations_per_second: 1,
+        ..RegistryConfig::default()
+    };
+    let mut h = World::registry_only(config);
+    for i in 0..2 {
+        let (_, reply) = h.register_client(&test_keys::identity(i, &format!("n{i}")));
+        assert_eq!(reply, vec![ServerMessage::Registered]);
+    }
+    let (conn, reply) = h.register_client(&test_keys::identity(2, "n2"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::Busy)]
+    );
+    // The connection stays; once the bucket refills, a registration goes through.
+    assert!(!h.registry_closed.contains(&conn));
+    h.advance(Duration::from_secs(1));
+    let (_, reply) = h.register_client(&test_keys::identity(3, "n3"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
 }
 
 #[test]
@@ -415,6 +594,7 @@ fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
             &test_keys::onion(100 + i),
             nick,
             rsa.clone(),
+            0,
         );
         h.registry
             .insert_user(
@@ -641,5 +821,48 @@ fn a_page_and_a_registration_cost_more_than_a_ping() {
     assert_eq!(
         h.client_send(c, &ClientMessage::Ping),
         vec![ServerMessage::Pong]
+    );
+}
+
+#[test]
+fn a_new_key_with_a_higher_serial_takes_over_the_nick_and_older_certificates_are_refused() {
+    let mut h = World::registry_only(RegistryConfig::default());
+    let first = test_keys::identity(0, "alice");
+    let nick = first.nick.clone();
+    let rotated = Identity::with_serial(nick.clone(), test_keys::rsa(5), test_keys::onion(0), 1);
+    let (conn, reply) = h.register_client(&first);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    h.close_client(conn);
+    // Alice moved to a new RSA key, certified by her onion key with the next serial.
+    let (conn, reply) = h.register_client(&rotated);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    h.close_client(conn);
+    // Whoever holds her old RSA key cannot bring the old certificate back...
+    let (_, reply) = h.register_client(&first);
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(
+            RegisterError::StaleCertificate
+        )]
+    );
+    // ...nor can another key at the same serial, nor a higher serial from another onion.
+    let same_serial =
+        Identity::with_serial(nick.clone(), test_keys::rsa(6), test_keys::onion(0), 1);
+    let other_onion =
+        Identity::with_serial(nick.clone(), test_keys::rsa(6), test_keys::onion(7), 9);
+    for id in [same_serial, other_onion] {
+        let (_, reply) = h.register_client(&id);
+        assert_eq!(
+            reply,
+            vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
+        );
+    }
+    let stored = h.registry_stored.iter().rev().find_map(|op| match op {
+        BindingOp::Bind(b) => Some(b.clone()),
+        BindingOp::Release(_) => None,
+    });
+    assert_eq!(
+        stored.map(|b| (b.serial, b.fingerprint)),
+        Some((1, rotated.rsa.public().fingerprint()))
     );
 }

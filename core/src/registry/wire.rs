@@ -2,13 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{Ed25519Signature, KeyBindingCertificate, OnionAddress};
+use rand_core::CryptoRng;
+
+use crate::identity::{
+    Ed25519Signature, Identity, KeyBindingCertificate, OnionAddress, RsaKeyError,
+};
 use crate::nick::Nick;
 
 /// Most users one `List` page returns.
 pub const MAX_PAGE: u16 = 100;
-/// Domain separation of the registration signature.
-pub const REGISTRATION_CONTEXT: &[u8] = b"p2pchat registry registration v1\0";
+/// Domain separation of the registration signatures.
+pub const REGISTRATION_CONTEXT: &[u8] = b"p2pchat registry registration v2\0";
+/// Prefixed to [`registration_signed_bytes`] for the onion key's signature, so that it is
+/// never the same message as the RSA key's.
+pub const ONION_PROOF_CONTEXT: &[u8] = b"p2pchat registry onion proof v1\0";
 
 /// Peer → registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,10 +59,41 @@ pub struct Registration {
     pub port: u16,
     /// SPKI DER RSA public key.
     pub rsa_public_key: Vec<u8>,
-    /// The onion key's key-binding certificate signature over (onion, nick, RSA key).
+    /// The certificate's serial.
+    pub certificate_serial: u64,
+    /// The onion key's key-binding certificate signature over (onion, nick, RSA key,
+    /// serial).
     pub certificate_signature: Ed25519Signature,
     /// RSA-PSS-SHA256 over [`registration_signed_bytes`], proving the RSA key is held.
     pub challenge_signature: Vec<u8>,
+    /// The onion key's signature over [`ONION_PROOF_CONTEXT`] ‖
+    /// [`registration_signed_bytes`]: the onion key is held now, not only when the
+    /// certificate was issued.
+    pub onion_signature: Ed25519Signature,
+}
+
+impl Registration {
+    /// `identity`'s registration answering `nonce` from the registry at `registry` (`None`
+    /// for one reached without Tor), signed by its RSA key and its onion key.
+    pub fn signed(
+        identity: &Identity,
+        registry: Option<&OnionAddress>,
+        nonce: &[u8; 32],
+        port: u16,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self, RsaKeyError> {
+        let signed = registration_signed_bytes(registry, nonce, &identity.certificate, port);
+        Ok(Self {
+            nick: identity.nick.as_str().to_owned(),
+            onion: *identity.address().public_key(),
+            port,
+            rsa_public_key: identity.rsa.public().der().to_vec(),
+            certificate_serial: identity.certificate.serial,
+            certificate_signature: identity.certificate.signature,
+            challenge_signature: identity.rsa.sign_pss(rng, &signed)?,
+            onion_signature: Ed25519Signature(identity.onion.sign(&onion_proof_bytes(&signed))),
+        })
+    }
 }
 
 /// One listed user. Everything in it is checkable: the certificate is the onion key's.
@@ -85,6 +123,10 @@ pub enum Presence {
     Joined(UserRecord),
     /// A user left (unregistered, disconnected or timed out).
     Left(Nick),
+    /// Changes were missed (this connection did not read fast enough, or too much changed
+    /// at once): what it knows of who is online may be stale. Nothing before it in the
+    /// same frame.
+    Resync,
 }
 
 /// Registry → peer.
@@ -115,8 +157,9 @@ pub enum ServerMessage {
         /// True if more users match after the last one.
         more: bool,
     },
-    /// A presence push (after `Subscribe`).
-    Presence(Presence),
+    /// Presence pushed after `Subscribe`: each nick that changed since the last push, at
+    /// most once, with its state now (or a lone `Resync`).
+    Presence(Vec<Presence>),
     /// The registration was removed.
     Unregistered,
     /// Heartbeat answer.
@@ -173,6 +216,18 @@ pub enum RegisterError {
     /// The onion address belongs to another nick, whose owner was seen recently.
     #[error("that onion address is reserved for another nickname")]
     AddressReserved,
+    /// The registry takes only so many registrations a second, from everyone together.
+    #[error("the registry is busy; trying again shortly")]
+    Busy,
+    /// The onion key's signature of this registration does not verify.
+    #[error("the registration is not signed by the onion address's key")]
+    BadOnionSignature,
+    /// The nick's owner moved to a newer certificate (a new RSA key): this older one is
+    /// not taken back.
+    #[error(
+        "this certificate is older than the one the registry knows for this nickname; use your current key"
+    )]
+    StaleCertificate,
 }
 
 /// Why the registry is closing a connection.
@@ -200,9 +255,13 @@ pub enum ServerError {
     Replaced,
 }
 
-/// The bytes a registration's RSA signature covers:
-/// `context ‖ challenge nonce ‖ certificate signed bytes ‖ u16be port`.
+/// The bytes a registration's signatures cover:
+/// `context ‖ registry ‖ challenge nonce ‖ certificate signed bytes ‖ u16be port`, where
+/// `registry` is the public key of the onion address the client dialled (32 zero bytes
+/// for a registry reached without Tor, on loopback). Naming the registry means a hostile
+/// registry cannot pass another registry's challenge on and use the answer there.
 pub fn registration_signed_bytes(
+    registry: Option<&OnionAddress>,
     nonce: &[u8; 32],
     certificate: &KeyBindingCertificate,
     port: u16,
@@ -211,11 +270,18 @@ pub fn registration_signed_bytes(
         &certificate.onion,
         &certificate.nick,
         &certificate.rsa,
+        certificate.serial,
     );
-    let mut out = Vec::with_capacity(REGISTRATION_CONTEXT.len() + 32 + cert.len() + 2);
+    let mut out = Vec::with_capacity(REGISTRATION_CONTEXT.len() + 64 + cert.len() + 2);
     out.extend_from_slice(REGISTRATION_CONTEXT);
+    out.extend_from_slice(registry.map_or(&[0u8; 32], |r| r.public_key()));
     out.extend_from_slice(nonce);
     out.extend_from_slice(&cert);
     out.extend_from_slice(&port.to_be_bytes());
     out
+}
+
+/// What the onion key signs in a registration: [`ONION_PROOF_CONTEXT`] ‖ `signed`.
+pub fn onion_proof_bytes(signed: &[u8]) -> Vec<u8> {
+    [ONION_PROOF_CONTEXT, signed].concat()
 }

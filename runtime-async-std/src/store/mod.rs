@@ -3,6 +3,7 @@
 //! before acknowledged.
 
 mod registry;
+mod schema_v1;
 mod sqlite;
 pub mod vault;
 

@@ -6,13 +6,16 @@ use std::path::{Path, PathBuf};
 use p2pchat_core::registry::{Binding, BindingOp, Bindings};
 use rusqlite::{Connection, params};
 
+use super::schema_v1::BindingV1;
+
 use super::StoreError;
 
 /// The registry's database file name inside its data directory.
 pub const REGISTRY_STORE_FILE: &str = "registry.db";
 
-/// Schema version of the registry store.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version of the registry store: 2 since bindings carry their certificate's
+/// serial.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The registry's bindings on disk.
 pub struct RegistryStore {
@@ -54,6 +57,10 @@ impl RegistryStore {
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
             }
+            1 => migrate_v1(&conn).map_err(|e| match e {
+                Migration::Sql(source) => sql(source),
+                Migration::Decode(why) => corrupt(why),
+            })?,
             SCHEMA_VERSION => {}
             found if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema {
@@ -115,5 +122,99 @@ impl RegistryStore {
             }
         }
         tx.commit().map_err(sql)
+    }
+}
+
+/// Why a migration failed.
+enum Migration {
+    Sql(rusqlite::Error),
+    Decode(String),
+}
+
+/// Schema 1 → 2: every binding gets serial 0, in one transaction (all or nothing).
+fn migrate_v1(conn: &Connection) -> Result<(), Migration> {
+    let tx = conn.unchecked_transaction().map_err(Migration::Sql)?;
+    let rows: Vec<(String, Vec<u8>)> = {
+        let mut stmt = tx
+            .prepare("SELECT nick, binding FROM bindings")
+            .map_err(Migration::Sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(Migration::Sql)?;
+        rows.collect::<Result<_, _>>().map_err(Migration::Sql)?
+    };
+    for (nick, bytes) in rows {
+        let old: BindingV1 = postcard::from_bytes(&bytes)
+            .map_err(|e| Migration::Decode(format!("a schema 1 binding does not decode: {e}")))?;
+        let new = postcard::to_allocvec(&Binding::from(old))
+            .map_err(|e| Migration::Decode(format!("cannot encode a binding: {e}")))?;
+        tx.execute(
+            "UPDATE bindings SET binding = ?2 WHERE nick = ?1",
+            params![nick, new],
+        )
+        .map_err(Migration::Sql)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(Migration::Sql)?;
+    tx.commit().map_err(Migration::Sql)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use p2pchat_core::peer::WallTime;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "p2pchat-registry-store-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d.join(REGISTRY_STORE_FILE)
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_with_serial_zero_and_reopens_as_schema_2() {
+        let path = scratch("v1");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/registry-v1.db");
+        std::fs::copy(fixture, &path).unwrap();
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        let expected = Binding {
+            nick: bob.nick.clone(),
+            onion: bob.address(),
+            fingerprint: bob.rsa.public().fingerprint(),
+            last_seen: WallTime(1_700_000_000_000),
+            serial: 0,
+        };
+        let (_, bindings) = RegistryStore::open(&path).unwrap();
+        assert_eq!(bindings.of_nick("bob"), Some(&expected));
+        let (_, again) = RegistryStore::open(&path).unwrap();
+        assert_eq!(again, bindings);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn bindings_with_serials_come_back_as_stored() {
+        let path = scratch("serials");
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        let binding = Binding {
+            nick: bob.nick.clone(),
+            onion: bob.address(),
+            fingerprint: bob.rsa.public().fingerprint(),
+            last_seen: WallTime(5),
+            serial: 3,
+        };
+        let (mut store, _) = RegistryStore::open(&path).unwrap();
+        store.apply(&[BindingOp::Bind(binding.clone())]).unwrap();
+        drop(store);
+        let (_, bindings) = RegistryStore::open(&path).unwrap();
+        assert_eq!(bindings.of_nick("bob"), Some(&binding));
     }
 }

@@ -14,14 +14,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use super::schema_v1::ContactRecordV1;
 use super::vault::{KdfParams, Vault, open_with, random, seal_with};
 use super::{HistoryEntry, PeerStore, StoreError};
 
 /// The database's file name inside the data directory.
 pub const STORE_FILE: &str = "p2pchat.db";
 
-/// The schema this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this code writes (SQLite's `user_version`): 2 since certificates carry
+/// serials (the tables are schema 1's; contact records changed inside).
+const SCHEMA_VERSION: i64 = 2;
 
 /// Associated data of the wrapped data key.
 const DATA_KEY_AAD: &[u8] = b"p2pchat data key v1";
@@ -126,6 +128,9 @@ impl SqliteStore {
             state: PeerState::default(),
             options,
         };
+        if version == 1 {
+            store.migrate_v1()?;
+        }
         store.state = store.load_state()?;
         Ok(store)
     }
@@ -175,15 +180,21 @@ impl SqliteStore {
 
     /// Stores `bytes` (an identity key) under `name`, sealed like every other field.
     pub fn put_secret(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let aad = secret_aad(name);
-        let sealed = self.vault.seal(&aad, bytes)?;
-        self.conn
-            .execute(
+        self.put_secrets(&[(name, bytes)])
+    }
+
+    /// Stores several secrets in one transaction: all of them, or none.
+    pub fn put_secrets(&mut self, secrets: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        for (name, bytes) in secrets {
+            let sealed = self.vault.seal(&secret_aad(name), bytes)?;
+            tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![format!("secret:{name}"), sealed],
             )
             .map_err(|e| self.sql(e))?;
-        Ok(())
+        }
+        tx.commit().map_err(|e| self.sql(e))
     }
 
     /// What [`SqliteStore::put_secret`] stored under `name`.
@@ -318,6 +329,31 @@ impl SqliteStore {
         tx.commit().map_err(sql)?;
         self.conn.execute_batch("VACUUM").map_err(sql)?;
         Ok(())
+    }
+
+    /// Schema 1 → 2: every contact record is rewritten with its certificate at serial 0,
+    /// in one transaction (all or nothing).
+    fn migrate_v1(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT tag, record FROM contacts")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.sql(e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| self.read_err(e))?
+        };
+        for (tag, sealed) in rows {
+            let old: ContactRecordV1 = self.decode(&contact_aad(&tag), &sealed)?;
+            // The same tag: it is derived from the nick.
+            write_contact(&tx, &self.vault, &ContactRecord::from(old))
+                .map_err(|e| with_path(e, &self.path))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
     }
 
     fn load_state(&self) -> Result<PeerState, StoreError> {
@@ -792,6 +828,51 @@ mod tests {
         ops.push(StoreOp::Contact(ContactRecord::new(nick("dave"), 1)));
         ops.push(StoreOp::ForgetContact(nick("dave")));
         ops
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_and_its_pins_still_verify() {
+        let d = dir("v1");
+        let path = d.join(STORE_FILE);
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1.db");
+        std::fs::copy(fixture, &path).unwrap();
+        let store = SqliteStore::open(&path, Some(b"fixture"), OPTIONS).unwrap();
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        let carol = p2pchat_core::test_keys::identity(2, "carol");
+        let contacts = &store.state().contacts;
+        let b = &contacts[&bob.nick];
+        // Certificates before serials are serial 0, byte for byte: the pin is bob's own.
+        assert_eq!(
+            b.key,
+            ContactKey::Pinned {
+                certificate: bob.certificate.clone(),
+                port: 7001
+            }
+        );
+        let ContactKey::Pinned { certificate, .. } = &b.key else {
+            unreachable!()
+        };
+        assert_eq!(certificate.verify(), Ok(()));
+        assert!(b.verified);
+        assert_eq!((b.our_instance, b.next_id), (11, 3));
+        assert_eq!(
+            contacts[&carol.nick].key,
+            ContactKey::Fingerprint(carol.rsa.public().fingerprint())
+        );
+        assert_eq!(store.state().queued_len(&carol.nick), 1);
+        let history = store.read_history(&bob.nick, 10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].text, "from bob");
+        let state = store.state().clone();
+        drop(store);
+        let again = SqliteStore::open(&path, Some(b"fixture"), OPTIONS).unwrap();
+        assert_eq!(again.state(), &state);
+        let version: i64 = again
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]

@@ -129,7 +129,9 @@ impl World {
                 conn,
             };
             match output {
-                RegistryOutput::Transmit { conn, bytes } => self.transmit(end(conn), bytes),
+                // Simulated links never back up, so presence is never dropped here.
+                RegistryOutput::Transmit { conn, bytes }
+                | RegistryOutput::Presence { conn, bytes } => self.transmit(end(conn), bytes),
                 RegistryOutput::Close { conn } => self.close_end(end(conn)),
                 RegistryOutput::Store(op) => self.registry.disk.apply(&op),
             }
