@@ -7,6 +7,7 @@
 //! * [`websocket`]: tungstenite settings and the registry client connection.
 //! * [`wire`]: per-connection reader and writer tasks with bounded queues.
 //! * [`peer_runtime`]: one task owns a `Peer`; commands in, events out.
+//! * [`updates`]: every event to every subscriber, and the view after each drain.
 //! * [`server_runtime`]: one task owns a `Registry`.
 //! * [`store`]: what a peer must not forget, in SQLite, encrypted under a passphrase.
 //! * [`tor`]: control-port client (reply parser sans-IO), launching our own tor.
@@ -21,9 +22,11 @@ pub mod server_runtime;
 pub mod store;
 pub mod tor;
 pub mod transport;
+pub mod updates;
 pub mod websocket;
 pub mod wire;
 
 pub use peer_runtime::{Answer, Command, PeerHandle, PeerSettings, Stopped, spawn_peer};
 pub use server_runtime::{ServerSettings, StopServer, spawn_server};
 pub use transport::{DialError, Transport};
+pub use updates::{Subscription, Update};

@@ -8,7 +8,7 @@ use p2pchat_core::time::Instant;
 use rand_core::CryptoRng;
 
 use crate::store::{OpenOptions, PeerStore, SqliteStore, StoreError};
-use crate::{Command, PeerHandle, PeerSettings, Transport};
+use crate::{Command, PeerHandle, PeerSettings, Subscription, Transport};
 
 /// Why a local peer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +26,15 @@ pub enum LocalPeerError {
 
 /// Starts `identity` on a free loopback port with `config` (its port is set to that one),
 /// restoring from and storing into `store`, and asks it to register with the registry on
-/// 127.0.0.1:`registry_port`.
+/// 127.0.0.1:`registry_port`. Returns the handle and the subscription that has every
+/// event from the start.
 pub async fn start_direct_peer(
     mut config: PeerConfig,
     identity: Identity,
     registry_port: u16,
     store: SqliteStore,
     rng: &mut impl CryptoRng,
-) -> Result<PeerHandle, LocalPeerError> {
+) -> Result<(PeerHandle, Subscription), LocalPeerError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(LocalPeerError::Listen)?;
@@ -55,9 +56,9 @@ pub async fn start_direct_peer(
         registry_port,
     };
     let store: Box<dyn PeerStore> = Box::new(store);
-    let peer = crate::spawn_peer(core, settings, listener, store);
+    let (peer, updates) = crate::spawn_peer(core, settings, listener, store);
     let _ = peer.command(Command::Register).await?;
-    Ok(peer)
+    Ok((peer, updates))
 }
 
 /// An unencrypted store in `dir` (created if needed) for a demo or a benchmark.

@@ -11,11 +11,14 @@ use async_std::task::JoinHandle;
 use p2pchat_core::conn::ConnId;
 use p2pchat_core::identity::Fingerprint;
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{ChatState, CommandError, Event, Input, Output, Peer, StoreOp, Target};
+use p2pchat_core::peer::{
+    ChatState, CommandError, Event, Input, Output, Peer, PeerView, StoreOp, Target,
+};
 
 use crate::clock::{Clock, Wake, next_input};
 use crate::store::{PeerStore, StoreError};
 use crate::transport::Transport;
+use crate::updates::{Publisher, Subscription};
 use crate::websocket::open_registry;
 use crate::wire::{Wire, WireEvent, WireWriter, WriteBudget, accept_loop, spawn_wire};
 
@@ -63,6 +66,8 @@ pub enum Command {
     Unblock(Nick),
     /// Withdraw a queued message.
     Cancel(Nick, u64),
+    /// The user has read what arrived from this nick.
+    MarkRead(Nick),
     /// Close every chat, unregister, and stop.
     Shutdown,
 }
@@ -110,11 +115,16 @@ pub struct PeerSettings {
 pub struct Stopped;
 
 /// Handle to a running peer.
-#[derive(Debug)]
 pub struct PeerHandle {
     inbox: Sender<LoopInput>,
-    events: Receiver<Event>,
+    publisher: Publisher,
     task: JoinHandle<Result<(), StoreError>>,
+}
+
+impl core::fmt::Debug for PeerHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PeerHandle").finish_non_exhaustive()
+    }
 }
 
 impl PeerHandle {
@@ -128,14 +138,14 @@ impl PeerHandle {
         rx.recv().await.map_err(|_| Stopped)
     }
 
-    /// The next event for the user; `None` once the peer has stopped.
-    pub async fn next_event(&self) -> Option<Event> {
-        self.events.recv().await.ok()
+    /// Another stream of every event from now on (each subscriber gets them all).
+    pub fn subscribe(&self) -> Subscription {
+        self.publisher.subscribe()
     }
 
-    /// A clone of the event stream (for a separate display task).
-    pub fn events(&self) -> Receiver<Event> {
-        self.events.clone()
+    /// What the user sees, as of the loop's last drain.
+    pub fn view(&self) -> Arc<PeerView> {
+        self.publisher.view()
     }
 
     /// Waits for the peer loop to end (after `Shutdown`, or if it failed). An error says
@@ -189,24 +199,25 @@ const WRITE_BYTES_PER_CONNECTION: usize = 1 << 20;
 const WRITE_BYTES_TOTAL: usize = 64 << 20;
 /// Inputs queued for the loop (readers wait when it is full: backpressure, not loss).
 const INBOX: usize = 1024;
-/// Events queued for the user interface.
-const EVENTS: usize = 1024;
 
 /// Starts the peer: accepts inbound streams on `listener` (where our onion service
 /// forwards), and runs `core` until it has shut down. `store` keeps what the core asks to
-/// store, before anything that follows it happens.
+/// store, before anything that follows it happens. The subscription returned gets every
+/// event from the start; the loop stops when every subscription is gone.
 pub fn spawn_peer(
     core: Peer,
     settings: PeerSettings,
     listener: TcpListener,
     store: Box<dyn PeerStore>,
-) -> PeerHandle {
+) -> (PeerHandle, Subscription) {
     let (inbox_tx, inbox_rx) = bounded(INBOX);
-    let (events_tx, events_rx) = bounded(EVENTS);
+    let publisher = Publisher::new(core.view());
+    let first = publisher.subscribe();
     let accept_tx = inbox_tx.clone();
     let listener_task =
         async_std::task::spawn(accept_loop(listener, accept_tx, LoopInput::Accepted));
     let loop_tx = inbox_tx.clone();
+    let loop_publisher = publisher.clone();
     let task = async_std::task::spawn(async move {
         let mut state = LoopState {
             core,
@@ -216,22 +227,24 @@ pub fn spawn_peer(
             writers: BTreeMap::new(),
             write_budget: WriteBudget::new(WRITE_BYTES_PER_CONNECTION, WRITE_BYTES_TOTAL),
             dialing: BTreeSet::new(),
-            events: events_tx,
+            publisher: loop_publisher,
             store: Arc::new(Mutex::new(store)),
             unstored: Vec::new(),
         };
         let result = state.run(inbox_rx).await;
+        state.publisher.close();
         listener_task.cancel().await;
         if let Err(e) = &result {
             tracing::error!("the peer stopped: {e}");
         }
         result
     });
-    PeerHandle {
+    let handle = PeerHandle {
         inbox: inbox_tx,
-        events: events_rx,
+        publisher,
         task,
-    }
+    };
+    (handle, first)
 }
 
 struct LoopState {
@@ -243,7 +256,8 @@ struct LoopState {
     /// Caps the bytes queued for every connection, and in total.
     write_budget: WriteBudget,
     dialing: BTreeSet<ConnId>,
-    events: Sender<Event>,
+    /// Events to every subscriber, and the view after each drain.
+    publisher: Publisher,
     /// Shared with the blocking thread that writes it (fsync must not stall the loop's
     /// executor thread, which also runs the connection tasks).
     store: Arc<Mutex<Box<dyn PeerStore>>>,
@@ -334,19 +348,26 @@ impl LoopState {
             if acts.is_empty() && self.unstored.is_empty() {
                 return Ok(());
             }
+            // The view first: an interface that reacts to these events reads a view that
+            // already has their effects (a request to answer, a chat to draw).
+            self.publisher.publish_view(self.core.view());
             self.flush_store().await?;
             for output in acts {
                 match output {
-                    Output::Event(event) => self.show(event).await?,
+                    Output::Event(event) => self.show(event)?,
                     other => self.act(other),
                 }
             }
         }
     }
 
-    /// Hands an event to the user interface.
-    async fn show(&mut self, event: Event) -> Result<(), Stop> {
-        self.events.send(event).await.map_err(|_| Stop::Done)
+    /// Hands an event to every user interface; stops once none is left.
+    fn show(&mut self, event: Event) -> Result<(), Stop> {
+        if self.publisher.publish_event(&event) {
+            Ok(())
+        } else {
+            Err(Stop::Done)
+        }
     }
 
     /// Carries out an output that acts on the world.
@@ -502,6 +523,7 @@ impl LoopState {
             Command::Block(nick) => core.block(now, &nick)?,
             Command::Unblock(nick) => core.unblock(now, &nick)?,
             Command::Cancel(nick, id) => core.cancel(now, &nick, id)?,
+            Command::MarkRead(nick) => core.mark_read(&nick),
             Command::Shutdown => core.shutdown(now),
         }
         Ok(Answer::Done)

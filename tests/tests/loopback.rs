@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use async_std::net::TcpListener;
 use async_std::task::block_on;
-use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings};
+use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings, Subscription};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{AcceptPolicy, ChatState, CloseReason, Event, PeerConfig};
 use p2pchat_core::registry::{Registry, RegistryConfig};
@@ -30,7 +30,20 @@ async fn start_registry() -> Net {
     }
 }
 
-async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> PeerHandle {
+/// A running peer and its events; commands go through the handle (`Deref`).
+struct TestPeer {
+    handle: PeerHandle,
+    updates: Subscription,
+}
+
+impl core::ops::Deref for TestPeer {
+    type Target = PeerHandle;
+    fn deref(&self) -> &PeerHandle {
+        &self.handle
+    }
+}
+
+async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> TestPeer {
     // One directory per peer started in this process (tests run in parallel).
     static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -40,7 +53,7 @@ async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> Pe
         accept_policy: policy,
         ..PeerConfig::default()
     };
-    let peer = p2pchat_async_std::local::start_direct_peer(
+    let (handle, updates) = p2pchat_async_std::local::start_direct_peer(
         config,
         test_keys::identity(i, nick),
         net.registry_port,
@@ -49,15 +62,16 @@ async fn start_peer(net: &Net, i: usize, nick: &str, policy: AcceptPolicy) -> Pe
     )
     .await
     .unwrap();
+    let peer = TestPeer { handle, updates };
     wait_for(&peer, |e| *e == Event::Registered).await;
     peer
 }
 
 /// Waits (up to 20 s) for an event matching `want`; returns it.
-async fn wait_for(peer: &PeerHandle, want: impl Fn(&Event) -> bool) -> Event {
+async fn wait_for(peer: &TestPeer, want: impl Fn(&Event) -> bool) -> Event {
     let deadline = async_std::future::timeout(Duration::from_secs(20), async {
         loop {
-            match peer.next_event().await {
+            match peer.updates.next_event().await {
                 Some(e) if want(&e) => return e,
                 Some(_) => continue,
                 None => panic!("the peer stopped"),
@@ -219,7 +233,7 @@ fn three_clients_chat_deny_close_and_quit_gracefully() {
         carol.command(Command::Shutdown).await.unwrap().unwrap();
         wait_for(&carol, |e| *e == Event::Unregistered).await;
         wait_for(&carol, |e| *e == Event::ShutdownComplete).await;
-        carol.join().await.unwrap();
+        carol.handle.join().await.unwrap();
         wait_for(&alice, |e| {
             matches!(e, Event::Presence(p2pchat_core::registry::Presence::Left(n)) if *n == nick("carol"))
         })

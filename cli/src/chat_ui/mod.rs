@@ -1,6 +1,7 @@
 //! The line interface of `p2pchat chat`: commands in on stdin, events out on stdout. It
 //! works in a terminal and through pipes (scripts, tests, bots). It only talks to the
-//! runtime through `PeerHandle`, so a full-screen interface can replace it.
+//! runtime through `PeerHandle` — commands, a subscription to events, and the published
+//! view — and keeps no copy of the core's state: pending requests are read from the view.
 
 mod parse;
 pub mod render;
@@ -12,7 +13,7 @@ use core::time::Duration;
 use async_std::channel::{Sender, bounded};
 use async_std::io::BufReadExt;
 use indicatif::{MultiProgress, ProgressBar};
-use p2pchat_async_std::{Answer, Command, PeerHandle};
+use p2pchat_async_std::{Answer, Command, PeerHandle, Subscription, Update};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{ChatState, Event};
 
@@ -21,20 +22,25 @@ use parse::{HELP, UiCommand, parse};
 enum UiInput {
     Line(String),
     Eof,
-    Event(Event),
+    Update(Update),
     Stopped,
 }
 
 /// Runs the interface until the user quits (or stdin ends) and the peer has shut down.
-/// An error says the store failed and the peer stopped.
-pub async fn run(peer: PeerHandle, me: Nick) -> Result<(), p2pchat_async_std::store::StoreError> {
+/// `earlier` are events taken from `updates` before (while waiting to register): they are
+/// shown first. An error says the store failed and the peer stopped.
+pub async fn run(
+    peer: PeerHandle,
+    updates: Subscription,
+    earlier: Vec<Event>,
+    me: Nick,
+) -> Result<(), p2pchat_async_std::store::StoreError> {
     let (tx, rx) = bounded::<UiInput>(256);
     async_std::task::spawn(read_stdin(tx.clone()));
-    let events = peer.events();
     let forward = tx.clone();
     async_std::task::spawn(async move {
-        while let Ok(event) = events.recv().await {
-            if forward.send(UiInput::Event(event)).await.is_err() {
+        while let Some(update) = updates.next().await {
+            if forward.send(UiInput::Update(update)).await.is_err() {
                 return;
             }
         }
@@ -51,21 +57,24 @@ pub async fn run(peer: PeerHandle, me: Nick) -> Result<(), p2pchat_async_std::st
         peer,
         me,
         current: None,
-        requests: BTreeMap::new(),
         quitting: false,
     };
+    for event in &earlier {
+        ui.event(event);
+    }
     println!("* type /help for commands");
     while let Ok(input) = rx.recv().await {
         match input {
             UiInput::Line(line) => ui.line(&line).await,
             UiInput::Eof => ui.quit().await,
-            UiInput::Event(event) => {
+            UiInput::Update(Update::Event(event)) => {
                 let done = event == Event::ShutdownComplete;
                 ui.event(&event);
                 if done {
                     break;
                 }
             }
+            UiInput::Update(Update::Lagged) => ui.lagged(),
             UiInput::Stopped => break,
         }
     }
@@ -96,8 +105,6 @@ struct Ui {
     peer: PeerHandle,
     me: Nick,
     current: Option<Nick>,
-    /// Pending chat requests by nick.
-    requests: BTreeMap<Nick, u64>,
     quitting: bool,
 }
 
@@ -158,16 +165,35 @@ impl Ui {
         self.spinners.say(line);
     }
 
+    /// Events were dropped for us: say so, and where things stand now (from the view).
+    fn lagged(&mut self) {
+        let view = self.peer.view();
+        self.say("! some events were not shown (the screen fell behind); where things stand:");
+        for chat in &view.chats {
+            self.say(&format!("  {}: {:?}", chat.nick, chat.state));
+        }
+        for r in &view.requests {
+            self.say(&format!(
+                "* {0} wants to chat (key {1}): /accept {0} or /deny {0} [reason]",
+                r.nick, r.fingerprint
+            ));
+        }
+        if view.queued > 0 {
+            self.say(&format!("  {} messages wait: /outbox", view.queued));
+        }
+    }
+
+    /// The id of `nick`'s pending request, from the view the core publishes.
+    fn request_of(&self, nick: &Nick) -> Option<u64> {
+        let view = self.peer.view();
+        view.requests
+            .iter()
+            .find(|r| r.nick == *nick)
+            .map(|r| r.request)
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
-            // The core keeps one pending request per nick (at most `max_pending_inbound`)
-            // and says when one goes away: this map mirrors it.
-            Event::ConnectionRequest { request, nick, .. } => {
-                self.requests.insert(nick.clone(), *request);
-            }
-            Event::RequestGone { request, nick } if self.requests.get(nick) == Some(request) => {
-                self.requests.remove(nick);
-            }
             Event::ChatState {
                 nick,
                 state: ChatState::Connected,
@@ -267,7 +293,7 @@ impl Ui {
             }
             UiCommand::Accept(nick) => {
                 let Some(nick) = self.nick(&nick) else { return };
-                match self.requests.remove(&nick) {
+                match self.request_of(&nick) {
                     Some(request) => {
                         if self.run(Command::Accept(request)).await.is_some() {
                             self.current = Some(nick);
@@ -278,7 +304,7 @@ impl Ui {
             }
             UiCommand::Deny(nick, reason) => {
                 let Some(nick) = self.nick(&nick) else { return };
-                match self.requests.remove(&nick) {
+                match self.request_of(&nick) {
                     Some(request) => {
                         let reason = if reason.is_empty() {
                             "denied".to_owned()

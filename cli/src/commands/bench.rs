@@ -10,7 +10,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
-use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings};
+use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings, Subscription};
 use p2pchat_core::frame::{FrameDecoder, decode_body, encode_frame};
 use p2pchat_core::identity::{Identity, OnionIdentity};
 use p2pchat_core::nick::Nick;
@@ -363,7 +363,7 @@ async fn start_peer(
     registry_port: u16,
     policy: AcceptPolicy,
     dir: &std::path::Path,
-) -> Result<PeerHandle, CliError> {
+) -> Result<(PeerHandle, Subscription), CliError> {
     let store =
         p2pchat_async_std::local::scratch_store(dir, &identity.nick.to_string()).map_err(net)?;
     let config = PeerConfig {
@@ -371,7 +371,7 @@ async fn start_peer(
         ..PeerConfig::default()
     };
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(net)?;
-    let peer = p2pchat_async_std::local::start_direct_peer(
+    let (peer, updates) = p2pchat_async_std::local::start_direct_peer(
         config,
         identity,
         registry_port,
@@ -380,13 +380,13 @@ async fn start_peer(
     )
     .await
     .map_err(net)?;
-    wait(&peer, |e| *e == Event::Registered).await?;
-    Ok(peer)
+    wait(&updates, |e| *e == Event::Registered).await?;
+    Ok((peer, updates))
 }
 
-async fn wait(peer: &PeerHandle, want: impl Fn(&Event) -> bool) -> Result<Event, CliError> {
+async fn wait(updates: &Subscription, want: impl Fn(&Event) -> bool) -> Result<Event, CliError> {
     loop {
-        match peer.next_event().await {
+        match updates.next_event().await {
             Some(e) if want(&e) => return Ok(e),
             Some(_) => {}
             None => return Err(net("a peer stopped")),
@@ -416,11 +416,15 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
     let scratch = std::env::temp_dir().join(format!("p2pchat-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     crate::keystore::ensure_private_dir(&scratch).map_err(net)?;
-    let alice = start_peer(identity(0, "alice")?, port, AcceptPolicy::Ask, &scratch).await?;
-    let bob = start_peer(identity(1, "bob")?, port, AcceptPolicy::AcceptAll, &scratch).await?;
+    let (alice, alice_updates) =
+        start_peer(identity(0, "alice")?, port, AcceptPolicy::Ask, &scratch).await?;
+    // Bob's events are not read: a subscriber that falls behind never holds his loop up,
+    // but his loop runs only while someone subscribes.
+    let (_bob, _bob_updates) =
+        start_peer(identity(1, "bob")?, port, AcceptPolicy::AcceptAll, &scratch).await?;
     let bob_nick = Nick::new("bob").map_err(net)?;
     let _ = alice.command(Command::Connect(bob_nick.clone())).await;
-    wait(&alice, |e| {
+    wait(&alice_updates, |e| {
         matches!(
             e,
             Event::ChatState {
@@ -431,9 +435,6 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
     })
     .await?;
     let text = "x".repeat(size);
-    // Bob's events must be consumed too, or his loop waits on a full event queue.
-    let bob_events = bob.events();
-    async_std::task::spawn(async move { while bob_events.recv().await.is_ok() {} });
 
     // Latency: one message at a time, from send to delivery acknowledgement.
     let mut latencies = Vec::new();
@@ -446,7 +447,7 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
             return Err(net("send refused"));
         };
         wait(
-            &alice,
+            &alice_updates,
             |e| matches!(e, Event::Delivered { id: d, .. } if *d == id),
         )
         .await?;
@@ -482,7 +483,7 @@ async fn chat(messages: usize, size: usize) -> Result<(), CliError> {
             }
         }
         if let Event::Delivered { id, .. } =
-            wait(&alice, |e| matches!(e, Event::Delivered { .. })).await?
+            wait(&alice_updates, |e| matches!(e, Event::Delivered { .. })).await?
             && let Some(t) = sent_at.remove(&id)
         {
             under_load.push(t.elapsed());

@@ -207,10 +207,12 @@ async fn chat(
         registry_host: server_host.clone(),
         registry_port: server_port,
     };
-    let peer = p2pchat_async_std::spawn_peer(core, settings, listener, Box::new(store));
+    let (peer, updates) = p2pchat_async_std::spawn_peer(core, settings, listener, Box::new(store));
     progress.set(format!("registering with {server_host}:{server_port}…"));
     let _ = peer.command(Command::Register).await;
-    match wait_registered(&peer, &server_host, server_port).await {
+    // Events that arrive meanwhile (a contact's message, a request) are shown after.
+    let mut earlier = Vec::new();
+    match wait_registered(&updates, &mut earlier, &server_host, server_port).await {
         Ok(()) => {
             progress.done();
             println!("* registered: you are online");
@@ -230,7 +232,7 @@ p2pchat: retrying the registry in the background; your contacts can be reached m
         "* you are {nick} at {}:{advertised} (key {fingerprint})",
         address.hostname()
     );
-    crate::chat_ui::run(peer, nick).await?;
+    crate::chat_ui::run(peer, updates, earlier, nick).await?;
     drop(tor);
     Ok(())
 }
@@ -254,15 +256,17 @@ async fn bind(addr: SocketAddr, mode: TorMode) -> Result<TcpListener, CliError> 
     }
 }
 
-/// Waits for the first registration. Failing to reach the registry the first time is an
-/// error (the usual cause is configuration); later losses are retried.
+/// Waits for the first registration; keeps the other events that arrive meanwhile in
+/// `earlier`. Failing to reach the registry the first time is an error (the usual cause is
+/// configuration); later losses are retried.
 async fn wait_registered(
-    peer: &p2pchat_async_std::PeerHandle,
+    updates: &p2pchat_async_std::Subscription,
+    earlier: &mut Vec<Event>,
     host: &str,
     port: u16,
 ) -> Result<(), CliError> {
     loop {
-        match peer.next_event().await {
+        match updates.next_event().await {
             Some(Event::Registered) => return Ok(()),
             Some(Event::RegistrationFailed(e)) => {
                 return Err(CliError::Protocol(format!(
@@ -279,7 +283,7 @@ async fn wait_registered(
                     "the registry closed the connection: {e}"
                 )));
             }
-            Some(_) => {}
+            Some(other) => earlier.push(other),
             None => return Err(CliError::Network("the peer stopped unexpectedly".into())),
         }
     }

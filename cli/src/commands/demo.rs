@@ -5,7 +5,7 @@
 use core::time::Duration;
 
 use async_std::net::TcpListener;
-use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings};
+use p2pchat_async_std::{Answer, Command, PeerHandle, ServerSettings, Subscription};
 use p2pchat_core::identity::{Identity, OnionIdentity, RsaIdentity};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{AcceptPolicy, ChatState, Event, PeerConfig};
@@ -154,8 +154,8 @@ async fn demo() -> Result<(), CliError> {
         command(peer, Command::Shutdown).await?;
         expect(peer, name, |e| *e == Event::ShutdownComplete).await?;
     }
-    alice.join().await.map_err(network)?;
-    bob.join().await.map_err(network)?;
+    alice.handle.join().await.map_err(network)?;
+    bob.handle.join().await.map_err(network)?;
     stop.stop();
     server.await;
     println!("\ndemo complete: every message was delivered and acknowledged.");
@@ -163,12 +163,18 @@ async fn demo() -> Result<(), CliError> {
     Ok(())
 }
 
+/// A running demo peer and its events.
+struct DemoPeer {
+    handle: PeerHandle,
+    updates: Subscription,
+}
+
 /// Starts a demo peer with a scratch store in `dir`.
 async fn start_peer(
     identity: Identity,
     registry_port: u16,
     dir: &std::path::Path,
-) -> Result<PeerHandle, CliError> {
+) -> Result<DemoPeer, CliError> {
     let store = p2pchat_async_std::local::scratch_store(dir, &identity.nick.to_string())
         .map_err(network)?;
     let config = PeerConfig {
@@ -176,13 +182,20 @@ async fn start_peer(
         ..PeerConfig::default()
     };
     let mut rng = p2pchat_async_std::rng::os_rng().map_err(network)?;
-    p2pchat_async_std::local::start_direct_peer(config, identity, registry_port, store, &mut rng)
-        .await
-        .map_err(network)
+    let (handle, updates) = p2pchat_async_std::local::start_direct_peer(
+        config,
+        identity,
+        registry_port,
+        store,
+        &mut rng,
+    )
+    .await
+    .map_err(network)?;
+    Ok(DemoPeer { handle, updates })
 }
 
-async fn command(peer: &PeerHandle, c: Command) -> Result<Answer, CliError> {
-    match peer.command(c).await {
+async fn command(peer: &DemoPeer, c: Command) -> Result<Answer, CliError> {
+    match peer.handle.command(c).await {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => Err(CliError::Protocol(e.to_string())),
         Err(e) => Err(network(e)),
@@ -191,12 +204,12 @@ async fn command(peer: &PeerHandle, c: Command) -> Result<Answer, CliError> {
 
 /// Prints `who`'s events until one matches `want`; returns it.
 async fn expect(
-    peer: &PeerHandle,
+    peer: &DemoPeer,
     who: &str,
     want: impl Fn(&Event) -> bool,
 ) -> Result<Event, CliError> {
     loop {
-        let Some(event) = peer.next_event().await else {
+        let Some(event) = peer.updates.next_event().await else {
             return Err(network(format!("{who} stopped unexpectedly")));
         };
         for line in render(&event) {

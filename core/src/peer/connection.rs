@@ -634,6 +634,7 @@ impl Peer {
                         text: text.clone(),
                         at,
                     });
+                    self.count_unread(&nick);
                     self.emit(Event::Message {
                         nick: nick.clone(),
                         id,

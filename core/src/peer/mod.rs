@@ -14,6 +14,7 @@ mod io;
 mod lookups;
 mod mailbox;
 mod registry_link;
+mod view;
 
 pub use config::{AcceptPolicy, Backoff, PeerConfig};
 pub use contacts::{ContactView, KeyConflict};
@@ -23,6 +24,7 @@ pub use durable::{
 pub use io::{
     ChatFailure, ChatState, CloseReason, CommandError, ConnectionLost, Event, Input, Output, Target,
 };
+pub use view::{ChatView, PeerView, RegistryView, RequestView};
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -85,6 +87,9 @@ pub struct Peer {
     chats: BTreeMap<Nick, Chat>,
     /// Pending connection requests, by the id given to the user.
     decisions: BTreeMap<u64, ConnId>,
+    /// Messages received per nick that the user has not marked read (`mark_read`); a
+    /// stranger's count goes when the chat ends.
+    unread: BTreeMap<Nick, usize>,
     outputs: VecDeque<Output>,
     shutdown: Option<Shutdown>,
     done: bool,
@@ -158,6 +163,7 @@ impl Peer {
             conns: BTreeMap::new(),
             chats: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            unread: BTreeMap::new(),
             outputs: VecDeque::new(),
             shutdown: None,
             done: false,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::view::RegistryView;
 use super::{Event, Input, Output, Peer, Target};
 use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
@@ -45,9 +46,31 @@ pub(super) struct RegistryLink {
     silent_deadline: Option<Instant>,
     retry_at: Option<Instant>,
     attempt: u32,
+    /// Why the link last went down or the registration was refused, until it is back.
+    problem: Option<String>,
 }
 
 impl RegistryLink {
+    /// Where we stand with the registry, for the user.
+    pub(super) fn view(&self) -> RegistryView {
+        if self.registered {
+            RegistryView::Registered
+        } else if self.conn.is_some() && self.want_registered {
+            RegistryView::Connecting {
+                after: self.problem.clone(),
+            }
+        } else if let Some(reason) = &self.problem {
+            RegistryView::Down {
+                reason: reason.clone(),
+                retry_at: self.retry_at,
+            }
+        } else if self.want_registered {
+            RegistryView::Connecting { after: None }
+        } else {
+            RegistryView::Idle
+        }
+    }
+
     pub(super) fn next_timer(&self) -> impl Iterator<Item = Instant> + '_ {
         self.next_ping
             .into_iter()
@@ -230,6 +253,7 @@ impl Peer {
             }
             ServerMessage::Registered => {
                 self.registry.registered = true;
+                self.registry.problem = None;
                 self.registry.silent_deadline = Some(self.now + self.registry_silence_allowed());
                 self.emit(Event::Registered);
             }
@@ -241,6 +265,7 @@ impl Peer {
                     e,
                     RegisterError::NickTaken | RegisterError::AddressTaken | RegisterError::Busy
                 );
+                self.registry.problem = Some(e.to_string());
                 self.emit(Event::RegistrationFailed(e));
                 if transient {
                     self.registry_lost(
@@ -368,6 +393,7 @@ impl Peer {
         } else {
             None
         };
+        self.registry.problem = Some(reason.clone());
         self.emit(Event::RegistryLost {
             reason: reason.clone(),
             retry_at: self.registry.retry_at,

@@ -1326,3 +1326,59 @@ fn a_peer_told_it_missed_presence_tries_its_queued_contacts_at_once() {
         "the queued message waited for its schedule: {ea:?}"
     );
 }
+
+#[test]
+fn the_view_shows_the_registry_requests_chats_unread_counts_and_the_outbox() {
+    let mut w = world3();
+    let (alice, bob, carol) = (w.nick(0), w.nick(1), w.nick(2));
+    assert_eq!(w.peers[0].view().registry, RegistryView::Idle);
+    w.register_all();
+    let view = w.peers[0].view();
+    assert_eq!(view.registry, RegistryView::Registered);
+    assert_eq!(view.nick, alice);
+    assert_eq!(
+        view.fingerprint,
+        w.peers[0].identity().rsa.public().fingerprint()
+    );
+    // Bob asks: alice's view holds the request until she answers it.
+    w.peers[1].connect(w.now, &alice).unwrap();
+    w.run();
+    let requests = w.peers[0].view().requests;
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].nick, bob);
+    assert_eq!(
+        requests[0].fingerprint,
+        w.peers[1].identity().rsa.public().fingerprint()
+    );
+    w.peers[0].accept(w.now, requests[0].request).unwrap();
+    w.run();
+    w.peers[1].send(w.now, &alice, "one").unwrap();
+    w.peers[1].send(w.now, &alice, "two").unwrap();
+    w.run();
+    let view = w.peers[0].view();
+    assert!(view.requests.is_empty());
+    let chat = view
+        .chats
+        .iter()
+        .find(|c| c.nick == bob)
+        .expect("a chat with bob");
+    assert_eq!((chat.state.clone(), chat.unread), (ChatState::Connected, 2));
+    w.peers[0].mark_read(&bob);
+    assert_eq!(w.peers[0].view().chats[0].unread, 0);
+    // A message to carol, who does not take connections, waits in the outbox.
+    w.offline[2] = true;
+    w.peers[0].send(w.now, &carol, "wait for me").unwrap();
+    w.run();
+    assert_eq!(w.peers[0].view().queued, 1);
+    // The registry goes silent: the view says the link is down, and why.
+    w.registry_silent = true;
+    w.advance(Duration::from_secs(120));
+    assert!(
+        matches!(
+            w.peers[0].view().registry,
+            RegistryView::Down { .. } | RegistryView::Connecting { after: Some(_) }
+        ),
+        "{:?}",
+        w.peers[0].view().registry
+    );
+}
