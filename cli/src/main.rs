@@ -11,6 +11,7 @@ mod keystore;
 mod paths;
 mod profile;
 mod tor_setup;
+mod tui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,4 +8,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod process;
+pub mod tmux;
 pub mod tor_network;

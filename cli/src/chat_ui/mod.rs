@@ -3,7 +3,7 @@
 //! runtime through `PeerHandle` — commands, a subscription to events, and the published
 //! view — and keeps no copy of the core's state: pending requests are read from the view.
 
-mod parse;
+pub(crate) mod parse;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -13,11 +13,46 @@ use core::time::Duration;
 use async_std::channel::{Sender, bounded};
 use async_std::io::BufReadExt;
 use indicatif::{MultiProgress, ProgressBar};
+use p2pchat_async_std::store::HistoryEntry;
 use p2pchat_async_std::{Answer, Command, PeerHandle, Subscription, Update};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{ChatState, Event};
 
 use parse::{HELP, UiCommand, parse};
+
+/// Where an interface's output goes: the terminal's scrollback (the line interface) or the
+/// full-screen interface's panes. The commands and what they say are the same for both.
+pub(crate) trait Screen {
+    /// A line for the user.
+    fn say(&self, line: &str);
+
+    /// A chat with `nick` is being set up (`text` says how far).
+    fn dialing(&mut self, _nick: &Nick, _text: &str) {}
+
+    /// The chat with `nick` is set up, or gone.
+    fn done(&mut self, _nick: &Nick) {}
+
+    /// How many of the last messages to show when a chat is opened or switched to.
+    fn recent_count(&self) -> usize {
+        10
+    }
+
+    /// The last messages with `nick`, when its chat is opened or switched to.
+    fn recent(&mut self, nick: &Nick, entries: &[HistoryEntry], me: &Nick) {
+        self.say(&format!(
+            "* the last {} messages with {nick}:",
+            entries.len()
+        ));
+        for e in entries {
+            self.say(&render::history_line(e, me));
+        }
+    }
+
+    /// Our message `id` to `nick` was accepted (stored, waiting to be delivered).
+    fn queued(&mut self, nick: &Nick, id: u64, _text: &str) {
+        self.say(&format!("* #{id} to {nick} queued"));
+    }
+}
 
 enum UiInput {
     Line(String),
@@ -52,13 +87,7 @@ pub async fn run(
     let _ = ctrlc::set_handler(move || {
         let _ = quit.try_send(UiInput::Line("/quit".into()));
     });
-    let mut ui = Ui {
-        spinners: Spinners::new(),
-        peer,
-        me,
-        current: None,
-        quitting: false,
-    };
+    let mut ui = Ui::new(Spinners::new(), peer, me);
     for event in &earlier {
         ui.event(event);
     }
@@ -100,12 +129,14 @@ async fn read_stdin(tx: Sender<UiInput>) {
     }
 }
 
-struct Ui {
-    spinners: Spinners,
-    peer: PeerHandle,
-    me: Nick,
-    current: Option<Nick>,
-    quitting: bool,
+/// The commands of both interfaces, on a `Screen`.
+pub(crate) struct Ui<S: Screen> {
+    pub(crate) screen: S,
+    pub(crate) peer: PeerHandle,
+    pub(crate) me: Nick,
+    /// The chat plain text goes to.
+    pub(crate) current: Option<Nick>,
+    pub(crate) quitting: bool,
 }
 
 /// Spinners on stderr while chats dial (only on a terminal); output lines are printed
@@ -113,6 +144,20 @@ struct Ui {
 struct Spinners {
     multi: Option<MultiProgress>,
     bars: BTreeMap<Nick, ProgressBar>,
+}
+
+impl Screen for Spinners {
+    fn say(&self, line: &str) {
+        Spinners::say(self, line);
+    }
+
+    fn dialing(&mut self, nick: &Nick, text: &str) {
+        Spinners::dialing(self, nick, text);
+    }
+
+    fn done(&mut self, nick: &Nick) {
+        Spinners::done(self, nick);
+    }
 }
 
 impl Spinners {
@@ -160,13 +205,23 @@ impl Drop for Spinners {
     }
 }
 
-impl Ui {
+impl<S: Screen> Ui<S> {
+    pub(crate) fn new(screen: S, peer: PeerHandle, me: Nick) -> Self {
+        Self {
+            screen,
+            peer,
+            me,
+            current: None,
+            quitting: false,
+        }
+    }
+
     fn say(&self, line: &str) {
-        self.spinners.say(line);
+        self.screen.say(line);
     }
 
     /// Events were dropped for us: say so, and where things stand now (from the view).
-    fn lagged(&mut self) {
+    pub(crate) fn lagged(&mut self) {
         let view = self.peer.view();
         self.say("! some events were not shown (the screen fell behind); where things stand:");
         for chat in &view.chats {
@@ -192,7 +247,7 @@ impl Ui {
             .map(|r| r.request)
     }
 
-    fn event(&mut self, event: &Event) {
+    pub(crate) fn event(&mut self, event: &Event) {
         match event {
             Event::ChatState {
                 nick,
@@ -209,11 +264,11 @@ impl Ui {
             Event::ChatState { nick, state } => match state {
                 ChatState::LookingUp | ChatState::Connecting | ChatState::AwaitingAcceptance => {
                     let line = render::render(event).join(" ");
-                    self.spinners.dialing(nick, line.trim_start_matches("* "));
+                    self.screen.dialing(nick, line.trim_start_matches("* "));
                 }
-                _ => self.spinners.done(nick),
+                _ => self.screen.done(nick),
             },
-            Event::ChatClosed { nick, .. } => self.spinners.done(nick),
+            Event::ChatClosed { nick, .. } => self.screen.done(nick),
             _ => {}
         }
         for line in render::render(event) {
@@ -221,14 +276,14 @@ impl Ui {
         }
     }
 
-    async fn line(&mut self, line: &str) {
+    pub(crate) async fn line(&mut self, line: &str) {
         match parse(line) {
             Ok(command) => self.command(command).await,
             Err(why) => self.say(&format!("! {why}")),
         }
     }
 
-    async fn quit(&mut self) {
+    pub(crate) async fn quit(&mut self) {
         if !self.quitting {
             self.quitting = true;
             self.say("* closing chats and unregistering…");
@@ -247,7 +302,7 @@ impl Ui {
     }
 
     /// Runs a runtime command; prints its error, if any. Returns the answer.
-    async fn run(&self, command: Command) -> Option<Answer> {
+    pub(crate) async fn run(&self, command: Command) -> Option<Answer> {
         match self.peer.command(command).await {
             Ok(Ok(answer)) => Some(answer),
             Ok(Err(e)) => {
@@ -262,8 +317,10 @@ impl Ui {
     }
 
     async fn send(&mut self, nick: Nick, text: String) {
-        if let Some(Answer::MessageId(id)) = self.run(Command::Send(nick.clone(), text)).await {
-            self.say(&format!("* #{id} to {nick} queued"));
+        if let Some(Answer::MessageId(id)) =
+            self.run(Command::Send(nick.clone(), text.clone())).await
+        {
+            self.screen.queued(&nick, id, &text);
         }
     }
 
@@ -432,19 +489,13 @@ impl Ui {
     }
 
     /// The last few messages with `nick`, when opening or switching to its chat.
-    async fn show_recent(&mut self, nick: &Nick) {
-        const RECENT: usize = 10;
+    pub(crate) async fn show_recent(&mut self, nick: &Nick) {
+        let count = self.screen.recent_count();
         if let Some(Answer::History(entries)) =
-            self.run(Command::History(nick.clone(), RECENT)).await
+            self.run(Command::History(nick.clone(), count)).await
             && !entries.is_empty()
         {
-            self.say(&format!(
-                "* the last {} messages with {nick}:",
-                entries.len()
-            ));
-            for e in &entries {
-                self.say(&render::history_line(e, &self.me));
-            }
+            self.screen.recent(nick, &entries, &self.me);
         }
     }
 

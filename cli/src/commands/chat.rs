@@ -33,6 +33,9 @@ pub struct ChatArgs {
     /// Accept every authenticated chat request without asking.
     #[arg(long)]
     auto_accept: bool,
+    /// The line interface even on a terminal (it is always used through pipes).
+    #[arg(long)]
+    plain: bool,
     /// Where the store's passphrase comes from.
     #[command(flatten)]
     passphrase: crate::profile::PassphraseArgs,
@@ -232,7 +235,18 @@ p2pchat: retrying the registry in the background; your contacts can be reached m
         "* you are {nick} at {}:{advertised} (key {fingerprint})",
         address.hostname()
     );
-    crate::chat_ui::run(peer, updates, earlier, nick).await?;
+    use std::io::IsTerminal;
+    let full_screen =
+        !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if full_screen {
+        let tor_state = match mode {
+            TorMode::Direct => "direct: no Tor, NOT anonymous".to_owned(),
+            other => format!("tor ({other}): bootstrapped, onion published"),
+        };
+        crate::tui::run(peer, updates, earlier, nick, tor_state).await?;
+    } else {
+        crate::chat_ui::run(peer, updates, earlier, nick).await?;
+    }
     drop(tor);
     Ok(())
 }

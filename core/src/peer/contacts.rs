@@ -47,6 +47,8 @@ pub struct ContactView {
     pub online: Option<bool>,
     /// Messages waiting for them.
     pub queued: usize,
+    /// Messages from them the user has not marked read.
+    pub unread: usize,
     /// When queued messages are next tried (if no chat is open).
     pub next_delivery: Option<Instant>,
     /// A different key was presented and refused.
@@ -79,6 +81,7 @@ impl Peer {
             blocked: c.blocked,
             online: status.and_then(|s| s.online),
             queued: self.state.queued_len(&c.nick),
+            unread: self.unread.get(&c.nick).copied().unwrap_or(0),
             next_delivery: status.and_then(|s| s.next_delivery),
             conflict: status.and_then(|s| s.conflict.clone()),
             chat: self.chats.get(&c.nick).map(|chat| chat.state.clone()),

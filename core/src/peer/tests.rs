@@ -1363,6 +1363,12 @@ fn the_view_shows_the_registry_requests_chats_unread_counts_and_the_outbox() {
         .find(|c| c.nick == bob)
         .expect("a chat with bob");
     assert_eq!((chat.state.clone(), chat.unread), (ChatState::Connected, 2));
+    let contact = view
+        .contacts
+        .iter()
+        .find(|c| c.nick == bob)
+        .expect("bob is a contact");
+    assert_eq!(contact.unread, 2);
     w.peers[0].mark_read(&bob);
     assert_eq!(w.peers[0].view().chats[0].unread, 0);
     // A message to carol, who does not take connections, waits in the outbox.

@@ -73,6 +73,8 @@ pub struct PeerView {
     pub requests: Vec<RequestView>,
     /// Messages waiting in the outbox, over every contact.
     pub queued: usize,
+    /// The core's time when the view was made (to tell how far `Retrying { at }` is).
+    pub now: Instant,
 }
 
 impl Peer {
@@ -109,6 +111,7 @@ impl Peer {
             chats,
             requests,
             queued: self.state.outbox.values().map(|q| q.len()).sum(),
+            now: self.now,
         }
     }
 

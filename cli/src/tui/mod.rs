@@ -1,0 +1,237 @@
+//! The full-screen interface of `p2pchat chat` (ratatui on crossterm, on the alternate
+//! screen), used when stdin and stdout are terminals and `--plain` is not given.
+//!
+//! It runs the same commands as the line interface (`chat_ui::Ui` on this `App` as its
+//! `Screen`), draws the view the runtime publishes, and keeps only what is its own: the
+//! conversations on screen, the input line, scrolling. The terminal is restored on every
+//! way out: `/quit`, Ctrl-C, SIGTERM, an error, or a panic (ratatui's hook).
+
+mod app;
+mod draw;
+
+use std::sync::Arc;
+use std::time::Instant as WallInstant;
+
+use async_std::channel::{Sender, bounded};
+use core::time::Duration;
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use p2pchat_async_std::store::StoreError;
+use p2pchat_async_std::{Command, PeerHandle, Subscription, Update};
+use p2pchat_core::nick::Nick;
+use p2pchat_core::peer::{Event, PeerView};
+
+use crate::chat_ui::Ui;
+use app::{Action, App};
+
+enum TuiInput {
+    Key(crossterm::event::KeyEvent),
+    Paste(String),
+    Redraw,
+    Update(Update),
+    Quit,
+    Stopped,
+}
+
+/// Runs the full-screen interface until the user quits and the peer has shut down.
+/// `earlier` are events taken before it started; `tor` says how Tor stands, for the
+/// status bar.
+pub async fn run(
+    peer: PeerHandle,
+    updates: Subscription,
+    earlier: Vec<Event>,
+    me: Nick,
+    tor: String,
+) -> Result<(), StoreError> {
+    let (tx, rx) = bounded::<TuiInput>(256);
+    spawn_terminal_reader(tx.clone());
+    let forward = tx.clone();
+    async_std::task::spawn(async move {
+        while let Some(update) = updates.next().await {
+            if forward.send(TuiInput::Update(update)).await.is_err() {
+                return;
+            }
+        }
+        let _ = forward.send(TuiInput::Stopped).await;
+    });
+    // Countdowns ("retrying in N s") move once a second.
+    let tick = tx.clone();
+    async_std::task::spawn(async move {
+        loop {
+            async_std::task::sleep(Duration::from_secs(1)).await;
+            if tick.send(TuiInput::Redraw).await.is_err() {
+                return;
+            }
+        }
+    });
+    let quit = tx.clone();
+    // SIGTERM (and SIGINT from outside) quit gracefully; in raw mode Ctrl-C is a key.
+    let _ = ctrlc::set_handler(move || {
+        let _ = quit.try_send(TuiInput::Quit);
+    });
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let mut ui = Ui::new(App::new(tor, no_color), peer, me);
+    for event in &earlier {
+        take_event(&mut ui, event).await;
+    }
+    // Raw mode, the alternate screen, and a panic hook that restores both.
+    let mut terminal = ratatui::init();
+    let mut seen = Seen::default();
+    loop {
+        let view = ui.peer.view();
+        let age = seen.age(&view);
+        if let Err(e) =
+            terminal.draw(|f| draw::draw(f, &ui.screen, &view, ui.current.as_ref(), age))
+        {
+            ui.screen_say(&format!("! cannot draw: {e}"));
+        }
+        let Ok(input) = rx.recv().await else { break };
+        match input {
+            TuiInput::Key(key) => {
+                let action = ui.screen.key(key, &view);
+                act(&mut ui, action, &view).await;
+            }
+            TuiInput::Paste(text) => {
+                for c in text.chars().filter(|c| !c.is_control()) {
+                    let key = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c));
+                    ui.screen.key(key, &view);
+                }
+            }
+            TuiInput::Redraw => {}
+            TuiInput::Update(Update::Event(event)) => {
+                let done = event == Event::ShutdownComplete;
+                take_event(&mut ui, &event).await;
+                if done {
+                    break;
+                }
+            }
+            TuiInput::Update(Update::Lagged) => ui.lagged(),
+            TuiInput::Quit => ui.quit().await,
+            TuiInput::Stopped => break,
+        }
+    }
+    ratatui::restore();
+    ui.peer.join().await
+}
+
+/// When each view was first drawn, to count down from it.
+#[derive(Default)]
+struct Seen {
+    view: Option<(usize, WallInstant)>,
+}
+
+impl Seen {
+    fn age(&mut self, view: &Arc<PeerView>) -> Duration {
+        let id = Arc::as_ptr(view) as usize;
+        match self.view {
+            Some((seen, at)) if seen == id => at.elapsed(),
+            _ => {
+                self.view = Some((id, WallInstant::now()));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
+/// An event: into its conversation, or a notice like the line interface's.
+async fn take_event(ui: &mut Ui<App>, event: &Event) {
+    let before = ui.current.clone();
+    if !ui.screen.conversation_event(event) {
+        ui.event(event);
+    }
+    // A chat that connected became the current conversation.
+    if ui.current != before {
+        opened(ui).await;
+    }
+    // A message in the conversation on screen is read as it arrives.
+    if let (Event::Message { nick, .. }, Some(current)) = (event, &ui.current)
+        && nick == current
+    {
+        ui.run(Command::MarkRead(nick.clone())).await;
+    }
+}
+
+async fn act(ui: &mut Ui<App>, action: Action, view: &PeerView) {
+    match action {
+        Action::None => {}
+        Action::Quit => ui.quit().await,
+        Action::Submit(line) => {
+            let before = ui.current.clone();
+            ui.line(&line).await;
+            if ui.current != before {
+                opened(ui).await;
+            }
+        }
+        Action::Cycle(step) => {
+            let all = draw::conversations(view);
+            if all.is_empty() {
+                return;
+            }
+            let at = ui
+                .current
+                .as_ref()
+                .and_then(|c| all.iter().position(|n| n == c));
+            let len = all.len() as i64;
+            let next = match at {
+                Some(i) => (i as i64 + i64::from(step)).rem_euclid(len),
+                None => 0,
+            };
+            ui.current = usize::try_from(next).ok().and_then(|i| all.get(i)).cloned();
+            opened(ui).await;
+        }
+        Action::RetryNow => match ui.current.clone() {
+            Some(nick) => {
+                ui.run(Command::Retry(nick)).await;
+            }
+            None => ui.screen_say("! no conversation open: Ctrl-N chooses one"),
+        },
+        Action::AcceptOldest | Action::DenyOldest => {
+            let Some(request) = view.requests.first() else {
+                return ui.screen_say("! nobody is asking to chat");
+            };
+            let line = if action == Action::AcceptOldest {
+                format!("/accept {}", request.nick)
+            } else {
+                format!("/deny {}", request.nick)
+            };
+            ui.line(&line).await;
+            if action == Action::AcceptOldest {
+                opened(ui).await;
+            }
+        }
+    }
+}
+
+/// A conversation came on screen: its history is loaded and its messages are read.
+async fn opened(ui: &mut Ui<App>) {
+    ui.screen.scroll = 0;
+    if let Some(nick) = ui.current.clone() {
+        ui.show_recent(&nick).await;
+        ui.run(Command::MarkRead(nick)).await;
+    }
+}
+
+impl Ui<App> {
+    fn screen_say(&self, line: &str) {
+        use crate::chat_ui::Screen;
+        self.screen.say(line);
+    }
+}
+
+/// Reads the terminal on a thread of its own (crossterm's `read` blocks).
+fn spawn_terminal_reader(tx: Sender<TuiInput>) {
+    std::thread::spawn(move || {
+        loop {
+            let input = match crossterm::event::read() {
+                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => TuiInput::Key(k),
+                Ok(TermEvent::Paste(text)) => TuiInput::Paste(text),
+                Ok(TermEvent::Resize(..)) => TuiInput::Redraw,
+                Ok(_) => continue,
+                Err(_) => TuiInput::Quit,
+            };
+            let quit = matches!(input, TuiInput::Quit);
+            if tx.send_blocking(input).is_err() || quit {
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,57 @@
+//! The full-screen interface in a real terminal (tmux), against a loopback registry and a
+//! second peer on the line interface.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic here is how a test reports failure
+
+use std::path::Path;
+
+use p2pchat_tests::process::{
+    PASSPHRASE_ENV, TEST_PASSPHRASE, empty_config, start_chat, start_registry, temp_dir,
+};
+use p2pchat_tests::tmux::Tmux;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_p2pchat"))
+}
+
+#[test]
+fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_quit() {
+    let dir = temp_dir("tui");
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut bob = start_chat(bin(), &dir, "bob", port, &["--auto-accept"]);
+    bob.expect("you are bob");
+    let config = empty_config(&dir);
+    let command = format!(
+        "{} chat --tor direct --nick alice --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
+        bin().display(),
+        config.display(),
+        dir.join("alice-data").display()
+    );
+    let alice = Tmux::start(
+        "p2pchat-tui",
+        100,
+        30,
+        &[(PASSPHRASE_ENV, TEST_PASSPHRASE)],
+        &command,
+    );
+    alice.expect("registry: online");
+    alice.expect("No conversation open");
+    alice.type_line("/connect bob");
+    alice.expect("connected (end-to-end encrypted)");
+    bob.send("/msg alice hello from bob, 你好 👋");
+    alice.expect("<bob> hello from bob, 你好 👋");
+    alice.type_line("hi bob");
+    bob.expect("<alice> hi bob");
+    alice.expect("✓ delivered");
+    // Help, then back.
+    alice.keys(&["?"]);
+    alice.expect("any key closes");
+    alice.keys(&["Escape"]);
+    alice.wait_for("the help closed", |s| !s.contains("any key closes"));
+    alice.type_line("/quit");
+    // The alternate screen is gone: the shell's own screen shows the exit status, and
+    // nothing of the interface.
+    let screen = alice.expect("EXITED 0");
+    assert!(!screen.contains("registry: online"), "{screen}");
+    bob.quit();
+}
