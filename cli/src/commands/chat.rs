@@ -135,7 +135,6 @@ async fn chat(
     let data_dir = crate::paths::data_dir(data_dir)?;
     tor_setup::check_addresses(args.tor.or(file.tor.mode), &file, Some(&server_host))?;
     let mode = tor_setup::choose_mode(args.tor, &file).await?;
-    let progress = Progress::new();
     let options = p2pchat_async_std::store::OpenOptions {
         history: file.history.unwrap_or(true),
     };
@@ -148,6 +147,15 @@ async fn chat(
     if profile.created {
         eprintln!("p2pchat: created a new identity in {}", data_dir.display());
     }
+    // The full-screen interface takes the terminal once the passphrase is in, and shows
+    // the rest of start-up in its status bar.
+    use std::io::IsTerminal;
+    let full_screen =
+        !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let boot = full_screen.then(|| crate::tui::Boot::start(&nick));
+    let progress = boot
+        .as_ref()
+        .map_or_else(Progress::new, crate::tui::Boot::progress);
     let store = profile.store;
     let onion = match mode {
         TorMode::HiddenServiceDir => {
@@ -215,37 +223,42 @@ async fn chat(
     let _ = peer.command(Command::Register).await;
     // Events that arrive meanwhile (a contact's message, a request) are shown after.
     let mut earlier = Vec::new();
+    let mut notices = Vec::new();
     match wait_registered(&updates, &mut earlier, &server_host, server_port).await {
-        Ok(()) => {
-            progress.done();
-            println!("* registered: you are online");
-        }
+        Ok(()) => notices.push("* registered: you are online".to_owned()),
         // With contacts there is something to do without the registry: they are dialled
         // at their pinned addresses. The registry is retried in the background.
         Err(CliError::Network(e)) if has_contacts => {
-            progress.done();
-            eprintln!(
-                "p2pchat: {e}
-p2pchat: retrying the registry in the background; your contacts can be reached meanwhile"
+            notices.push(format!("! {e}"));
+            notices.push(
+                "! retrying the registry in the background; your contacts can be reached meanwhile"
+                    .to_owned(),
             );
         }
         Err(e) => return Err(e),
     }
-    println!(
+    progress.done();
+    notices.push(format!(
         "* you are {nick} at {}:{advertised} (key {fingerprint})",
         address.hostname()
-    );
-    use std::io::IsTerminal;
-    let full_screen =
-        !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if full_screen {
-        let tor_state = match mode {
-            TorMode::Direct => "direct: no Tor, NOT anonymous".to_owned(),
-            other => format!("tor ({other}): bootstrapped, onion published"),
-        };
-        crate::tui::run(peer, updates, earlier, nick, tor_state).await?;
-    } else {
-        crate::chat_ui::run(peer, updates, earlier, nick).await?;
+    ));
+    match boot {
+        Some(boot) => {
+            let tor_state = match mode {
+                TorMode::Direct => "direct: no Tor, NOT anonymous".to_owned(),
+                other => format!("tor ({other}): bootstrapped, onion published"),
+            };
+            boot.run(peer, updates, earlier, notices, tor_state).await?;
+        }
+        None => {
+            for notice in &notices {
+                match notice.strip_prefix("! ") {
+                    Some(warning) => eprintln!("p2pchat: {warning}"),
+                    None => println!("{notice}"),
+                }
+            }
+            crate::chat_ui::run(peer, updates, earlier, nick).await?;
+        }
     }
     drop(tor);
     Ok(())

@@ -1,18 +1,21 @@
 //! The full-screen interface of `p2pchat chat` (ratatui on crossterm, on the alternate
 //! screen), used when stdin and stdout are terminals and `--plain` is not given.
 //!
-//! It runs the same commands as the line interface (`chat_ui::Ui` on this `App` as its
-//! `Screen`), draws the view the runtime publishes, and keeps only what is its own: the
-//! conversations on screen, the input line, scrolling. The terminal is restored on every
-//! way out: `/quit`, Ctrl-C, SIGTERM, an error, or a panic (ratatui's hook).
+//! It takes the terminal once the store is open ([`Boot::start`]), shows Tor's bootstrap
+//! and the registration in its status bar, then ([`Boot::run`]) runs the same commands as
+//! the line interface (`chat_ui::Ui` on this `App` as its `Screen`), draws the view the
+//! runtime publishes, and keeps only what is its own: the conversations on screen, the
+//! input line, scrolling. The terminal is restored on every way out: `/quit`, Ctrl-C,
+//! SIGTERM, an error (dropping `Boot`), or a panic (ratatui's hook).
 
 mod app;
 mod draw;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant as WallInstant;
 
-use async_std::channel::{Sender, bounded};
+use async_std::channel::{Receiver, Sender, bounded};
 use core::time::Duration;
 use crossterm::event::{Event as TermEvent, KeyEventKind};
 use p2pchat_async_std::store::StoreError;
@@ -32,18 +35,137 @@ enum TuiInput {
     Stopped,
 }
 
-/// Runs the full-screen interface until the user quits and the peer has shut down.
-/// `earlier` are events taken before it started; `tor` says how Tor stands, for the
-/// status bar.
-pub async fn run(
+/// Whether the interface is still starting: Ctrl-C then stops the program at once (there
+/// is nothing to shut down yet).
+static STARTING: AtomicBool = AtomicBool::new(false);
+
+/// The start-up screen: who we are, and how far Tor and the registration are.
+struct StartScreen {
+    terminal: ratatui::DefaultTerminal,
+    nick: Nick,
+}
+
+impl StartScreen {
+    fn show(&mut self, step: &str) {
+        use ratatui::widgets::{Block, Borders, Paragraph};
+        let nick = self.nick.to_string();
+        let step = crate::chat_ui::render::clean(step);
+        // Cleared each time: a warning printed on stderr meanwhile must not linger.
+        let _ = self.terminal.clear();
+        let _ = self.terminal.draw(|f| {
+            let [bar, body] = ratatui::layout::Layout::vertical([
+                ratatui::layout::Constraint::Length(1),
+                ratatui::layout::Constraint::Min(1),
+            ])
+            .areas(f.area());
+            let status = format!(" {nick} │ starting │ {step}");
+            f.render_widget(
+                Paragraph::new(status).style(
+                    ratatui::style::Style::default()
+                        .add_modifier(ratatui::style::Modifier::REVERSED),
+                ),
+                bar,
+            );
+            let text = format!("{step}\n\nCtrl-C stops.");
+            let block = Block::default().borders(Borders::ALL).title(" p2pchat ");
+            f.render_widget(Paragraph::new(text).block(block), body);
+        });
+    }
+}
+
+/// The full-screen interface from start-up on.
+pub struct Boot {
+    screen: Arc<Mutex<Option<StartScreen>>>,
+    tx: Sender<TuiInput>,
+    rx: Receiver<TuiInput>,
+}
+
+impl Boot {
+    /// Takes the terminal (raw mode, alternate screen) and shows the start-up screen.
+    pub fn start(nick: &Nick) -> Self {
+        STARTING.store(true, Ordering::SeqCst);
+        let terminal = ratatui::init();
+        let mut screen = StartScreen {
+            terminal,
+            nick: nick.clone(),
+        };
+        screen.show("starting…");
+        let (tx, rx) = bounded::<TuiInput>(256);
+        spawn_terminal_reader(tx.clone());
+        Self {
+            screen: Arc::new(Mutex::new(Some(screen))),
+            tx,
+            rx,
+        }
+    }
+
+    /// Where start-up progress goes: the status bar.
+    pub fn progress(&self) -> crate::tor_setup::Progress {
+        let screen = Arc::clone(&self.screen);
+        crate::tor_setup::Progress::to(move |step| {
+            if let Some(s) = screen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                s.show(step);
+            }
+        })
+    }
+
+    /// Runs the interface until the user quits and the peer has shut down. `earlier` are
+    /// events taken before it started, `notices` what start-up had to say; `tor` says how
+    /// Tor stands, for the status bar.
+    pub async fn run(
+        self,
+        peer: PeerHandle,
+        updates: Subscription,
+        earlier: Vec<Event>,
+        notices: Vec<String>,
+        tor: String,
+    ) -> Result<(), StoreError> {
+        let screen = self
+            .screen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(StartScreen { terminal, nick }) = screen else {
+            return peer.join().await;
+        };
+        STARTING.store(false, Ordering::SeqCst);
+        run(
+            terminal,
+            (self.tx.clone(), self.rx.clone()),
+            peer,
+            updates,
+            earlier,
+            notices,
+            nick,
+            tor,
+        )
+        .await
+    }
+}
+
+impl Drop for Boot {
+    /// An error during start-up (or after) leaves the terminal as it found it, so the
+    /// message that follows is readable.
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut terminal: ratatui::DefaultTerminal,
+    (tx, rx): (Sender<TuiInput>, Receiver<TuiInput>),
     peer: PeerHandle,
     updates: Subscription,
     earlier: Vec<Event>,
+    notices: Vec<String>,
     me: Nick,
     tor: String,
 ) -> Result<(), StoreError> {
-    let (tx, rx) = bounded::<TuiInput>(256);
-    spawn_terminal_reader(tx.clone());
     let forward = tx.clone();
     async_std::task::spawn(async move {
         while let Some(update) = updates.next().await {
@@ -70,11 +192,13 @@ pub async fn run(
     });
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let mut ui = Ui::new(App::new(tor, no_color), peer, me);
+    for notice in &notices {
+        ui.screen_say(notice);
+    }
     for event in &earlier {
         take_event(&mut ui, event).await;
     }
-    // Raw mode, the alternate screen, and a panic hook that restores both.
-    let mut terminal = ratatui::init();
+    let _ = terminal.clear();
     let mut seen = Seen::default();
     loop {
         let view = ui.peer.view();
@@ -222,6 +346,18 @@ fn spawn_terminal_reader(tx: Sender<TuiInput>) {
     std::thread::spawn(move || {
         loop {
             let input = match crossterm::event::read() {
+                Ok(TermEvent::Key(k))
+                    if STARTING.load(Ordering::SeqCst)
+                        && k.code == crossterm::event::KeyCode::Char('c')
+                        && k.modifiers
+                            .contains(crossterm::event::KeyModifiers::CONTROL) =>
+                {
+                    // Nothing runs yet that needs shutting down (a tor we launched exits
+                    // with us).
+                    ratatui::restore();
+                    eprintln!("p2pchat: stopped while starting");
+                    std::process::exit(130);
+                }
                 Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => TuiInput::Key(k),
                 Ok(TermEvent::Paste(text)) => TuiInput::Paste(text),
                 Ok(TermEvent::Resize(..)) => TuiInput::Redraw,
