@@ -421,36 +421,15 @@ impl Screen for App {
 mod tests {
     use super::*;
     use crossterm::event::KeyEvent;
-    use p2pchat_core::peer::{ContactView, RegistryView};
-    use p2pchat_core::test_keys;
 
     fn view_with(nicks: &[&str]) -> PeerView {
-        let me = test_keys::identity(0, "alice");
-        PeerView {
-            nick: me.nick.clone(),
-            onion: me.address(),
-            fingerprint: me.rsa.public().fingerprint(),
-            registry: RegistryView::Registered,
-            contacts: nicks
-                .iter()
-                .map(|n| ContactView {
-                    nick: Nick::new(n).unwrap(),
-                    fingerprint: None,
-                    verified: false,
-                    blocked: false,
-                    online: None,
-                    queued: 0,
-                    unread: 0,
-                    next_delivery: None,
-                    conflict: None,
-                    chat: None,
-                })
-                .collect(),
-            chats: Vec::new(),
-            requests: Vec::new(),
-            queued: 0,
-            now: p2pchat_core::time::Instant::ZERO,
-        }
+        let mut view = crate::tui::test_views::empty_view();
+        view.contacts = nicks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| crate::tui::test_views::contact(n, i + 1))
+            .collect();
+        view
     }
 
     fn type_text(app: &mut App, view: &PeerView, text: &str) {

@@ -10,6 +10,8 @@
 
 mod app;
 mod draw;
+#[cfg(test)]
+mod test_views;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

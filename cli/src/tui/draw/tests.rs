@@ -2,12 +2,10 @@
 
 use core::time::Duration;
 
-use p2pchat_core::identity::Fingerprint;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{
-    ChatState, ChatView, ContactView, Event, KeyConflict, PeerView, RegistryView, RequestView,
+    ChatState, ChatView, Event, KeyConflict, PeerView, RegistryView, RequestView,
 };
-use p2pchat_core::test_keys;
 use p2pchat_core::time::Instant;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -16,44 +14,10 @@ use ratatui::buffer::Buffer;
 use super::draw;
 use crate::chat_ui::Screen;
 use crate::tui::app::App;
+use crate::tui::test_views::{contact, empty_view, fingerprint};
 
 fn nick(s: &str) -> Nick {
     Nick::new(s).unwrap()
-}
-
-fn fingerprint(i: usize) -> Fingerprint {
-    test_keys::rsa(i).public().fingerprint()
-}
-
-/// Alice's view with nothing going on.
-fn empty_view() -> PeerView {
-    let me = test_keys::identity(0, "alice");
-    PeerView {
-        nick: me.nick.clone(),
-        onion: me.address(),
-        fingerprint: me.rsa.public().fingerprint(),
-        registry: RegistryView::Registered,
-        contacts: Vec::new(),
-        chats: Vec::new(),
-        requests: Vec::new(),
-        queued: 0,
-        now: Instant::ZERO,
-    }
-}
-
-fn contact(name: &str, i: usize) -> ContactView {
-    ContactView {
-        nick: nick(name),
-        fingerprint: Some(fingerprint(i)),
-        verified: false,
-        blocked: false,
-        online: Some(true),
-        queued: 0,
-        unread: 0,
-        next_delivery: None,
-        conflict: None,
-        chat: None,
-    }
 }
 
 fn chat(name: &str, i: usize, state: ChatState, unread: usize) -> ChatView {
@@ -63,6 +27,19 @@ fn chat(name: &str, i: usize, state: ChatState, unread: usize) -> ChatView {
         fingerprint: Some(fingerprint(i)),
         unread,
     }
+}
+
+/// Carol, a contact, presented another key than the one pinned.
+fn carol_with_a_changed_key() -> PeerView {
+    let mut view = empty_view();
+    let mut carol = contact("carol", 2);
+    carol.conflict = Some(KeyConflict {
+        pinned: fingerprint(2),
+        presented: fingerprint(5),
+        certificate: None,
+    });
+    view.contacts = vec![carol];
+    view
 }
 
 fn app() -> App {
@@ -149,14 +126,7 @@ fn an_incoming_request_is_a_prompt_to_accept_or_deny() {
 
 #[test]
 fn a_key_change_warning_stands_above_everything_and_stays() {
-    let mut view = empty_view();
-    let mut carol = contact("carol", 2);
-    carol.conflict = Some(KeyConflict {
-        pinned: fingerprint(2),
-        presented: fingerprint(5),
-        certificate: None,
-    });
-    view.contacts = vec![carol];
+    let view = carol_with_a_changed_key();
     let mut app = app();
     // However much the conversation scrolls, the warning is on the second row.
     app.scroll = 1000;
@@ -264,14 +234,7 @@ fn the_help_lists_the_keys_and_the_commands() {
 
 #[test]
 fn no_color_draws_warnings_without_colour() {
-    let mut view = empty_view();
-    let mut carol = contact("carol", 2);
-    carol.conflict = Some(KeyConflict {
-        pinned: fingerprint(2),
-        presented: fingerprint(5),
-        certificate: None,
-    });
-    view.contacts = vec![carol];
+    let view = carol_with_a_changed_key();
     let plain = App::new("tor".into(), true);
     let (buffer, _) = render(&plain, &view, None, 80, 24);
     for y in 0..24 {
