@@ -55,3 +55,29 @@ fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_q
     assert!(!screen.contains("registry: online"), "{screen}");
     bob.quit();
 }
+
+#[test]
+fn ctrl_c_in_the_full_screen_interface_unregisters_and_restores_the_terminal() {
+    let dir = temp_dir("tui-ctrl-c");
+    let (_server, port) = start_registry(bin(), &dir);
+    let config = empty_config(&dir);
+    let command = format!(
+        "{} chat --tor direct --nick carol --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
+        bin().display(),
+        config.display(),
+        dir.join("carol-data").display()
+    );
+    let carol = Tmux::start(
+        "p2pchat-tui-ctrl-c",
+        80,
+        24,
+        &[(PASSPHRASE_ENV, TEST_PASSPHRASE)],
+        &command,
+    );
+    carol.expect("registry: online");
+    carol.keys(&["C-c"]);
+    // Exit status 0 is the graceful way (chats closed, unregistered); a signal's default
+    // would be 130. The alternate screen is gone.
+    let screen = carol.expect("EXITED 0");
+    assert!(!screen.contains("registry: online"), "{screen}");
+}

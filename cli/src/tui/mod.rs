@@ -94,6 +94,15 @@ impl Boot {
         screen.show("starting…");
         let (tx, rx) = bounded::<TuiInput>(256);
         spawn_terminal_reader(tx.clone());
+        // SIGTERM (and SIGINT from outside; in raw mode Ctrl-C is a key): while starting,
+        // stop at once with the terminal restored; then, quit gracefully like /quit.
+        let quit = tx.clone();
+        let _ = ctrlc::set_handler(move || {
+            if STARTING.load(Ordering::SeqCst) {
+                stop_while_starting();
+            }
+            let _ = quit.try_send(TuiInput::Quit);
+        });
         Self {
             screen: Arc::new(Mutex::new(Some(screen))),
             tx,
@@ -132,6 +141,8 @@ impl Boot {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let Some(StartScreen { terminal, nick }) = screen else {
+            debug_assert!(false, "the start-up screen is taken once");
+            let _ = peer.command(Command::Shutdown).await;
             return peer.join().await;
         };
         STARTING.store(false, Ordering::SeqCst);
@@ -186,11 +197,6 @@ async fn run(
                 return;
             }
         }
-    });
-    let quit = tx.clone();
-    // SIGTERM (and SIGINT from outside) quit gracefully; in raw mode Ctrl-C is a key.
-    let _ = ctrlc::set_handler(move || {
-        let _ = quit.try_send(TuiInput::Quit);
     });
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let mut ui = Ui::new(App::new(tor, no_color), peer, me);
@@ -343,6 +349,14 @@ impl Ui<App> {
     }
 }
 
+/// Ctrl-C or a signal while starting: nothing runs yet that needs shutting down (a tor we
+/// launched exits with us), so the program stops, with the terminal restored.
+fn stop_while_starting() -> ! {
+    ratatui::restore();
+    eprintln!("p2pchat: stopped while starting");
+    std::process::exit(130);
+}
+
 /// Reads the terminal on a thread of its own (crossterm's `read` blocks).
 fn spawn_terminal_reader(tx: Sender<TuiInput>) {
     std::thread::spawn(move || {
@@ -354,11 +368,7 @@ fn spawn_terminal_reader(tx: Sender<TuiInput>) {
                         && k.modifiers
                             .contains(crossterm::event::KeyModifiers::CONTROL) =>
                 {
-                    // Nothing runs yet that needs shutting down (a tor we launched exits
-                    // with us).
-                    ratatui::restore();
-                    eprintln!("p2pchat: stopped while starting");
-                    std::process::exit(130);
+                    stop_while_starting()
                 }
                 Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => TuiInput::Key(k),
                 Ok(TermEvent::Paste(text)) => TuiInput::Paste(text),
