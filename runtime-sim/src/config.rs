@@ -40,6 +40,9 @@ pub struct FaultRates {
     /// Impostors, per hour: a hostile host claims the nick of a peer the registry has
     /// bound, with keys of its own, and dials that peer's contacts.
     pub impostors_per_hour: f64,
+    /// Slow readers, per hour: a presence watcher's registry connection stops reading
+    /// for a while, so the registry drops its presence and later sends it `Resync`.
+    pub slow_readers_per_hour: f64,
 }
 
 impl FaultRates {
@@ -53,6 +56,7 @@ impl FaultRates {
         registry_crashes_per_hour: 0.0,
         latency_spikes_per_hour: 0.0,
         impostors_per_hour: 0.0,
+        slow_readers_per_hour: 0.0,
     };
 
     /// A flaky but usable network: a few refused dials and resets, rare crashes.
@@ -65,6 +69,7 @@ impl FaultRates {
         registry_crashes_per_hour: 0.0,
         latency_spikes_per_hour: 4.0,
         impostors_per_hour: 0.0,
+        slow_readers_per_hour: 0.0,
     };
 
     /// Everything goes wrong, often.
@@ -77,6 +82,7 @@ impl FaultRates {
         registry_crashes_per_hour: 20.0,
         latency_spikes_per_hour: 60.0,
         impostors_per_hour: 30.0,
+        slow_readers_per_hour: 60.0,
     };
 }
 

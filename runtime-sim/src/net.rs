@@ -214,6 +214,18 @@ impl Network {
             .collect()
     }
 
+    /// The registry's ends of peer `peer`'s registry connections.
+    pub(crate) fn registry_ends_of(&self, peer: usize) -> Vec<End> {
+        self.streams
+            .values()
+            .filter_map(|s| match (s.ends[0].host, s.ends[1].host) {
+                (Host::Peer(p), Host::Registry) if p == peer => Some(s.ends[1]),
+                (Host::Registry, Host::Peer(p)) if p == peer => Some(s.ends[0]),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Ids of streams whose two ends satisfy `cross` (for partitions), in order.
     pub(crate) fn streams_between(&self, mut cross: impl FnMut(Host, Host) -> bool) -> Vec<u64> {
         self.streams

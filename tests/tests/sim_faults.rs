@@ -370,3 +370,34 @@ fn a_stream_the_targets_core_refuses_is_connected_then_closed_as_over_tor() {
     assert_eq!(summary.dials_failed, 0);
     no_violations(&w);
 }
+
+#[test]
+fn a_presence_watcher_that_stops_reading_is_told_to_resync_and_still_delivers_once() {
+    let mut w = world(2);
+    chat(&mut w, 0, 1);
+    let first = w.send(0, 1, 100).unwrap();
+    w.run_for(secs(10));
+    assert_eq!(w.fate(first), Some((Fate::Delivered, 1)));
+    // Bob leaves; alice writes to him while he is away.
+    w.leave(1);
+    w.run_for(secs(10));
+    let waiting = w.send(0, 1, 100).unwrap();
+    // Alice's registry connection stops reading while bob comes back: his return is
+    // dropped from her presence.
+    w.slow_reader(0, secs(40));
+    w.run_for(secs(5));
+    w.restart(1);
+    w.run_for(secs(30));
+    w.take_log(0);
+    // She reads again: the registry tells her she missed presence.
+    w.run_for(secs(20));
+    let log = w.take_log(0);
+    assert!(
+        log.iter()
+            .any(|e| *e == Event::Presence(p2pchat_core::registry::Presence::Resync)),
+        "{log:?}"
+    );
+    w.run_for(secs(1800));
+    assert_eq!(w.fate(waiting), Some((Fate::Delivered, 1)));
+    no_violations(&w);
+}

@@ -22,15 +22,18 @@ pub enum FaultKind {
     LatencySpike = 5,
     /// A hostile host claims a bound peer's nick with other keys and dials its contacts.
     Impostor = 6,
+    /// A presence watcher's registry connection stops reading for a while.
+    SlowReader = 7,
 }
 
-const ALL_KINDS: [FaultKind; 6] = [
+const ALL_KINDS: [FaultKind; 7] = [
     FaultKind::StreamReset,
     FaultKind::Crash,
     FaultKind::Partition,
     FaultKind::RegistryCrash,
     FaultKind::LatencySpike,
     FaultKind::Impostor,
+    FaultKind::SlowReader,
 ];
 
 /// Most contacts of the real peer an impostor dials.
@@ -140,6 +143,22 @@ impl World {
         self.queue.push(self.now + d, SimEvent::SpikeEnd);
     }
 
+    /// Peer `i`'s registry connection stops reading for `d`: the registry's runtime drops
+    /// the presence frames it would queue there (telling the registry, which sends
+    /// `Resync` once the connection reads again), as a real runtime does for a client whose
+    /// queue is half full.
+    pub fn slow_reader(&mut self, i: usize, d: Duration) {
+        let ends = self.net.registry_ends_of(i);
+        if ends.is_empty() {
+            return;
+        }
+        self.count_fault("slow_reader");
+        for end in ends {
+            self.slow_readers.insert(end);
+            self.queue.push(self.now + d, SimEvent::ReadsAgain(end));
+        }
+    }
+
     /// Resets every stream between peers `a` and `b` mid-message.
     pub fn reset_streams_between(&mut self, a: usize, b: usize) {
         let streams = self.net.streams_between(|x, y| {
@@ -194,6 +213,7 @@ impl World {
             FaultKind::RegistryCrash => f.registry_crashes_per_hour,
             FaultKind::LatencySpike => f.latency_spikes_per_hour,
             FaultKind::Impostor => f.impostors_per_hour,
+            FaultKind::SlowReader => f.slow_readers_per_hour,
         };
         (per_hour > 0.0).then(|| HOUR.div_f64(per_hour))
     }
@@ -260,6 +280,18 @@ impl World {
                 self.latency_spike(lasts);
             }
             FaultKind::Impostor => self.random_impostor(),
+            FaultKind::SlowReader => {
+                let watchers: Vec<usize> = (0..self.config.peers)
+                    .filter(|&i| self.peers[i].watch_presence && self.peers[i].core.is_some())
+                    .collect();
+                if !watchers.is_empty() {
+                    let i = watchers[self.sampler.below(watchers.len())];
+                    let lasts = self
+                        .sampler
+                        .between(Duration::from_secs(5), Duration::from_secs(60));
+                    self.slow_reader(i, lasts);
+                }
+            }
         }
         self.schedule_fault(kind);
     }

@@ -129,7 +129,11 @@ impl World {
                 conn,
             };
             match output {
-                // Simulated links never back up, so presence is never dropped here.
+                RegistryOutput::Presence { conn, .. } if self.slow_readers.contains(&end(conn)) => {
+                    if let Some(core) = self.registry.core.as_mut() {
+                        core.handle_presence_dropped(conn);
+                    }
+                }
                 RegistryOutput::Transmit { conn, bytes }
                 | RegistryOutput::Presence { conn, bytes } => self.transmit(end(conn), bytes),
                 RegistryOutput::Close { conn } => self.close_end(end(conn)),

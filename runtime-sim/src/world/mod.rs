@@ -22,7 +22,7 @@ use rand_core::SeedableRng;
 use crate::config::{FaultRates, SimConfig};
 use crate::keys::{self, PoolError};
 use crate::ledger::{Fate, Ledger, Violation};
-use crate::net::{Arrival, Host, Network};
+use crate::net::{Arrival, End, Host, Network};
 use crate::queue::EventQueue;
 use crate::sample::Sampler;
 use crate::summary::Summary;
@@ -60,6 +60,8 @@ enum SimEvent {
     Heal(u64),
     /// A latency spike ends.
     SpikeEnd,
+    /// A slow registry connection reads again.
+    ReadsAgain(End),
     /// The next random fault of a kind is due.
     Fault(FaultKind),
 }
@@ -85,6 +87,7 @@ impl SimEvent {
             Self::Heal(id) => (10, id, 0),
             Self::SpikeEnd => (11, 0, 0),
             Self::Fault(kind) => (12, kind as u64, 0),
+            Self::ReadsAgain(end) => (13, end.conn.0, end.incarnation.into()),
         }
     }
 }
@@ -196,6 +199,8 @@ pub struct World {
     partitions: BTreeMap<u64, BTreeSet<usize>>,
     next_partition: u64,
     spikes: u32,
+    /// Registry connections that do not read for now (presence to them is dropped).
+    slow_readers: BTreeSet<End>,
     /// Requests that peer `.0` denies from peer `.1` (scripted worlds).
     deny: BTreeSet<(usize, usize)>,
     /// Hostile hosts: host index → the peer whose nick it registers with its own keys.
@@ -271,6 +276,7 @@ impl World {
             partitions: BTreeMap::new(),
             next_partition: 0,
             spikes: 0,
+            slow_readers: BTreeSet::new(),
             deny: BTreeSet::new(),
             impostors: BTreeMap::new(),
             phase: Phase::Running,
@@ -396,6 +402,9 @@ impl World {
                 self.partitions.remove(&id);
             }
             SimEvent::SpikeEnd => self.spikes = self.spikes.saturating_sub(1),
+            SimEvent::ReadsAgain(end) => {
+                self.slow_readers.remove(&end);
+            }
             SimEvent::Fault(kind) => self.random_fault(kind),
         }
     }
