@@ -393,8 +393,7 @@ fn a_presence_watcher_that_stops_reading_is_told_to_resync_and_still_delivers_on
     w.run_for(secs(20));
     let log = w.take_log(0);
     assert!(
-        log.iter()
-            .any(|e| *e == Event::Presence(p2pchat_core::registry::Presence::Resync)),
+        log.contains(&Event::Presence(p2pchat_core::registry::Presence::Resync)),
         "{log:?}"
     );
     w.run_for(secs(1800));
