@@ -43,6 +43,9 @@ pub struct Summary {
     /// Dials whose stream opened but whose target's core refused it (full, shutting
     /// down): `Connected`, then `Closed`, as over Tor.
     pub inbound_refused: u64,
+    /// Times a peer was told it missed presence (`Resync`, after a slow reader's frames
+    /// were dropped).
+    pub presence_resyncs: u64,
     /// Faults injected, all kinds.
     pub faults_injected: u64,
     /// Faults injected, by kind.

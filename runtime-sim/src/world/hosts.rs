@@ -475,6 +475,7 @@ impl World {
                     self.peers[i].known.insert(*j);
                 }
             }
+            Event::Presence(Presence::Resync) => self.stats.presence_resyncs += 1,
             Event::Presence(Presence::Left(nick)) => {
                 if let Some(j) = self.by_nick.get(nick) {
                     self.peers[i].known.remove(j);

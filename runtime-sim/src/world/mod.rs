@@ -180,6 +180,7 @@ struct Stats {
     dials: u64,
     dials_failed: u64,
     inbound_refused: u64,
+    presence_resyncs: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -464,6 +465,7 @@ impl World {
             dials: self.stats.dials,
             dials_failed: self.stats.dials_failed,
             inbound_refused: self.stats.inbound_refused,
+            presence_resyncs: self.stats.presence_resyncs,
             faults_injected: self.stats.faults.values().sum(),
             faults_by_kind: self
                 .stats
