@@ -43,6 +43,10 @@ fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_q
     alice.type_line("hi bob");
     bob.expect("<alice> hi bob");
     alice.expect("✓ delivered");
+    // A pasted newline is text, not Enter: two pasted lines go as one message.
+    alice.paste("pasted one\npasted two");
+    alice.keys(&["Enter"]);
+    bob.expect("<alice> pasted one pasted two");
     // Help, then back.
     alice.keys(&["?"]);
     alice.expect("any key closes");

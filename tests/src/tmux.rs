@@ -60,6 +60,20 @@ impl Tmux {
         self.keys(&["Enter"]);
     }
 
+    /// Pastes `text` as a terminal paste (bracketed, when the program asked for it).
+    pub fn paste(&self, text: &str) {
+        let set = Command::new("tmux")
+            .args(["set-buffer", "--", text])
+            .status()
+            .unwrap();
+        assert!(set.success());
+        let paste = Command::new("tmux")
+            .args(["paste-buffer", "-p", "-t", &self.name])
+            .status()
+            .unwrap();
+        assert!(paste.success());
+    }
+
     /// What the pane shows now.
     pub fn screen(&self) -> String {
         let out = Command::new("tmux")

@@ -86,7 +86,7 @@ impl Boot {
     /// Takes the terminal (raw mode, alternate screen) and shows the start-up screen.
     pub fn start(nick: &Nick) -> Self {
         STARTING.store(true, Ordering::SeqCst);
-        let terminal = ratatui::init();
+        let terminal = take_terminal();
         let mut screen = StartScreen {
             terminal,
             nick: nick.clone(),
@@ -164,7 +164,7 @@ impl Drop for Boot {
     /// An error during start-up (or after) leaves the terminal as it found it, so the
     /// message that follows is readable.
     fn drop(&mut self) {
-        ratatui::restore();
+        give_terminal_back();
     }
 }
 
@@ -223,6 +223,8 @@ async fn run(
                 act(&mut ui, action, &view).await;
             }
             TuiInput::Paste(text) => {
+                // Pasted lines become one line of text; other controls are dropped.
+                let text = text.replace(['\r', '\n', '\t'], " ");
                 for c in text.chars().filter(|c| !c.is_control()) {
                     let key = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c));
                     ui.screen.key(key, &view);
@@ -241,7 +243,7 @@ async fn run(
             TuiInput::Stopped => break,
         }
     }
-    ratatui::restore();
+    give_terminal_back();
     ui.peer.join().await
 }
 
@@ -349,10 +351,24 @@ impl Ui<App> {
     }
 }
 
+/// Raw mode, the alternate screen (ratatui also installs a panic hook that leaves both),
+/// and bracketed paste, so a pasted newline is text, not Enter.
+fn take_terminal() -> ratatui::DefaultTerminal {
+    let terminal = ratatui::init();
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
+    terminal
+}
+
+/// Undoes [`take_terminal`].
+fn give_terminal_back() {
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
+    ratatui::restore();
+}
+
 /// Ctrl-C or a signal while starting: nothing runs yet that needs shutting down (a tor we
 /// launched exits with us), so the program stops, with the terminal restored.
 fn stop_while_starting() -> ! {
-    ratatui::restore();
+    give_terminal_back();
     eprintln!("p2pchat: stopped while starting");
     std::process::exit(130);
 }
