@@ -167,6 +167,8 @@ pub(crate) struct App {
     pub(crate) no_color: bool,
     /// Tor's state, for the status bar.
     pub(crate) tor: String,
+    /// The time zone messages' times are shown in (the system's).
+    pub(crate) tz: jiff::tz::TimeZone,
 }
 
 /// The commands tab completion knows.
@@ -204,6 +206,7 @@ impl App {
             help: false,
             no_color,
             tor,
+            tz: jiff::tz::TimeZone::system(),
         }
     }
 

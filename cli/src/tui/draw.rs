@@ -272,10 +272,19 @@ fn chat_words(chat: Option<&ChatView>, view: &PeerView, age: Duration) -> String
     }
 }
 
-/// "HH:MM" (UTC) of a wall-clock time.
-fn clock(at: WallTime) -> String {
-    let minutes = (at.0 / 60_000) % (24 * 60);
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+/// "HH:MM" of a wall-clock time in `tz`.
+fn clock(at: WallTime, tz: &jiff::tz::TimeZone) -> String {
+    i64::try_from(at.0)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(
+            || "--:--".to_owned(),
+            |t| {
+                t.to_zoned_datetime(tz.clone())
+                    .strftime("%H:%M")
+                    .to_string()
+            },
+        )
 }
 
 fn draw_conversation(
@@ -337,7 +346,7 @@ fn draw_conversation(
             Some(Receipt::Queued) => s.dim(),
             _ => Style::default(),
         };
-        let text = format!("{} <{who}> {}{receipt}", clock(e.at), e.text);
+        let text = format!("{} <{who}> {}{receipt}", clock(e.at, &app.tz), e.text);
         for part in wrap(&text, width) {
             lines.push(Line::styled(part, style));
         }

@@ -245,6 +245,14 @@ fn no_color_draws_warnings_without_colour() {
 }
 
 #[test]
+fn message_times_are_shown_in_the_time_zone_given() {
+    let at = p2pchat_core::peer::WallTime(1_700_000_000_000); // 2023-11-14 22:13:20 UTC
+    assert_eq!(super::clock(at, &jiff::tz::TimeZone::UTC), "22:13");
+    let tokyo = jiff::tz::TimeZone::fixed(jiff::tz::offset(9));
+    assert_eq!(super::clock(at, &tokyo), "07:13");
+}
+
+#[test]
 fn a_registry_that_is_down_shows_why_in_the_status_bar() {
     let mut view = empty_view();
     view.registry = RegistryView::Down {
