@@ -335,6 +335,18 @@ pub fn hidden_service_key(dir: &Path) -> Result<OnionIdentity, CliError> {
 }
 
 impl TorContext {
+    /// How tor stands now, for a status bar: its bootstrap (a tor whose network went away
+    /// falls back below 100 %), or that its control port is gone. `None` when there is no
+    /// control port to ask (direct and hidden-service-dir modes).
+    pub async fn state(&mut self) -> Option<String> {
+        let control = self.control.as_mut()?;
+        Some(match control.bootstrap().await {
+            Ok((100, _)) => "connected to the Tor network".to_owned(),
+            Ok((percent, summary)) => format!("bootstrapping {percent}%: {summary}"),
+            Err(e) => format!("its control port stopped answering ({e})"),
+        })
+    }
+
     /// Makes `local` reachable as `key`'s onion service on `virtual_port`. Direct mode
     /// publishes nothing; hidden-service-dir relies on the user's torrc.
     pub async fn publish(

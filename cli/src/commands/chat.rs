@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_std::net::TcpListener;
 use clap::Args;
@@ -248,7 +249,14 @@ async fn chat(
                 TorMode::Direct => "direct: no Tor, NOT anonymous".to_owned(),
                 other => format!("tor ({other}): bootstrapped, onion published"),
             };
-            boot.run(peer, updates, earlier, notices, tor_state).await?;
+            let tor = Arc::new(async_std::sync::Mutex::new(tor));
+            let report = boot.tor_reporter();
+            let watcher = async_std::task::spawn(watch_tor(Arc::clone(&tor), move |state| {
+                report(format!("tor ({mode}): {state}"));
+            }));
+            let result = boot.run(peer, updates, earlier, notices, tor_state).await;
+            watcher.cancel().await;
+            result?;
         }
         None => {
             for notice in &notices {
@@ -258,10 +266,28 @@ async fn chat(
                 }
             }
             crate::chat_ui::run(peer, updates, earlier, nick).await?;
+            drop(tor);
         }
     }
-    drop(tor);
     Ok(())
+}
+
+/// How often the full-screen interface asks tor how it stands.
+const TOR_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reports how `tor` stands every [`TOR_WATCH_INTERVAL`], while it has a control port to
+/// ask (the modes without one have nothing to report).
+async fn watch_tor(
+    tor: Arc<async_std::sync::Mutex<tor_setup::TorContext>>,
+    report: impl Fn(String),
+) {
+    loop {
+        async_std::task::sleep(TOR_WATCH_INTERVAL).await;
+        let Some(state) = tor.lock().await.state().await else {
+            return;
+        };
+        report(state);
+    }
 }
 
 /// Binds the listener. With Tor, a taken port falls back to any free one (the onion

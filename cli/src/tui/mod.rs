@@ -33,6 +33,8 @@ enum TuiInput {
     Paste(String),
     Redraw,
     Update(Update),
+    /// How Tor stands now, for the status bar.
+    Tor(String),
     Quit,
     Stopped,
 }
@@ -107,6 +109,14 @@ impl Boot {
             screen: Arc::new(Mutex::new(Some(screen))),
             tx,
             rx,
+        }
+    }
+
+    /// Where later news of Tor goes (the status bar), from any task.
+    pub fn tor_reporter(&self) -> impl Fn(String) + Send + Sync + 'static {
+        let tx = self.tx.clone();
+        move |state| {
+            let _ = tx.try_send(TuiInput::Tor(state));
         }
     }
 
@@ -231,6 +241,7 @@ async fn run(
                 }
             }
             TuiInput::Redraw => {}
+            TuiInput::Tor(state) => ui.screen.tor = crate::chat_ui::render::clean(&state),
             TuiInput::Update(Update::Event(event)) => {
                 let done = event == Event::ShutdownComplete;
                 take_event(&mut ui, &event).await;
