@@ -14,26 +14,32 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_p2pchat"))
 }
 
+/// `p2pchat chat` as `nick` in a `width` × `height` tmux session, on the full-screen
+/// interface; when it exits, the shell prints `EXITED <status>` and waits.
+fn full_screen_chat(dir: &Path, nick: &str, port: u16, width: u16, height: u16) -> Tmux {
+    let config = empty_config(dir);
+    let command = format!(
+        "{} chat --tor direct --nick {nick} --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
+        bin().display(),
+        config.display(),
+        dir.join(format!("{nick}-data")).display()
+    );
+    Tmux::start(
+        &format!("p2pchat-tui-{nick}"),
+        width,
+        height,
+        &[(PASSPHRASE_ENV, TEST_PASSPHRASE)],
+        &command,
+    )
+}
+
 #[test]
 fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_quit() {
     let dir = temp_dir("tui");
     let (_server, port) = start_registry(bin(), &dir);
     let mut bob = start_chat(bin(), &dir, "bob", port, &["--auto-accept"]);
     bob.expect("you are bob");
-    let config = empty_config(&dir);
-    let command = format!(
-        "{} chat --tor direct --nick alice --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
-        bin().display(),
-        config.display(),
-        dir.join("alice-data").display()
-    );
-    let alice = Tmux::start(
-        "p2pchat-tui",
-        100,
-        30,
-        &[(PASSPHRASE_ENV, TEST_PASSPHRASE)],
-        &command,
-    );
+    let alice = full_screen_chat(&dir, "alice", port, 100, 30);
     alice.expect("registry: online");
     alice.expect("No conversation open");
     alice.type_line("/connect bob");
@@ -64,20 +70,7 @@ fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_q
 fn ctrl_c_in_the_full_screen_interface_unregisters_and_restores_the_terminal() {
     let dir = temp_dir("tui-ctrl-c");
     let (_server, port) = start_registry(bin(), &dir);
-    let config = empty_config(&dir);
-    let command = format!(
-        "{} chat --tor direct --nick carol --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
-        bin().display(),
-        config.display(),
-        dir.join("carol-data").display()
-    );
-    let carol = Tmux::start(
-        "p2pchat-tui-ctrl-c",
-        80,
-        24,
-        &[(PASSPHRASE_ENV, TEST_PASSPHRASE)],
-        &command,
-    );
+    let carol = full_screen_chat(&dir, "carol", port, 80, 24);
     carol.expect("registry: online");
     carol.keys(&["C-c"]);
     // Exit status 0 is the graceful way (chats closed, unregistered); a signal's default
