@@ -94,9 +94,11 @@ impl Boot {
             nick: nick.clone(),
         };
         screen.show("starting…");
+        // Nothing reads the terminal while starting (no thread competes with drawing for
+        // it), and it is not in raw mode, so Ctrl-C is SIGINT, handled below.
+        let _ = crossterm::terminal::disable_raw_mode();
         let (tx, rx) = bounded::<TuiInput>(256);
-        spawn_terminal_reader(tx.clone());
-        // SIGTERM (and SIGINT from outside; in raw mode Ctrl-C is a key): while starting,
+        // SIGTERM and SIGINT (Ctrl-C while starting; later, in raw mode, Ctrl-C is a key): while starting,
         // stop at once with the terminal restored; then, quit gracefully like /quit.
         let quit = tx.clone();
         let _ = ctrlc::set_handler(move || {
@@ -156,6 +158,8 @@ impl Boot {
             return peer.join().await;
         };
         STARTING.store(false, Ordering::SeqCst);
+        let _ = crossterm::terminal::enable_raw_mode();
+        spawn_terminal_reader(self.tx.clone());
         run(
             terminal,
             (self.tx.clone(), self.rx.clone()),
@@ -389,14 +393,6 @@ fn spawn_terminal_reader(tx: Sender<TuiInput>) {
     std::thread::spawn(move || {
         loop {
             let input = match crossterm::event::read() {
-                Ok(TermEvent::Key(k))
-                    if STARTING.load(Ordering::SeqCst)
-                        && k.code == crossterm::event::KeyCode::Char('c')
-                        && k.modifiers
-                            .contains(crossterm::event::KeyModifiers::CONTROL) =>
-                {
-                    stop_while_starting()
-                }
                 Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => TuiInput::Key(k),
                 Ok(TermEvent::Paste(text)) => TuiInput::Paste(text),
                 Ok(TermEvent::Resize(..)) => TuiInput::Redraw,
