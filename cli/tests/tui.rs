@@ -67,7 +67,7 @@ fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_q
 }
 
 #[test]
-fn ctrl_c_in_the_full_screen_interface_unregisters_and_restores_the_terminal() {
+fn ctrl_c_in_the_full_screen_interface_quits_gracefully_and_restores_the_terminal() {
     let dir = temp_dir("tui-ctrl-c");
     let (_server, port) = start_registry(bin(), &dir);
     let carol = full_screen_chat(&dir, "carol", port, 80, 24);

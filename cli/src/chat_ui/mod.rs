@@ -72,15 +72,7 @@ pub async fn run(
 ) -> Result<(), p2pchat_async_std::store::StoreError> {
     let (tx, rx) = bounded::<UiInput>(256);
     async_std::task::spawn(read_stdin(tx.clone()));
-    let forward = tx.clone();
-    async_std::task::spawn(async move {
-        while let Some(update) = updates.next().await {
-            if forward.send(UiInput::Update(update)).await.is_err() {
-                return;
-            }
-        }
-        let _ = forward.send(UiInput::Stopped).await;
-    });
+    forward_updates(updates, tx.clone(), UiInput::Update, UiInput::Stopped);
     let quit = tx.clone();
     // Ctrl-C and SIGTERM quit gracefully, like /quit. A second handler cannot be set
     // (tests run several interfaces in one process); then signals keep their default.
@@ -108,6 +100,24 @@ pub async fn run(
         }
     }
     ui.peer.join().await
+}
+
+/// Hands every update to an interface's input channel as `wrap(update)`, then `stopped`
+/// once the peer has stopped (or until the interface is gone).
+pub(crate) fn forward_updates<T: Send + 'static>(
+    updates: Subscription,
+    to: Sender<T>,
+    wrap: fn(Update) -> T,
+    stopped: T,
+) {
+    async_std::task::spawn(async move {
+        while let Some(update) = updates.next().await {
+            if to.send(wrap(update)).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.send(stopped).await;
+    });
 }
 
 async fn read_stdin(tx: Sender<UiInput>) {

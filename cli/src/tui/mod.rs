@@ -193,15 +193,7 @@ async fn run(
     me: Nick,
     tor: String,
 ) -> Result<(), StoreError> {
-    let forward = tx.clone();
-    async_std::task::spawn(async move {
-        while let Some(update) = updates.next().await {
-            if forward.send(TuiInput::Update(update)).await.is_err() {
-                return;
-            }
-        }
-        let _ = forward.send(TuiInput::Stopped).await;
-    });
+    crate::chat_ui::forward_updates(updates, tx.clone(), TuiInput::Update, TuiInput::Stopped);
     // Countdowns ("retrying in N s") move once a second.
     let tick = tx.clone();
     async_std::task::spawn(async move {
