@@ -122,20 +122,6 @@ impl Boot {
         }
     }
 
-    /// Where start-up progress goes: the status bar.
-    pub fn progress(&self) -> crate::tor_setup::Progress {
-        let screen = Arc::clone(&self.screen);
-        crate::tor_setup::Progress::to(move |step| {
-            if let Some(s) = screen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_mut()
-            {
-                s.show(step);
-            }
-        })
-    }
-
     /// Runs the interface until the user quits and the peer has shut down. `earlier` are
     /// events taken before it started, `notices` what start-up had to say; `tor` says how
     /// Tor stands, for the status bar.
