@@ -27,7 +27,12 @@ pub struct TorContext {
 /// Shows progress on stderr while Tor starts (a spinner on a terminal, nothing otherwise).
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    /// Where progress goes instead (the full-screen interface's start-up screen).
+    sink: Option<ProgressSink>,
 }
+
+/// Something that shows a progress message.
+type ProgressSink = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Progress {
     /// A spinner if stderr is a terminal.
@@ -38,13 +43,25 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
-        Self { bar }
+        Self { bar, sink: None }
+    }
+
+    /// Progress shown by `sink` instead of a spinner.
+    pub fn to(sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self {
+            bar: None,
+            sink: Some(Box::new(sink)),
+        }
     }
 
     /// Shows `message`.
     pub fn set(&self, message: impl Into<String>) {
+        let message = message.into();
+        if let Some(sink) = &self.sink {
+            sink(&message);
+        }
         if let Some(bar) = &self.bar {
-            bar.set_message(message.into());
+            bar.set_message(message);
         }
     }
 

@@ -34,7 +34,6 @@ fn full_screen_chat(dir: &Path, nick: &str, port: u16, width: u16, height: u16) 
 }
 
 #[test]
-#[ignore = "stalls before the interface opens in about 1 run of 4 (cause not found yet): run with --ignored"]
 fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_quit() {
     let dir = temp_dir("tui");
     let (_server, port) = start_registry(bin(), &dir);
@@ -68,7 +67,6 @@ fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_q
 }
 
 #[test]
-#[ignore = "stalls before the interface opens in about 1 run of 4 (cause not found yet): run with --ignored"]
 fn ctrl_c_in_the_full_screen_interface_quits_gracefully_and_restores_the_terminal() {
     let dir = temp_dir("tui-ctrl-c");
     let (_server, port) = start_registry(bin(), &dir);

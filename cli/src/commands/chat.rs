@@ -148,7 +148,15 @@ async fn chat(
     if profile.created {
         eprintln!("p2pchat: created a new identity in {}", data_dir.display());
     }
-    let progress = Progress::new();
+    // The full-screen interface takes the terminal once the passphrase is in, and shows
+    // the rest of start-up in its status bar.
+    use std::io::IsTerminal;
+    let full_screen =
+        !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let boot = full_screen.then(|| crate::tui::Boot::start(&nick));
+    let progress = boot
+        .as_ref()
+        .map_or_else(Progress::new, crate::tui::Boot::progress);
     let store = profile.store;
     let onion = match mode {
         TorMode::HiddenServiceDir => {
@@ -235,12 +243,6 @@ async fn chat(
         "* you are {nick} at {}:{advertised} (key {fingerprint})",
         address.hostname()
     ));
-    // The full-screen interface takes the terminal once start-up is done (its progress shows
-    // on stderr until then).
-    use std::io::IsTerminal;
-    let full_screen =
-        !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let boot = full_screen.then(|| crate::tui::Boot::start(&nick));
     match boot {
         Some(boot) => {
             let tor_state = match mode {

@@ -55,7 +55,7 @@ impl StartScreen {
         let nick = self.nick.to_string();
         let step = crate::chat_ui::render::clean(step);
         // Cleared each time: a warning printed on stderr meanwhile must not linger.
-        let _ = self.terminal.clear();
+        wipe(&mut self.terminal);
         let _ = self.terminal.draw(|f| {
             let [bar, body] = ratatui::layout::Layout::vertical([
                 ratatui::layout::Constraint::Length(1),
@@ -120,6 +120,20 @@ impl Boot {
         move |state| {
             let _ = tx.try_send(TuiInput::Tor(state));
         }
+    }
+
+    /// Where start-up progress goes: the status bar.
+    pub fn progress(&self) -> crate::tor_setup::Progress {
+        let screen = Arc::clone(&self.screen);
+        crate::tor_setup::Progress::to(move |step| {
+            if let Some(s) = screen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                s.show(step);
+            }
+        })
     }
 
     /// Runs the interface until the user quits and the peer has shut down. `earlier` are
@@ -198,7 +212,7 @@ async fn run(
     for event in &earlier {
         take_event(&mut ui, event).await;
     }
-    let _ = terminal.clear();
+    wipe(&mut terminal);
     let mut seen = Seen::default();
     loop {
         let view = ui.peer.view();
@@ -350,6 +364,18 @@ fn take_terminal() -> ratatui::DefaultTerminal {
     let terminal = ratatui::init();
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
     terminal
+}
+
+/// Clears the screen and makes the next draw repaint all of it.
+///
+/// Not `Terminal::clear`: that asks the terminal where its cursor is and waits for the
+/// answer on crossterm's event reader, which the input thread holds while it waits for a
+/// key — so the interface would hang until the user pressed one. A resize to the same
+/// size clears the full-screen viewport the same way without asking.
+fn wipe(terminal: &mut ratatui::DefaultTerminal) {
+    if let Ok(size) = terminal.size() {
+        let _ = terminal.resize(size.into());
+    }
 }
 
 /// Undoes [`take_terminal`].
