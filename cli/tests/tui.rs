@@ -15,11 +15,12 @@ fn bin() -> &'static Path {
 }
 
 /// `p2pchat chat` as `nick` in a `width` × `height` tmux session, on the full-screen
-/// interface; when it exits, the shell prints `EXITED <status>` and waits.
+/// interface; when it exits, the shell prints `EXITED <status>` and waits (a SIGINT from
+/// Ctrl-C reaches the shell too: it is trapped, so the shell stays to say how p2pchat ended).
 fn full_screen_chat(dir: &Path, nick: &str, port: u16, width: u16, height: u16) -> Tmux {
     let config = empty_config(dir);
     let command = format!(
-        "{} chat --tor direct --nick {nick} --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
+        "trap : INT; {} chat --tor direct --nick {nick} --server 127.0.0.1:{port} --listen 127.0.0.1:0 --config {} --data-dir {}; echo EXITED $?; sleep 60",
         bin().display(),
         config.display(),
         dir.join(format!("{nick}-data")).display()
@@ -77,4 +78,21 @@ fn ctrl_c_in_the_full_screen_interface_quits_gracefully_and_restores_the_termina
     // would be 130. The alternate screen is gone.
     let screen = carol.expect("EXITED 0");
     assert!(!screen.contains("registry: online"), "{screen}");
+}
+
+#[test]
+fn start_up_progress_shows_in_the_status_bar_and_ctrl_c_there_stops_at_once() {
+    let dir = temp_dir("tui-starting");
+    // A "registry" that accepts the connection and never answers: start-up waits at the
+    // registration.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dave = full_screen_chat(&dir, "dave", port, 80, 24);
+    dave.expect(&format!("registering with 127.0.0.1:{port}"));
+    dave.keys(&["C-c"]);
+    // Nothing to shut down yet: it stops at once (130, as for SIGINT), with the terminal
+    // restored so the reason is readable.
+    let screen = dave.expect("EXITED 130");
+    assert!(screen.contains("stopped while starting"), "{screen}");
+    assert!(!screen.contains("Ctrl-C stops"), "{screen}");
 }

@@ -20,8 +20,11 @@ impl Tmux {
         shell_command: &str,
     ) -> Self {
         let name = format!("{name}-{}", std::process::id());
+        // A session left by an earlier run of this process id (none, usually: then tmux
+        // complains, unheard).
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", &name])
+            .stderr(std::process::Stdio::null())
             .status();
         let mut command = Command::new("tmux");
         command.args(["new-session", "-d", "-s", &name, "-x"]);
