@@ -57,15 +57,19 @@ fn times_in_history(dir: &Path, registry: u16, bob_port: u16, text: &str) -> usi
 }
 
 #[test]
-fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_the_registry_down() {
+fn messages_to_a_contact_who_is_not_running_arrive_once_when_they_start_with_the_registry_down() {
     let dir = temp_dir("offline-contact");
     let (mut server, port, bob_port, mut alice) = contacts_with_bob_gone(&dir);
 
-    // Bob is not running: the message is accepted and waits.
-    alice.send("/msg bob while you were away");
+    // Bob is not running: the message is accepted and waits. His conversation stays the
+    // current one, so plain text waits too.
+    alice.expect("bob closed the chat");
+    alice.send("are you there?");
     alice.expect("#2 to bob queued");
+    alice.send("/msg bob while you were away");
+    alice.expect("#3 to bob queued");
     alice.send("/outbox");
-    alice.expect("#2 to bob, written");
+    alice.expect("#3 to bob, written");
 
     // The registry goes away too; bob comes back anyway and can be reached directly.
     server.kill();
@@ -78,11 +82,12 @@ fn a_message_to_a_contact_who_is_not_running_arrives_once_when_they_start_with_t
         bob.expect("retrying the registry in the background");
     }
     alice.send("/retry bob");
+    bob.expect("<alice> are you there?");
     bob.expect("<alice> while you were away");
-    alice.expect("#2 delivered to bob");
+    alice.expect("#3 delivered to bob");
     // Switching to a chat shows its recent history, from the store.
     bob.send("/switch alice");
-    bob.expect("the last 2 messages with alice");
+    bob.expect("the last 3 messages with alice");
     bob.expect("<alice> hello bob");
     alice.quit();
     bob.quit();

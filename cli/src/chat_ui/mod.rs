@@ -257,6 +257,11 @@ impl<S: Screen> Ui<S> {
             .map(|r| r.request)
     }
 
+    /// Whether `nick` is a contact (messages to them wait while they are away).
+    fn is_contact(&self, nick: &Nick) -> bool {
+        self.peer.view().contacts.iter().any(|c| c.nick == *nick)
+    }
+
     pub(crate) fn event(&mut self, event: &Event) {
         match event {
             Event::ChatState {
@@ -265,7 +270,11 @@ impl<S: Screen> Ui<S> {
             } if self.current.is_none() => {
                 self.current = Some(nick.clone());
             }
-            Event::ChatClosed { nick, .. } if self.current.as_ref() == Some(nick) => {
+            // A contact's conversation stays current when the chat closes: what the user
+            // types next waits in the outbox until they are back. Anyone else's ends.
+            Event::ChatClosed { nick, .. }
+                if self.current.as_ref() == Some(nick) && !self.is_contact(nick) =>
+            {
                 self.current = None;
             }
             _ => {}
