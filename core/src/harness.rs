@@ -21,7 +21,7 @@ use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
 use crate::identity::{Identity, OnionAddress};
 use crate::nick::Nick;
-use crate::peer::{ChatState, Event, Input, Output, Peer, PeerConfig, PeerState, Target};
+use crate::peer::{ChatState, Event, Input, Output, Peer, PeerConfig, PeerState, Target, WallTime};
 use crate::registry::{
     BindingOp, ClientMessage, Registration, Registry, RegistryConfig, RegistryOutput, ServerMessage,
 };
@@ -232,10 +232,10 @@ impl World {
                         .accept_connection(self.now)
                         .ok()
                         .map(|c| (Host::Registry, c)),
-                    Target::Peer { onion, .. } => self
+                    Target::Peer { onion, port } => self
                         .peers
                         .iter()
-                        .position(|p| p.identity().address() == onion)
+                        .position(|p| p.identity().address() == onion && p.port() == port)
                         .filter(|j| !self.offline[*j])
                         .and_then(|j| {
                             self.peers[j]
@@ -334,6 +334,34 @@ impl World {
     pub(crate) fn replace_peer(&mut self, i: usize, identity: Identity) {
         let mut rng = test_keys::rng(100 + i as u64);
         self.peers[i] = Peer::new(PeerConfig::default(), identity, &mut rng, self.now);
+    }
+
+    /// Peer `i`'s process ends and starts again, with `config`, from what it had stored
+    /// (not registered yet). Its connections close, as the system closes a dead process's
+    /// sockets; whatever was on the way to it is lost.
+    pub(crate) fn restart_peer(&mut self, i: usize, config: PeerConfig) {
+        let own: Vec<(End, End)> = self
+            .links
+            .iter()
+            .filter(|((h, _), _)| *h == Host::Peer(i))
+            .map(|(x, y)| (*x, *y))
+            .collect();
+        for (x, y) in own {
+            self.links.remove(&x);
+            self.links.remove(&y);
+            self.queue.push_back((y, Delivery::Closed));
+        }
+        self.queue.retain(|((h, _), _)| *h != Host::Peer(i));
+        let identity = self.peers[i].identity().clone();
+        let mut rng = test_keys::rng(200 + i as u64);
+        self.peers[i] = Peer::restore(
+            config,
+            identity,
+            self.disks[i].clone(),
+            &mut rng,
+            self.now,
+            WallTime(0),
+        );
     }
 
     /// Cuts every connection between peers `a` and `b` (both sides see it close).

@@ -256,7 +256,7 @@ impl Peer {
 
     /// Starts one connection attempt: a contact whose key is pinned is dialled directly;
     /// anyone else is looked up at the registry first.
-    fn begin_attempt(&mut self, nick: &Nick) {
+    pub(super) fn begin_attempt(&mut self, nick: &Nick) {
         let pinned = self
             .state
             .contacts
@@ -326,6 +326,10 @@ impl Peer {
         chat.conn = None;
         chat.attempt += 1;
         chat.last_failure = reason;
+        // A port the registry suggested did not work out: back to the pinned one.
+        if let Some(status) = self.status.get_mut(nick) {
+            status.port_hint = None;
+        }
         if chat.attempt > max {
             let failure = ChatFailure::Unreachable {
                 attempts: chat.attempt,
@@ -445,7 +449,10 @@ impl Peer {
                     onion: certificate.onion,
                     rsa: certificate.rsa.clone(),
                 },
-                *port,
+                self.status
+                    .get(nick)
+                    .and_then(|s| s.port_hint)
+                    .unwrap_or(*port),
             )),
             _ => None,
         }

@@ -66,6 +66,8 @@ pub(super) struct Conn {
     announced: Option<Announced>,
     /// Messages arrived that are not yet acknowledged.
     ack_due: bool,
+    /// The port we dialled (outbound only).
+    dialled_port: Option<u16>,
 }
 
 impl Conn {
@@ -79,10 +81,11 @@ impl Conn {
             nick: None,
             announced: None,
             ack_due: false,
+            dialled_port: None,
         }
     }
 
-    pub(super) fn outbound(expected: ExpectedPeer, deadline: Instant) -> Self {
+    pub(super) fn outbound(expected: ExpectedPeer, port: u16, deadline: Instant) -> Self {
         Self {
             decoder: FrameDecoder::new(),
             outbound: true,
@@ -92,6 +95,7 @@ impl Conn {
             keepalive_at: None,
             announced: None,
             ack_due: false,
+            dialled_port: Some(port),
         }
     }
 
@@ -226,6 +230,10 @@ impl Peer {
                         }
                         self.transmit(conn, finish);
                         if let Some(nick) = self.conn_nick(conn) {
+                            // Their key answered at the port we dialled: it is theirs.
+                            if let Some(port) = self.conns.get(&conn).and_then(|c| c.dialled_port) {
+                                self.port_proven(&nick, port);
+                            }
                             self.set_state(&nick, ChatState::AwaitingAcceptance);
                         }
                     }
@@ -871,7 +879,8 @@ impl Peer {
                 onion: peer.onion,
                 port,
             };
-            self.conns.insert(conn, Conn::outbound(peer, deadline));
+            self.conns
+                .insert(conn, Conn::outbound(peer, port, deadline));
             if let Some(chat) = self.chats.get_mut(&nick) {
                 chat.conn = Some(conn);
             }

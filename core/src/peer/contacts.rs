@@ -7,6 +7,7 @@ use super::durable::{ContactKey, ContactRecord, Outcome, StoreOp, WallTime};
 use super::{ChatState, CommandError, Event, Peer};
 use crate::identity::{Fingerprint, KeyBindingCertificate};
 use crate::nick::Nick;
+use crate::registry::UserRecord;
 use crate::time::Instant;
 
 /// A key presented for a contact that is not the pinned one. Nothing is sent to it, and no
@@ -30,6 +31,9 @@ pub(super) struct ContactStatus {
     pub(super) next_delivery: Option<Instant>,
     pub(super) delivery_attempts: u32,
     pub(super) conflict: Option<KeyConflict>,
+    /// A port the registry says the contact listens on now, not the pinned one: dialled
+    /// until an attempt fails, pinned once their key answers there.
+    pub(super) port_hint: Option<u16>,
 }
 
 /// One contact, as a user interface shows it.
@@ -322,15 +326,56 @@ impl Peer {
         }
     }
 
-    /// Registry presence for `nick` changed. A contact with queued messages who came
-    /// online is tried at once.
+    /// Registry presence for `nick` changed. A contact who came online is tried at once:
+    /// a chat waiting to reconnect, or queued messages.
     pub(super) fn presence_changed(&mut self, nick: &Nick, online: bool) {
         if !self.state.contacts.contains_key(nick) {
             return;
         }
         self.status.entry(nick.clone()).or_default().online = Some(online);
-        if online && self.state.queued_len(nick) > 0 && !self.chats.contains_key(nick) {
-            self.deliver_now(nick);
+        if !online {
+            return;
+        }
+        match self.chats.get(nick).map(|c| &c.state) {
+            Some(ChatState::Retrying { .. }) => self.begin_attempt(nick),
+            Some(_) => {}
+            None if self.state.queued_len(nick) > 0 => self.deliver_now(nick),
+            None => {}
+        }
+    }
+
+    /// A contact registered with their pinned key and onion at another port (they changed
+    /// `host.port`, or, without Tor, restarted on another one): the next attempts dial
+    /// there. The registry's word is only a hint (nothing signs the port it relays): the
+    /// port is pinned once their key answers there ([`Peer::port_proven`]), and forgotten
+    /// when an attempt fails, so a lying registry costs at most one attempt per push. A
+    /// record with another key or onion changes nothing: dialling goes to the pinned
+    /// onion, where only the pinned key can answer.
+    pub(super) fn follow_port(&mut self, record: &UserRecord) {
+        let nick = record.nick();
+        let Some(ContactKey::Pinned { certificate, port }) =
+            self.state.contacts.get(nick).map(|c| &c.key)
+        else {
+            return;
+        };
+        if certificate.rsa != record.certificate.rsa
+            || certificate.onion != record.certificate.onion
+        {
+            return;
+        }
+        let hint = (*port != record.port).then_some(record.port);
+        self.status.entry(nick.clone()).or_default().port_hint = hint;
+    }
+
+    /// The contact's key answered a dial at `port`: pin it, if it is not the pinned one.
+    pub(super) fn port_proven(&mut self, nick: &Nick, port: u16) {
+        if let Some(status) = self.status.get_mut(nick) {
+            status.port_hint = None;
+        }
+        if let Some(ContactKey::Pinned { certificate, .. }) =
+            self.state.contacts.get(nick).map(|c| c.key.clone())
+        {
+            self.pin(nick, certificate, port);
         }
     }
 

@@ -184,6 +184,11 @@ impl Peer {
             .plus(now.saturating_duration_since(self.started))
     }
 
+    /// The port our onion service listens on (advertised to the registry and peers).
+    pub fn port(&self) -> u16 {
+        self.config.port
+    }
+
     /// Our identity.
     pub fn identity(&self) -> &Identity {
         &self.identity

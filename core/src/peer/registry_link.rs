@@ -314,6 +314,9 @@ impl Peer {
                             continue;
                         }
                     };
+                    if let Presence::Joined(record) = &p {
+                        self.follow_port(record);
+                    }
                     self.emit(Event::Presence(p));
                     self.inbound_lookups.forget(&nick);
                     self.presence_changed(&nick, online);

@@ -968,16 +968,7 @@ fn durable_state_leaves_the_core_in_order_and_restores_the_same_peer() {
     assert_eq!(w.peers[0].state(), &w.disks[0]);
     assert_eq!(w.disks[0].queued_len(&bob), 1);
     // A restart from the disk carries the contact and the waiting message.
-    let identity = w.peers[0].identity().clone();
-    let mut rng = test_keys::rng(55);
-    w.peers[0] = Peer::restore(
-        PeerConfig::default(),
-        identity,
-        w.disks[0].clone(),
-        &mut rng,
-        w.now,
-        WallTime(0),
-    );
+    w.restart_peer(0, PeerConfig::default());
     w.offline[1] = false;
     w.peers[0].register(w.now);
     w.advance(Duration::from_secs(120));
@@ -1386,5 +1377,101 @@ fn the_view_shows_the_registry_requests_chats_unread_counts_and_the_outbox() {
         ),
         "{:?}",
         w.peers[0].view().registry
+    );
+}
+
+#[test]
+fn a_contact_who_comes_back_on_another_port_is_followed_there_and_gets_what_waits() {
+    let mut w = world3();
+    w.register_peer(0);
+    w.register_peer(2);
+    w.open_chat(0, 2);
+    let carol = w.nick(2);
+    // Carol's process ends without a word; she will come back with the same keys on
+    // another port. Meanwhile alice's message waits, and her chat redials the old port.
+    let old_port = w.peers[2].port();
+    let config = PeerConfig {
+        port: old_port + 1,
+        accept_policy: AcceptPolicy::AcceptAll,
+        ..PeerConfig::default()
+    };
+    w.offline[2] = true;
+    w.restart_peer(2, config);
+    let id = w.peers[0].send(w.now, &carol, "still there?").unwrap();
+    w.advance(Duration::from_secs(5));
+    assert!(
+        matches!(
+            w.peers[0].chat_state(&carol),
+            Some(ChatState::Retrying { .. })
+        ),
+        "{:?}",
+        w.peers[0].chat_state(&carol)
+    );
+    // She registers: the registry's presence says where she is, and alice redials there at
+    // once (not at her next retry), so the message arrives.
+    w.offline[2] = false;
+    let mut ec = w.register_peer(2);
+    w.advance(RegistryConfig::default().presence_interval);
+    ec.extend(w.take(2));
+    let ea = w.take(0);
+    assert!(
+        delivered(&ea).contains(&id),
+        "the message did not follow carol to her new port: {ea:?}"
+    );
+    assert!(
+        messages(&ec).iter().any(|m| m.2 == "still there?"),
+        "{ec:?}"
+    );
+}
+
+#[test]
+fn a_port_the_registry_invents_for_a_contact_costs_one_attempt_and_the_pinned_port_still_delivers()
+{
+    let mut w = world3();
+    w.register_peer(0);
+    w.register_peer(1);
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    w.peers[0].close_chat(w.now, &bob, "later").unwrap();
+    w.run();
+    w.offline[1] = true;
+    let id = w.peers[0].send(w.now, &bob, "for bob").unwrap();
+    w.advance(Duration::from_secs(60));
+    // The registry says bob joined at a port where nothing of his listens. His
+    // certificate is genuine (a registry has it); nothing signs the port.
+    let record = crate::registry::UserRecord {
+        certificate: w.peers[1].identity().certificate.clone(),
+        port: w.peers[1].port() + 7,
+    };
+    let presence =
+        crate::registry::ServerMessage::Presence(vec![crate::registry::Presence::Joined(record)]);
+    let alice_end = *w
+        .links
+        .keys()
+        .find(|(h, c)| *h == Host::Peer(0) && w.links[&(*h, *c)].0 == Host::Registry)
+        .expect("alice is connected to the registry");
+    w.offline[1] = false;
+    w.deliver(
+        alice_end,
+        Delivery::Bytes(crate::frame::encode_frame(&presence).unwrap()),
+    );
+    w.run();
+    let ea = w.take(0);
+    assert!(
+        ea.iter().any(|e| matches!(
+            e,
+            Event::ConnectionLost {
+                reason: ConnectionLost::ConnectFailed(_),
+                ..
+            }
+        )),
+        "the invented port was tried once: {ea:?}"
+    );
+    // The next attempt goes to the pinned port, where bob answers.
+    w.advance(Duration::from_secs(20 * 60));
+    let ea = w.take(0);
+    assert!(
+        delivered(&ea).contains(&id),
+        "the pinned port was not tried again: {ea:?}"
     );
 }
