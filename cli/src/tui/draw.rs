@@ -105,7 +105,7 @@ pub(crate) fn draw(
     ])
     .areas(frame.area());
     frame.render_widget(
-        Paragraph::new(status_line(view, app)).style(s.bar()),
+        Paragraph::new(status_line(view, app, usize::from(status.width))).style(s.bar()),
         status,
     );
     frame.render_widget(Paragraph::new(banner), warnings);
@@ -126,7 +126,10 @@ pub(crate) fn draw(
     }
 }
 
-fn status_line(view: &PeerView, app: &App) -> String {
+/// The status bar, most important first: who we are, the registry, Tor, what waits, then
+/// our onion address and key — shortened (`/fingerprint` shows them whole) when the full
+/// line would not fit in `width`.
+fn status_line(view: &PeerView, app: &App, width: usize) -> String {
     let registry = match &view.registry {
         RegistryView::Idle => "registry: not registered".to_owned(),
         RegistryView::Connecting { after: None } => "registry: connecting…".to_owned(),
@@ -143,17 +146,21 @@ fn status_line(view: &PeerView, app: &App) -> String {
             retry_at: None,
         } => format!("registry: refused ({})", clean(reason)),
     };
-    let mut line = format!(
-        " {} │ {registry} │ {} │ {} │ key {}",
-        view.nick,
-        app.tor,
-        view.onion.hostname(),
-        view.fingerprint
-    );
+    let mut head = format!(" {} │ {registry} │ {}", view.nick, app.tor);
     if view.queued > 0 {
-        line.push_str(&format!(" │ {} waiting", view.queued));
+        head.push_str(&format!(" │ {} waiting", view.queued));
     }
-    line
+    let onion = view.onion.hostname();
+    let key = view.fingerprint.to_string();
+    let full = format!("{head} │ {onion} │ key {key}");
+    if full.width() <= width {
+        return full;
+    }
+    // The first 16 characters of the address and 4 groups of the key tell identities
+    // apart at a glance.
+    let short_onion: String = onion.chars().take(16).collect();
+    let short_key: String = key.chars().take(19).collect();
+    format!("{head} │ {short_onion}… │ key {short_key}…")
 }
 
 /// Warnings that must not be missed (a contact's key changed), then requests to answer,

@@ -75,6 +75,19 @@ fn an_empty_screen_says_how_to_start_and_shows_who_we_are() {
     let (_, screen) = render(&app(), &empty_view(), None, 80, 24);
     assert!(screen.contains("alice │ registry: online"), "{screen}");
     assert!(screen.contains("No conversation open."), "{screen}");
+    assert!(screen.contains("bootstrapped, onion published"), "{screen}");
+    // Where the whole address and key do not fit, they are shortened, not cut off; wide
+    // enough, whole.
+    let view = empty_view();
+    let onion = view.onion.hostname();
+    let key = view.fingerprint.to_string();
+    let (_, medium) = render(&app(), &view, None, 120, 24);
+    let status = medium.lines().next().unwrap();
+    assert!(status.contains(&format!("{}…", &onion[..16])), "{status}");
+    assert!(status.contains(&format!("key {}…", &key[..19])), "{status}");
+    let (_, wide) = render(&app(), &view, None, 250, 24);
+    let status = wide.lines().next().unwrap();
+    assert!(status.contains(&format!("{onion} │ key {key}")), "{status}");
     assert!(screen.contains("/connect NICK"), "{screen}");
 }
 
