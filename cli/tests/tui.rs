@@ -43,6 +43,8 @@ fn the_full_screen_interface_chats_shows_receipts_and_restores_the_terminal_on_q
     let alice = full_screen_chat(&dir, "alice", port, 100, 30);
     alice.expect("registry: online");
     alice.expect("No conversation open");
+    // Start-up's warning, printed before the interface took the terminal, is not lost.
+    alice.expect("NOT anonymous: never use it for real conversations");
     alice.type_line("/connect bob");
     alice.expect("connected (end-to-end encrypted)");
     bob.send("/msg alice hello from bob, 你好 👋");

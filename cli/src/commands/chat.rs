@@ -245,6 +245,13 @@ async fn chat(
     ));
     match boot {
         Some(boot) => {
+            // Said on stderr at start-up, which the start screen then covered.
+            if mode == TorMode::Direct {
+                notices.push(
+                    "! direct mode: no Tor, this machine only. NOT anonymous: never use it for real conversations"
+                        .to_owned(),
+                );
+            }
             let tor_state = match mode {
                 TorMode::Direct => "direct: no Tor, NOT anonymous".to_owned(),
                 other => format!("tor ({other}): bootstrapped, onion published"),
