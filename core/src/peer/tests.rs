@@ -1285,12 +1285,9 @@ fn a_crowd_of_strangers_dialling_in_cannot_cost_a_peer_its_registration() {
     assert!((1..nicks.len()).contains(&requests), "{requests} requests");
 }
 
-/// Presence frames a slow reader could not take are dropped by the registry, which then
-/// sends `Resync`. The peer cannot know who came online meanwhile, so it tries each
-/// contact it holds messages for at once, instead of at its next scheduled attempt.
-#[test]
-fn a_peer_told_it_missed_presence_tries_its_queued_contacts_at_once() {
-    let mut w = world3();
+/// Alice and bob became contacts and closed their chat; bob is gone, and alice's message
+/// `text` waits for him. Returns bob's nick and the message's id.
+fn message_waiting_for_bob(w: &mut World, text: &str) -> (Nick, u64) {
     w.register_peer(0);
     w.register_peer(1);
     w.open_chat(0, 1);
@@ -1298,7 +1295,17 @@ fn a_peer_told_it_missed_presence_tries_its_queued_contacts_at_once() {
     w.peers[0].close_chat(w.now, &bob, "later").unwrap();
     w.run();
     w.offline[1] = true;
-    let id = w.peers[0].send(w.now, &bob, "waiting for bob").unwrap();
+    let id = w.peers[0].send(w.now, &bob, text).unwrap();
+    (bob, id)
+}
+
+/// Presence frames a slow reader could not take are dropped by the registry, which then
+/// sends `Resync`. The peer cannot know who came online meanwhile, so it tries each
+/// contact it holds messages for at once, instead of at its next scheduled attempt.
+#[test]
+fn a_peer_told_it_missed_presence_tries_its_queued_contacts_at_once() {
+    let mut w = world3();
+    let (bob, id) = message_waiting_for_bob(&mut w, "waiting for bob");
     // The chat gives up redialling; the contact's delivery schedule takes over.
     w.advance(Duration::from_secs(30 * 60));
     let next = w.peers[0].contact(&bob).and_then(|c| c.next_delivery);
@@ -1428,14 +1435,7 @@ fn a_contact_who_comes_back_on_another_port_is_followed_there_and_gets_what_wait
 fn a_port_the_registry_invents_for_a_contact_costs_one_attempt_and_the_pinned_port_still_delivers()
 {
     let mut w = world3();
-    w.register_peer(0);
-    w.register_peer(1);
-    w.open_chat(0, 1);
-    let bob = w.nick(1);
-    w.peers[0].close_chat(w.now, &bob, "later").unwrap();
-    w.run();
-    w.offline[1] = true;
-    let id = w.peers[0].send(w.now, &bob, "for bob").unwrap();
+    let (_, id) = message_waiting_for_bob(&mut w, "for bob");
     w.advance(Duration::from_secs(60));
     // The registry says bob joined at a port where nothing of his listens. His
     // certificate is genuine (a registry has it); nothing signs the port.
