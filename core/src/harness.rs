@@ -84,6 +84,8 @@ pub(crate) struct World {
     /// Registry connections that read too slowly for presence: their presence frames are
     /// dropped (and the registry told), as a runtime does when a queue is well filled.
     pub(crate) slow_readers: BTreeSet<ConnId>,
+    /// Every dial each peer made, in order.
+    pub(crate) dials: Vec<(usize, Target)>,
     /// The registry's onion address, which registrations name.
     registry_onion: Option<OnionAddress>,
     clients: BTreeMap<ConnId, Client>,
@@ -137,6 +139,7 @@ impl World {
             offline: vec![false; nicks.len()],
             registry_silent: false,
             slow_readers: BTreeSet::new(),
+            dials: Vec::new(),
             registry_onion,
             clients: BTreeMap::new(),
         }
@@ -225,6 +228,7 @@ impl World {
     pub(crate) fn peer_output(&mut self, i: usize, out: Output) {
         match out {
             Output::Connect { conn, target } => {
+                self.dials.push((i, target.clone()));
                 let from = (Host::Peer(i), conn);
                 let to = match target {
                     Target::Registry => self
@@ -395,6 +399,23 @@ impl World {
             .iter()
             .find(|((h, _), (g, _))| *h == Host::Peer(i) && *g == Host::Registry)
             .map(|(_, (_, c))| *c)
+    }
+
+    /// The registry (or whoever controls it) sends `message` to peer `i` on its registry
+    /// connection, out of turn.
+    pub(crate) fn registry_says(&mut self, i: usize, message: ServerMessage) {
+        let end = self
+            .links
+            .iter()
+            .find(|((h, _), (g, _))| *h == Host::Peer(i) && *g == Host::Registry)
+            .map(|(mine, _)| *mine);
+        let Some(end) = end else {
+            panic!("peer {i} is not connected to the registry");
+        };
+        match encode_frame(&message) {
+            Ok(bytes) => self.deliver(end, Delivery::Bytes(bytes)),
+            Err(e) => panic!("a registry message does not encode: {e}"),
+        }
     }
 
     /// Peer `i` registers; returns what it saw.

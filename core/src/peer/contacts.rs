@@ -34,7 +34,14 @@ pub(super) struct ContactStatus {
     /// A port the registry says the contact listens on now, not the pinned one: dialled
     /// until an attempt fails, pinned once their key answers there.
     pub(super) port_hint: Option<u16>,
+    /// When presence last started an attempt (see [`PRESENCE_ATTEMPT_INTERVAL`]).
+    pub(super) presence_attempt_at: Option<Instant>,
 }
+
+/// The registry's presence starts at most one attempt per contact in this interval: a
+/// hostile registry pushing `Joined` (with ports of its choosing) over and over must not
+/// make us dial a contact at its pace.
+pub(super) const PRESENCE_ATTEMPT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// One contact, as a user interface shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,15 +339,27 @@ impl Peer {
         if !self.state.contacts.contains_key(nick) {
             return;
         }
-        self.status.entry(nick.clone()).or_default().online = Some(online);
-        if !online {
+        let now = self.now;
+        let status = self.status.entry(nick.clone()).or_default();
+        status.online = Some(online);
+        let recently = status
+            .presence_attempt_at
+            .is_some_and(|at| now.saturating_duration_since(at) < PRESENCE_ATTEMPT_INTERVAL);
+        if !online || recently {
             return;
         }
-        match self.chats.get(nick).map(|c| &c.state) {
-            Some(ChatState::Retrying { .. }) => self.begin_attempt(nick),
-            Some(_) => {}
-            None if self.state.queued_len(nick) > 0 => self.deliver_now(nick),
-            None => {}
+        let retrying = matches!(
+            self.chats.get(nick).map(|c| &c.state),
+            Some(ChatState::Retrying { .. })
+        );
+        let waiting = !self.chats.contains_key(nick) && self.state.queued_len(nick) > 0;
+        if retrying || waiting {
+            status.presence_attempt_at = Some(now);
+        }
+        if retrying {
+            self.begin_attempt(nick);
+        } else if waiting {
+            self.deliver_now(nick);
         }
     }
 

@@ -1437,25 +1437,21 @@ fn a_port_the_registry_invents_for_a_contact_costs_one_attempt_and_the_pinned_po
     let mut w = world3();
     let (_, id) = message_waiting_for_bob(&mut w, "for bob");
     w.advance(Duration::from_secs(60));
-    // The registry says bob joined at a port where nothing of his listens. His
-    // certificate is genuine (a registry has it); nothing signs the port.
-    let record = crate::registry::UserRecord {
-        certificate: w.peers[1].identity().certificate.clone(),
-        port: w.peers[1].port() + 7,
-    };
-    let presence =
-        crate::registry::ServerMessage::Presence(vec![crate::registry::Presence::Joined(record)]);
-    let alice_end = *w
-        .links
-        .keys()
-        .find(|(h, c)| *h == Host::Peer(0) && w.links[&(*h, *c)].0 == Host::Registry)
-        .expect("alice is connected to the registry");
+    // The registry says bob joined at a port where nothing of his listens — and says it
+    // again and again, each time with another port. His certificate is genuine (a
+    // registry has it); nothing signs the port.
+    let pinned = w.peers[1].port();
     w.offline[1] = false;
-    w.deliver(
-        alice_end,
-        Delivery::Bytes(crate::frame::encode_frame(&presence).unwrap()),
-    );
-    w.run();
+    let dials_before = w.dials.len();
+    for k in 1..=50u16 {
+        w.registry_says(0, bob_joined_at(&w, pinned + k));
+        w.advance(Duration::from_millis(200));
+    }
+    let invented = w.dials[dials_before..]
+        .iter()
+        .filter(|(i, t)| *i == 0 && matches!(t, Target::Peer { port, .. } if *port != pinned))
+        .count();
+    assert_eq!(invented, 1, "dials at ports the registry invented");
     let ea = w.take(0);
     assert!(
         ea.iter().any(|e| matches!(
@@ -1465,7 +1461,7 @@ fn a_port_the_registry_invents_for_a_contact_costs_one_attempt_and_the_pinned_po
                 ..
             }
         )),
-        "the invented port was tried once: {ea:?}"
+        "the invented port was tried: {ea:?}"
     );
     // The next attempt goes to the pinned port, where bob answers.
     w.advance(Duration::from_secs(20 * 60));
@@ -1474,4 +1470,14 @@ fn a_port_the_registry_invents_for_a_contact_costs_one_attempt_and_the_pinned_po
         delivered(&ea).contains(&id),
         "the pinned port was not tried again: {ea:?}"
     );
+}
+
+/// A presence push saying bob (peer 1, with his genuine certificate) joined at `port`.
+fn bob_joined_at(w: &World, port: u16) -> crate::registry::ServerMessage {
+    crate::registry::ServerMessage::Presence(vec![crate::registry::Presence::Joined(
+        crate::registry::UserRecord {
+            certificate: w.peers[1].identity().certificate.clone(),
+            port,
+        },
+    )])
 }
