@@ -327,8 +327,10 @@ impl Peer {
         chat.attempt += 1;
         chat.last_failure = reason;
         // A port the registry suggested did not work out: back to the pinned one.
-        if let Some(status) = self.status.get_mut(nick) {
-            status.port_hint = None;
+        if let Some(status) = self.status.get_mut(nick)
+            && status.port_hint.take().is_some()
+        {
+            status.hint_failed = true;
         }
         if chat.attempt > max {
             let failure = ChatFailure::Unreachable {

@@ -873,6 +873,12 @@ impl Peer {
             let Some((peer, port)) = self.expected_peer(&nick) else {
                 continue;
             };
+            if let Some(status) = self.status.get_mut(&nick)
+                && status.port_hint.is_none()
+            {
+                // An attempt at the pinned port: hints may be tried again after it.
+                status.hint_failed = false;
+            }
             let conn = self.alloc_conn();
             let deadline = self.now + self.config.dial_timeout;
             let target = super::Target::Peer {

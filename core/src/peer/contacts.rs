@@ -36,6 +36,10 @@ pub(super) struct ContactStatus {
     pub(super) port_hint: Option<u16>,
     /// When presence last started an attempt (see [`PRESENCE_ATTEMPT_INTERVAL`]).
     pub(super) presence_attempt_at: Option<Instant>,
+    /// An attempt at a hinted port failed, and none at the pinned port was made since:
+    /// the next goes to the pinned port, whatever the registry says meanwhile, so a
+    /// registry pushing port after port cannot keep us from the pinned one.
+    pub(super) hint_failed: bool,
 }
 
 /// The registry's presence starts at most one attempt per contact in this interval: a
@@ -364,12 +368,13 @@ impl Peer {
     }
 
     /// A contact registered with their pinned key and onion at another port (they changed
-    /// `host.port`, or, without Tor, restarted on another one): the next attempts dial
+    /// `host.port`, or, without Tor, restarted on another one): the next attempt dials
     /// there. The registry's word is only a hint (nothing signs the port it relays): the
-    /// port is pinned once their key answers there ([`Peer::port_proven`]), and forgotten
-    /// when an attempt fails, so a lying registry costs at most one attempt per push. A
-    /// record with another key or onion changes nothing: dialling goes to the pinned
-    /// onion, where only the pinned key can answer.
+    /// port is pinned once their key answers there ([`Peer::port_proven`]); when an
+    /// attempt there fails the hint is dropped and the next attempt goes to the pinned
+    /// port ([`ContactStatus::hint_failed`]), so a lying registry can at most make every
+    /// other attempt a wasted one. A record with another key or onion changes nothing:
+    /// dialling goes to the pinned onion, where only the pinned key can answer.
     pub(super) fn follow_port(&mut self, record: &UserRecord) {
         let nick = record.nick();
         let Some(ContactKey::Pinned { certificate, port }) =
@@ -383,7 +388,10 @@ impl Peer {
             return;
         }
         let hint = (*port != record.port).then_some(record.port);
-        self.status.entry(nick.clone()).or_default().port_hint = hint;
+        let status = self.status.entry(nick.clone()).or_default();
+        if !status.hint_failed {
+            status.port_hint = hint;
+        }
     }
 
     /// The contact's key answered a dial at `port`: pin it, if it is not the pinned one.
