@@ -19,6 +19,9 @@ const MAX_NOTICES: usize = 200;
 const MAX_ENTRIES: usize = 1000;
 /// Most lines kept in the input history.
 const MAX_INPUT_HISTORY: usize = 100;
+/// Longest input line, in bytes: a message's limit and room for a command before it. What
+/// is typed or pasted beyond it is dropped, and the user told.
+const MAX_INPUT_BYTES: usize = p2pchat_core::peer_wire::MAX_MESSAGE_LEN + 64;
 
 /// What happened to one of our messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +72,18 @@ impl Input {
         self.text.chars().count()
     }
 
-    fn insert(&mut self, c: char) {
+    /// Inserts `text` at the cursor, as much of it as fits in [`MAX_INPUT_BYTES`]. Returns
+    /// whether all of it did.
+    fn insert(&mut self, text: &str) -> bool {
+        let room = MAX_INPUT_BYTES.saturating_sub(self.text.len());
+        let mut fits = text.len().min(room);
+        while !text.is_char_boundary(fits) {
+            fits -= 1;
+        }
         let at = self.byte_at(self.cursor);
-        self.text.insert(at, c);
-        self.cursor += 1;
+        self.text.insert_str(at, &text[..fits]);
+        self.cursor += text[..fits].chars().count();
+        fits == text.len()
     }
 
     fn backspace(&mut self) {
@@ -286,7 +297,7 @@ impl App {
             KeyCode::Char('e') if ctrl => self.input.cursor = self.input.len(),
             KeyCode::Char('u') if ctrl => self.input.set(String::new()),
             KeyCode::Char('?') if self.input.text.is_empty() => self.help = true,
-            KeyCode::Char(c) if !ctrl => self.input.insert(c),
+            KeyCode::Char(c) if !ctrl => self.insert(c.encode_utf8(&mut [0; 4])),
             KeyCode::Backspace => self.input.backspace(),
             KeyCode::Delete => self.input.delete(),
             KeyCode::Left => self.input.cursor = self.input.cursor.saturating_sub(1),
@@ -309,6 +320,26 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    /// Pasted text goes into the input line as text: its lines become one (nothing is sent
+    /// before Enter) and other control characters are dropped.
+    pub(crate) fn paste(&mut self, text: &str) {
+        let text: String = text
+            .replace(['\r', '\n', '\t'], " ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        self.insert(&text);
+    }
+
+    fn insert(&mut self, text: &str) {
+        if !self.input.insert(text) {
+            self.say(&format!(
+                "! the line is at its longest ({} bytes); the rest was not taken",
+                MAX_INPUT_BYTES
+            ));
+        }
     }
 
     /// Completes the word before the cursor: a command at the start of the line, else a
@@ -498,6 +529,28 @@ mod tests {
         assert!(!app.help);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(app.key(ctrl_c, &view), Action::Quit);
+    }
+
+    #[test]
+    fn a_paste_is_one_line_of_text_bounded_in_length_and_never_a_key() {
+        let mut app = App::new(String::new(), false);
+        let view = view_with(&[]);
+        // A leading '?' pasted on an empty line is text, not the help key.
+        app.paste("?one\ntwo\tthree\u{7}");
+        assert!(!app.help);
+        assert_eq!(app.input.text, "?one two three");
+        assert_eq!(app.input.cursor, 14);
+        // A paste far longer than a message is cut at the limit, on a character boundary,
+        // and the user is told.
+        app.paste(&"你".repeat(MAX_INPUT_BYTES));
+        assert!(app.input.text.len() <= MAX_INPUT_BYTES);
+        assert!(app.input.text.len() > MAX_INPUT_BYTES - 4);
+        assert_eq!(app.input.cursor, app.input.len());
+        assert!(app.notices(1)[0].contains("at its longest"));
+        // Typing at the limit adds nothing.
+        let before = app.input.text.clone();
+        type_text(&mut app, &view, "x");
+        assert_eq!(app.input.text, before);
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! core's view, so every state can be checked on ratatui's `TestBackend`.
 //!
 //! ```text
-//!  alice │ registry: online │ tor: launch, ready │ abcd…xyz.onion │ key 4DB1 0869 …
-//!  !! possible impersonation: the key of carol changed — /verify carol FPR or /trust carol
-//! ┌ chats ─────────────┐┌ bob · connected (end-to-end encrypted) ───────────────────┐
-//! │> ● bob        (2)  ││ 12:01 <bob> hi                                             │
-//! │  ○ carol      q1   ││ 12:02 <alice> hello                           ✓ delivered  │
-//! │ requests           ││                                                            │
-//! │  ? dave  F2/F3     ││                                                            │
-//! └────────────────────┘└────────────────────────────────────────────────────────────┘
-//!  * dave wants to chat (key …): /accept dave or /deny dave [reason]
+//!  alice │ registry: online │ tor (launch): connected to the Tor network │ r4onbk34g2xq7lfd… │ key 4DB1 0869 5C2E 11AF…
+//! !! possible impersonation: the key of carol changed. Messages go only to the pinned key: …
+//! ?? dave wants to chat: F2 accept · F3 deny (or /accept dave, /deny dave REASON) · key …
+//! ┌ chats ───────────────┐┌ bob · connected (end-to-end encrypted) ──────────────────┐
+//! │>● bob (2)            ││12:01 <bob> hi                                            │
+//! │ ○ carol q1 !!        ││12:02 <alice> hello  ✓ delivered                          │
+//! │ requests             ││                                                          │
+//! │ ? dave  F2/F3        ││                                                          │
+//! └──────────────────────┘└ key CED3 2A56 884B DF8F … ────────────────────────────────┘
+//! * bob: connected (end-to-end encrypted)        (the last notices)
 //! > hello_
 //! ```
 
@@ -314,10 +315,11 @@ fn draw_conversation(
         return;
     };
     let chat = view.chats.iter().find(|c| c.nick == *nick);
-    let mut title = format!(" {nick} · {} ", chat_words(chat, view, age));
-    if let Some(dialing) = app.dialing.get(nick) {
-        title = format!(" {nick} · {dialing} ");
-    }
+    let state = match app.dialing.get(nick) {
+        Some(dialing) => dialing.clone(),
+        None => chat_words(chat, view, age),
+    };
+    let title = format!(" {nick} · {state} ");
     let fingerprint = chat
         .and_then(|c| c.fingerprint)
         .or_else(|| {

@@ -228,14 +228,7 @@ async fn run(
                 let action = ui.screen.key(key, &view);
                 act(&mut ui, action, &view).await;
             }
-            TuiInput::Paste(text) => {
-                // Pasted lines become one line of text; other controls are dropped.
-                let text = text.replace(['\r', '\n', '\t'], " ");
-                for c in text.chars().filter(|c| !c.is_control()) {
-                    let key = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c));
-                    ui.screen.key(key, &view);
-                }
-            }
+            TuiInput::Paste(text) => ui.screen.paste(&text),
             TuiInput::Redraw => {}
             TuiInput::Tor(state) => ui.screen.tor = crate::chat_ui::render::clean(&state),
             TuiInput::Update(Update::Event(event)) => {
@@ -257,16 +250,16 @@ async fn run(
 /// When each view was first drawn, to count down from it.
 #[derive(Default)]
 struct Seen {
-    view: Option<(usize, WallInstant)>,
+    /// Held, so that a newer view cannot take its address and pass for it.
+    view: Option<(Arc<PeerView>, WallInstant)>,
 }
 
 impl Seen {
     fn age(&mut self, view: &Arc<PeerView>) -> Duration {
-        let id = Arc::as_ptr(view) as usize;
-        match self.view {
-            Some((seen, at)) if seen == id => at.elapsed(),
+        match &self.view {
+            Some((seen, at)) if Arc::ptr_eq(seen, view) => at.elapsed(),
             _ => {
-                self.view = Some((id, WallInstant::now()));
+                self.view = Some((Arc::clone(view), WallInstant::now()));
                 Duration::ZERO
             }
         }
