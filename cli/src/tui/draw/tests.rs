@@ -10,6 +10,7 @@ use p2pchat_core::time::Instant;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
+use unicode_width::UnicodeWidthStr;
 
 use super::draw;
 use crate::chat_ui::Screen;
@@ -62,8 +63,13 @@ fn render(
     let buffer = terminal.backend().buffer().clone();
     let mut text = String::new();
     for y in 0..height {
-        for x in 0..width {
-            text.push_str(buffer[(x, y)].symbol());
+        // A wide character's cell is followed by one the terminal leaves to it: skipped,
+        // so each row reads as the terminal shows it.
+        let mut x = 0;
+        while x < width {
+            let symbol = buffer[(x, y)].symbol();
+            text.push_str(symbol);
+            x += u16::try_from(symbol.width().max(1)).unwrap_or(1);
         }
         text.push('\n');
     }
@@ -226,11 +232,16 @@ fn wide_characters_and_a_narrow_terminal_are_drawn_without_overflow() {
     });
     for size in [(80, 24), (40, 12), (20, 8), (10, 5)] {
         let (_, screen) = render(&app, &view, Some("bob"), size.0, size.1);
-        // Every row is exactly the terminal's width in cells (a wide character takes two).
-        assert_eq!(screen.lines().count(), usize::from(size.1));
+        // Every row is exactly the terminal's width in columns (a wide character takes two
+        // cells, the second left empty): nothing spills over or is cut in half.
+        for row in screen.lines() {
+            assert_eq!(row.width(), usize::from(size.0), "{row:?} in\n{screen}");
+        }
     }
+    // At 80 columns the message is wrapped by display width, so none of it is clipped.
     let (_, screen) = render(&app, &view, Some("bob"), 80, 24);
-    assert!(screen.contains("你"), "{screen}");
+    assert_eq!(screen.matches('你').count(), 10, "{screen}");
+    assert_eq!(screen.matches('👋').count(), 3, "{screen}");
     let lines = super::wrap("你好你好 ab", 5);
     assert_eq!(lines, vec!["你好", "你好 ", "ab"]);
 }
@@ -255,6 +266,13 @@ fn no_color_draws_warnings_without_colour() {
             assert_eq!(buffer[(x, y)].fg, ratatui::style::Color::Reset);
         }
     }
+    // With colours, the same warning is red.
+    let (buffer, _) = render(&app(), &view, None, 80, 24);
+    let red = (0..24)
+        .flat_map(|y| (0..80).map(move |x| (x, y)))
+        .filter(|&(x, y)| buffer[(x, y)].fg == ratatui::style::Color::Red)
+        .count();
+    assert!(red > 0, "the key-change warning is not red with colours on");
 }
 
 #[test]
