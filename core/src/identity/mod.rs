@@ -4,6 +4,9 @@ mod certificate;
 mod onion_address;
 mod onion_key;
 mod rsa_key;
+// Under `--cfg fuzzing` signatures and decryption are fakes (rsa_key.rs) and this goes unused.
+#[cfg_attr(fuzzing, allow(dead_code))]
+mod rsa_private;
 
 pub use certificate::{
     CertificateError, Ed25519Signature, KEY_BINDING_CONTEXT, KeyBindingCertificate,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::rsa_private::Blinding;
+
 /// Key sizes we generate and accept from others. Anything else is refused: smaller is weak,
 /// larger lets a peer make us spend seconds verifying.
 pub const ALLOWED_RSA_BITS: [usize; 2] = [2048, 3072];
@@ -148,6 +150,9 @@ impl<'de> Deserialize<'de> for RsaPublicKey {
 pub struct RsaIdentity {
     private: rsa::PrivateKey,
     public: RsaPublicKey,
+    /// Unused under `--cfg fuzzing`, where the private-key operations are fakes.
+    #[cfg_attr(fuzzing, allow(dead_code))]
+    blinding: Blinding,
 }
 
 impl RsaIdentity {
@@ -166,7 +171,11 @@ impl RsaIdentity {
             .to_public_key_der()
             .map_err(|_| RsaKeyError::Malformed)?;
         let public = RsaPublicKey::from_der(der.as_bytes())?;
-        Ok(Self { private, public })
+        Ok(Self {
+            private,
+            public,
+            blinding: Blinding::default(),
+        })
     }
 
     /// Rebuilds a key pair from its two primes (big-endian) and the exponent 65537. This is
@@ -201,7 +210,8 @@ impl RsaIdentity {
         &self.public
     }
 
-    /// RSA-PSS-SHA256 signature over `message`, with blinding and salt from `rng`.
+    /// RSA-PSS-SHA256 signature (32-byte salt) over `message`, with salt and blinding from
+    /// `rng`.
     pub fn sign_pss(
         &self,
         rng: &mut impl CryptoRng,
@@ -214,9 +224,7 @@ impl RsaIdentity {
             Ok(vec![0x5a; self.public.bits() / 8])
         }
         #[cfg(not(fuzzing))]
-        self.private
-            .pss_sign_with_rng::<Sha256, _>(rng, message)
-            .map_err(|_| RsaKeyError::Operation)
+        super::rsa_private::pss_sign(&self.private, &self.blinding, rng, message)
     }
 
     /// RSA-OAEP-SHA256 decryption (blinded with `rng`).
@@ -237,10 +245,7 @@ impl RsaIdentity {
                 .ok_or(RsaKeyError::Operation)
         }
         #[cfg(not(fuzzing))]
-        self.private
-            .oaep_decrypt_with_rng::<Sha256, _>(rng, ciphertext)
-            .map(Zeroizing::new)
-            .map_err(|_| RsaKeyError::Operation)
+        super::rsa_private::oaep_decrypt(&self.private, &self.blinding, rng, ciphertext)
     }
 }
 
