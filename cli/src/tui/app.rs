@@ -2,7 +2,7 @@
 //! conversations shown, the input line, scrolling, notices. What the core knows (contacts,
 //! chats, requests, the registry) is read from the view the runtime publishes, never kept.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -173,6 +173,9 @@ pub(crate) struct App {
     pub(crate) input: Input,
     /// Lines scrolled back from the newest.
     pub(crate) scroll: usize,
+    /// How far back the conversation last drawn can scroll (its lines above one screenful):
+    /// PageUp stops there, so PageDown acts at once after scrolling past the top.
+    pub(crate) scroll_limit: Cell<usize>,
     pub(crate) help: bool,
     /// Colours off (`NO_COLOR`).
     pub(crate) no_color: bool,
@@ -214,6 +217,7 @@ impl App {
             dialing: BTreeMap::new(),
             input: Input::default(),
             scroll: 0,
+            scroll_limit: Cell::new(0),
             help: false,
             no_color,
             tor,
@@ -306,7 +310,9 @@ impl App {
             KeyCode::End => self.input.cursor = self.input.len(),
             KeyCode::Up => self.input.older(),
             KeyCode::Down => self.input.newer(),
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageUp => {
+                self.scroll = self.scroll.saturating_add(10).min(self.scroll_limit.get());
+            }
             KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
             KeyCode::Esc => self.input.set(String::new()),
             KeyCode::Tab => self.complete(view),

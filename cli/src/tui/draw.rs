@@ -361,7 +361,9 @@ fn draw_conversation(
         }
     }
     let height = usize::from(inner.height);
-    let end = lines.len().saturating_sub(app.scroll.min(lines.len()));
+    let limit = lines.len().saturating_sub(height);
+    app.scroll_limit.set(limit);
+    let end = lines.len() - app.scroll.min(limit);
     let start = end.saturating_sub(height);
     let shown: Vec<Line> = lines[start..end].to_vec();
     frame.render_widget(Paragraph::new(shown), inner);

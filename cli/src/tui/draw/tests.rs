@@ -296,3 +296,30 @@ fn a_registry_that_is_down_shows_why_in_the_status_bar() {
         "{screen}"
     );
 }
+
+#[test]
+fn page_up_stops_at_the_top_so_page_down_moves_back_at_once() {
+    use crossterm::event::{KeyCode, KeyEvent};
+    let mut view = empty_view();
+    view.contacts = vec![contact("bob", 1)];
+    let mut app = app();
+    let bob = nick("bob");
+    for id in 1..=40 {
+        app.queued(&bob, id, &format!("line {id}"));
+    }
+    let (_, bottom) = render(&app, &view, Some("bob"), 80, 24);
+    assert!(
+        bottom.contains("line 40") && !bottom.contains("line 1 "),
+        "{bottom}"
+    );
+    for _ in 0..20 {
+        app.key(KeyEvent::from(KeyCode::PageUp), &view);
+        render(&app, &view, Some("bob"), 80, 24);
+    }
+    let (_, top) = render(&app, &view, Some("bob"), 80, 24);
+    assert!(top.contains("line 1 ") && !top.contains("line 40"), "{top}");
+    // One PageDown after twenty PageUps moves the page: the count stopped at the top.
+    app.key(KeyEvent::from(KeyCode::PageDown), &view);
+    let (_, after) = render(&app, &view, Some("bob"), 80, 24);
+    assert!(!after.contains("line 1 "), "{after}");
+}
