@@ -45,7 +45,9 @@ impl RsaPublicKey {
     /// Parses and checks an SPKI DER public key.
     pub fn from_der(der: &[u8]) -> Result<Self, RsaKeyError> {
         let key = rsa::PublicKey::from_public_key_der(der).map_err(|_| RsaKeyError::Malformed)?;
-        let bits = key.size() * 8;
+        // The modulus's own length, not its length in bytes: a 2,041-bit modulus fills 256
+        // bytes too, and is not a 2048-bit key (docs/PROTOCOL.md §2.2 says exactly).
+        let bits = usize::try_from(key.n().bit_width()).map_err(|_| RsaKeyError::Malformed)?;
         if !ALLOWED_RSA_BITS.contains(&bits) {
             return Err(RsaKeyError::Size(bits));
         }
@@ -328,6 +330,22 @@ mod tests {
         );
         assert!(RsaPublicKey::from_der(test_keys::rsa(0).public().der()).is_ok());
         assert!(RsaPublicKey::from_der(test_keys::rsa_3072().public().der()).is_ok());
+        // A modulus of 2,041 bits is 256 bytes long, and still not a 2048-bit key; nor is
+        // it accepted as one's own.
+        let odd = include_str!("../../test-keys/rsa2041.pem");
+        assert_eq!(
+            RsaIdentity::from_pkcs8_pem(odd).unwrap_err(),
+            RsaKeyError::Size(2041)
+        );
+        let odd_public = rsa::PrivateKey::from_pkcs8_pem(odd)
+            .unwrap()
+            .to_public_key()
+            .to_public_key_der()
+            .unwrap();
+        assert_eq!(
+            RsaPublicKey::from_der(odd_public.as_bytes()).unwrap_err(),
+            RsaKeyError::Size(2041)
+        );
     }
 
     #[test]
