@@ -350,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn decrypts_what_the_rsa_crate_encrypts_at_every_length() {
+    fn decrypts_what_the_rsa_crate_encrypts_from_empty_to_the_longest_message() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         for key in keys() {
             let public = key.to_public_key();
