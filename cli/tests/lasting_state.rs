@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use p2pchat_tests::process::{Proc, empty_config, start_chat, start_registry, temp_dir};
+use p2pchat_tests::process::{
+    Proc, empty_config, registry_command, start_chat, start_registry, temp_dir,
+};
 use p2pchat_tests::tor_network::free_port;
 
 fn bin() -> &'static Path {
@@ -230,6 +232,85 @@ fn the_registry_and_then_a_contact_refuse_an_impostor_who_takes_a_nick_with_anot
 }
 
 #[test]
+fn an_owner_whose_nick_an_impostor_took_keeps_chatting_with_contacts_until_the_operator_revokes_it()
+{
+    let dir = temp_dir("nick-taken");
+    let (mut server, _, bob_port, mut alice) = contacts_with_bob_gone(&dir);
+    // The registry loses its data (alice keeps running, and keeps trying the old one);
+    // an impostor registers "bob" first, then leaves: the new registry binds "bob" to the
+    // impostor's key.
+    server.kill();
+    let wiped = dir.join("wiped");
+    std::fs::create_dir_all(&wiped).unwrap();
+    let (mut server, port) = start_registry(bin(), &wiped);
+    let mut impostor = start(&wiped, "bob", port, &[]);
+    impostor.quit();
+    // The real bob is refused at the registry, and keeps running: his contacts are
+    // dialled directly, and he is told what to do.
+    let mut bob = start_chat(
+        bin(),
+        &dir,
+        "bob",
+        port,
+        &bob_args(bob_port)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    bob.expect("reserved by another key");
+    let advice = bob.expect("your contacts can still reach you");
+    assert!(advice.contains("p2pchat server --revoke bob"), "{advice}");
+    // (stdout and stderr are read apart: this line may have come before the others.)
+    if !bob.seen.iter().any(|l| l.contains("you are bob")) {
+        bob.expect("you are bob");
+    }
+    bob.send("/msg alice still here");
+    alice.expect("<bob> still here");
+    alice.send("/msg bob and you are still you");
+    bob.expect("<alice> and you are still you");
+    bob.quit();
+    // The operator revokes the impostor's binding (with the registry stopped: the store
+    // is locked while it runs).
+    let revoke = |wiped: &Path| {
+        let out = registry_command(bin(), wiped)
+            .args(["--revoke", "bob"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = revoke(&wiped);
+    assert_eq!(
+        code,
+        Some(3),
+        "a running registry's store was changed: {out}"
+    );
+    assert!(out.contains("in use by another p2pchat"), "{out}");
+    server.kill();
+    let (code, out) = revoke(&wiped);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("revoked bob"), "{out}");
+    let (_server, port) = start_registry(bin(), &wiped);
+    // The impostor's onion address can never register again; bob gets his nick back.
+    let mut impostor = start_chat(bin(), &wiped, "bob", port, &[]);
+    impostor.expect("revoked this onion address");
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    assert!(
+        bob.seen
+            .iter()
+            .any(|l| l.contains("registered: you are online")),
+        "{}",
+        bob.output()
+    );
+    bob.quit();
+    drop(impostor);
+    alice.quit();
+}
+
+#[test]
 fn a_new_key_keeps_the_nick_at_the_registry_and_a_contact_is_warned_until_they_verify_it() {
     let dir = temp_dir("new-key");
     let (_server, port, bob_port, mut alice) = contacts_with_bob_gone(&dir);
@@ -268,7 +349,8 @@ fn a_new_key_keeps_the_nick_at_the_registry_and_a_contact_is_warned_until_they_v
     bob.quit();
 }
 
-/// Every file under `dir`, with its bytes.
+/// Every file under `dir` and its bytes, but for the stores' lock files (`*.lock`): they
+/// hold only the process id of whoever last opened the store.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -277,7 +359,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if path.extension().is_none_or(|e| e != "lock") {
                 out.push((path.clone(), std::fs::read(&path).unwrap()));
             }
         }

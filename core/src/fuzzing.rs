@@ -131,7 +131,7 @@ pub fn handshake_initiator(data: &[u8]) {
             match (frame, initiator.take(), channel.as_mut()) {
                 (PeerFrame::Challenge(challenge), Some(init), None) => {
                     match init.on_challenge(&mut rng, &alice, &challenge) {
-                        Ok((_finish, established)) => channel = Some(established.cipher),
+                        Ok((_finish, cipher)) => channel = Some(cipher),
                         Err(_) => return,
                     }
                 }

@@ -556,3 +556,92 @@ impl World {
         (conn, reply)
     }
 }
+
+/// What a prober got from a peer it sent a `Hello` to (see [`World::probe`]).
+#[derive(Debug)]
+pub(crate) struct Probe {
+    /// The first frame the peer answered with.
+    pub(crate) first: Option<crate::peer_wire::PeerFrame>,
+    /// After the prober's `Finish` (if it sent one): the next frame.
+    pub(crate) after_finish: Option<crate::peer_wire::PeerFrame>,
+}
+
+impl World {
+    /// Someone holding `prober` opens a raw connection to peer `i` and says `Hello`; if
+    /// `finish`, it answers a `Challenge` with its `Finish` (proving the key in its
+    /// certificate, or failing to if it copied someone's). The peer's other outputs go
+    /// on into the world as usual.
+    pub(crate) fn probe(&mut self, i: usize, prober: &Identity, finish: bool) -> Probe {
+        let target = self.peers[i].identity().clone();
+        let expected = crate::handshake::ExpectedPeer {
+            nick: target.nick.clone(),
+            onion: target.address(),
+            rsa: target.rsa.public().clone(),
+        };
+        let mut rng = test_keys::rng(300);
+        let Ok((initiator, hello)) =
+            crate::handshake::Initiator::start(&mut rng, prober, 9999, 1, expected)
+        else {
+            panic!("the prober's Hello does not encode");
+        };
+        let Ok(conn) = self.peers[i].accept_incoming(self.now) else {
+            return Probe {
+                first: None,
+                after_finish: None,
+            };
+        };
+        let now = self.now;
+        self.peers[i].handle_input(
+            now,
+            Input::Received {
+                conn,
+                bytes: &hello,
+            },
+        );
+        let first = self.raw_answer(i, conn);
+        let mut after_finish = None;
+        if finish && let Some(crate::peer_wire::PeerFrame::Challenge(c)) = &first {
+            // A prober that copied a certificate signs with its own key: the peer must
+            // find the signature wrong.
+            if let Ok((frame, _)) = initiator.on_challenge(&mut rng, prober, c) {
+                self.peers[i].handle_input(
+                    now,
+                    Input::Received {
+                        conn,
+                        bytes: &frame,
+                    },
+                );
+                after_finish = self.raw_answer(i, conn);
+            }
+        }
+        self.peers[i].handle_input(now, Input::Closed { conn });
+        self.drain_outputs();
+        Probe {
+            first,
+            after_finish,
+        }
+    }
+
+    /// Drains peer `i`'s outputs: the first frame it sends on raw `conn` is returned,
+    /// everything else goes into the world.
+    fn raw_answer(&mut self, i: usize, conn: ConnId) -> Option<crate::peer_wire::PeerFrame> {
+        let mut answer = None;
+        while let Some(out) = self.peers[i].poll_output() {
+            match out {
+                Output::Transmit { conn: c, bytes } if c == conn => {
+                    if answer.is_none() {
+                        let mut decoder = FrameDecoder::new();
+                        answer = decoder
+                            .decode(&mut &bytes[..])
+                            .ok()
+                            .flatten()
+                            .and_then(|body| decode_body(&body).ok());
+                    }
+                }
+                Output::Close { conn: c } if c == conn => {}
+                other => self.peer_output(i, other),
+            }
+        }
+        answer
+    }
+}

@@ -60,8 +60,6 @@ pub struct ChallengeBody {
     pub ephemeral: [u8; 32],
     /// The responder's certificate.
     pub certificate: KeyBindingCertificate,
-    /// The responder's chat instance.
-    pub instance: u64,
 }
 
 /// The responder's half of the handshake.
@@ -131,7 +129,13 @@ pub struct Sealed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelMessage {
     /// Responder: the user accepted the chat.
-    Accept,
+    Accept {
+        /// The responder's chat instance towards the initiator (its message ids are
+        /// scoped to it). Sent only here, sealed, after the initiator proved its key: an
+        /// instance in the clear would tell anyone who claims a nick whether that nick is
+        /// a contact (a contact's instance is the same in every handshake).
+        instance: u64,
+    },
     /// Responder: the user denied the chat, with a reason for the initiator.
     Deny {
         /// Free text, at most [`MAX_REASON_LEN`] bytes.

@@ -41,7 +41,7 @@ fn text() -> impl Strategy<Value = String> {
 
 fn channel_message() -> impl Strategy<Value = ChannelMessage> {
     prop_oneof![
-        Just(ChannelMessage::Accept),
+        any::<u64>().prop_map(|instance| ChannelMessage::Accept { instance }),
         text().prop_map(|reason| ChannelMessage::Deny { reason }),
         (any::<u64>(), text()).prop_map(|(id, text)| ChannelMessage::Message { id, text }),
         any::<u64>().prop_map(|id| ChannelMessage::Ack { id }),
@@ -89,16 +89,14 @@ fn peer_frame() -> impl Strategy<Value = PeerFrame> {
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
             certificate(),
-            any::<u64>(),
             vec(any::<u8>(), 0..300)
         )
-            .prop_map(|(nonce, ephemeral, certificate, instance, signature)| {
+            .prop_map(|(nonce, ephemeral, certificate, signature)| {
                 PeerFrame::Challenge(Challenge {
                     body: ChallengeBody {
                         nonce,
                         ephemeral,
                         certificate,
-                        instance,
                     },
                     signature,
                 })

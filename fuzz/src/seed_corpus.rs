@@ -62,12 +62,12 @@ fn main() {
     };
     let verified = VerifiedHello::check(&bob, hello_body.to_vec(), parsed).unwrap();
     let (responder, challenge) =
-        Responder::respond(&mut rng, &bob, 9, &verified, alice.rsa.public()).unwrap();
+        Responder::respond(&mut rng, &bob, &verified).unwrap();
     let challenge_frame = p2pchat_core::frame::decode_body::<PeerFrame>(&challenge[4..]).unwrap();
     let PeerFrame::Challenge(challenge_msg) = challenge_frame else {
         panic!("not a challenge")
     };
-    let (finish, established) = initiator
+    let (finish, alice_cipher) = initiator
         .on_challenge(&mut rng, &alice, &challenge_msg)
         .unwrap();
     let PeerFrame::Finish(finish_msg) =
@@ -76,14 +76,17 @@ fn main() {
         panic!("not a finish")
     };
     let mut bob_established = responder.on_finish(&mut rng, &bob, &finish_msg).unwrap();
-    let mut alice_cipher = established.cipher;
+    let mut alice_cipher = alice_cipher;
     let sealed = alice_cipher
         .seal(&ChannelMessage::Message {
             id: 1,
             text: "hello".into(),
         })
         .unwrap();
-    let _ = bob_established.cipher.seal(&ChannelMessage::Accept).unwrap();
+    let _ = bob_established
+        .cipher
+        .seal(&ChannelMessage::Accept { instance: 9 })
+        .unwrap();
 
     // The fuzz build's fake RSA-OAEP: a length byte, then the secret.
     let mut fake_secret = vec![32u8];
@@ -198,7 +201,7 @@ fn main() {
         ChannelMessage::Ack { id: 1 },
         ChannelMessage::Ping,
         ChannelMessage::Pong,
-        ChannelMessage::Accept,
+        ChannelMessage::Accept { instance: 9 },
         ChannelMessage::Deny {
             reason: "no".into(),
         },

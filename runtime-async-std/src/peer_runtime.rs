@@ -58,8 +58,8 @@ pub enum Command {
     History(Nick, usize),
     /// Accept a contact's changed key if its fingerprint is this one.
     Verify(Nick, p2pchat_core::identity::Fingerprint),
-    /// Trust a contact again without checking.
-    Trust(Nick),
+    /// Settle a contact's key conflict for this key (pinned or presented) without checking.
+    Trust(Nick, p2pchat_core::identity::Fingerprint),
     /// Refuse a nick's requests without asking.
     Block(Nick),
     /// Undo `Block`.
@@ -519,7 +519,7 @@ impl LoopState {
                 });
             }
             Command::Verify(nick, fingerprint) => core.verify(now, &nick, fingerprint)?,
-            Command::Trust(nick) => core.trust(now, &nick)?,
+            Command::Trust(nick, fingerprint) => core.trust(now, &nick, fingerprint)?,
             Command::Block(nick) => core.block(now, &nick)?,
             Command::Unblock(nick) => core.unblock(now, &nick)?,
             Command::Cancel(nick, id) => core.cancel(now, &nick, id)?,

@@ -43,6 +43,10 @@ pub struct FaultRates {
     /// Slow readers, per hour: a presence watcher's registry connection stops reading
     /// for a while, so the registry drops its presence and later sends it `Resync`.
     pub slow_readers_per_hour: f64,
+    /// Probers, per hour: a `Hello` to a random peer under one of its contacts' nicks (or
+    /// a stranger's), proving a key of its own, never proving it, or with a copied
+    /// certificate (`world/probes.rs`).
+    pub probers_per_hour: f64,
 }
 
 impl FaultRates {
@@ -57,6 +61,7 @@ impl FaultRates {
         latency_spikes_per_hour: 0.0,
         impostors_per_hour: 0.0,
         slow_readers_per_hour: 0.0,
+        probers_per_hour: 0.0,
     };
 
     /// A flaky but usable network: a few refused dials and resets, rare crashes.
@@ -70,6 +75,7 @@ impl FaultRates {
         latency_spikes_per_hour: 4.0,
         impostors_per_hour: 0.0,
         slow_readers_per_hour: 0.0,
+        probers_per_hour: 0.0,
     };
 
     /// Everything goes wrong, often.
@@ -83,6 +89,7 @@ impl FaultRates {
         latency_spikes_per_hour: 60.0,
         impostors_per_hour: 30.0,
         slow_readers_per_hour: 60.0,
+        probers_per_hour: 120.0,
     };
 }
 

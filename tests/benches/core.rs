@@ -52,8 +52,7 @@ fn handshake(
         panic!()
     };
     let verified = VerifiedHello::check(bob, hello[4..].to_vec(), h).unwrap();
-    let (responder, challenge) =
-        Responder::respond(rng, bob, 2, &verified, alice.rsa.public()).unwrap();
+    let (responder, challenge) = Responder::respond(rng, bob, &verified).unwrap();
     let PeerFrame::Challenge(c) = body(&challenge) else {
         panic!()
     };
@@ -62,7 +61,7 @@ fn handshake(
         panic!()
     };
     let b = responder.on_finish(rng, bob, &f).unwrap();
-    (a.cipher, b.cipher)
+    (a, b.cipher)
 }
 
 #[divan::bench(args = [2048, 3072], sample_count = 20, sample_size = 5)]

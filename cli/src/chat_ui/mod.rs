@@ -455,12 +455,17 @@ impl<S: Screen> Ui<S> {
                     Err(e) => self.say(&format!("! {e}")),
                 }
             }
-            UiCommand::Trust(nick) => {
+            UiCommand::Trust(nick, fingerprint) => {
                 let Some(nick) = self.nick(&nick) else { return };
-                if self.run(Command::Trust(nick.clone())).await.is_some() {
-                    self.say(&format!(
-                        "* trusting {nick}'s key without checking it; /verify {nick} FINGERPRINT once you compared it"
-                    ));
+                match fingerprint.parse() {
+                    Ok(f) => {
+                        if self.run(Command::Trust(nick.clone(), f)).await.is_some() {
+                            self.say(&format!(
+                                "* {nick}'s key is now {f}, not compared; /verify {nick} {f} once you compared it"
+                            ));
+                        }
+                    }
+                    Err(e) => self.say(&format!("! {e}")),
                 }
             }
             UiCommand::Block(nick) => {

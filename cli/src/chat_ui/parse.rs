@@ -31,8 +31,8 @@ pub enum UiCommand {
     History(String, usize),
     /// `/verify NICK FINGERPRINT`
     Verify(String, String),
-    /// `/trust NICK`
-    Trust(String),
+    /// `/trust NICK FINGERPRINT`
+    Trust(String, String),
     /// `/block NICK`
     Block(String),
     /// `/unblock NICK`
@@ -67,8 +67,8 @@ commands:
   /outbox                messages waiting to be delivered, and the next attempt
   /history NICK [N]      the last N (20) messages with NICK
   /cancel [NICK] ID      withdraw a waiting message
-  /verify NICK FPR       accept NICK's key if its fingerprint is FPR (compared out of band)
-  /trust NICK            trust NICK's new key without checking
+  /verify NICK FPR       NICK's key is FPR: compared out of band (settles a key change)
+  /trust NICK FPR        settle NICK's key change for key FPR without comparing it
   /block NICK            refuse NICK's requests without asking (/unblock NICK)
   /close NICK            close a chat
   /retry NICK            reconnect (or deliver waiting messages) now
@@ -145,7 +145,15 @@ pub fn parse(line: &str) -> Result<UiCommand, String> {
             }
             Ok(UiCommand::Verify(nick, tail))
         }
-        "trust" => Ok(UiCommand::Trust(need_nick("/trust NICK")?)),
+        "trust" => {
+            let nick = need_nick("/trust NICK FINGERPRINT")?;
+            if tail.is_empty() {
+                return Err(
+                    "usage: /trust NICK FINGERPRINT (the pinned key or the one presented)".into(),
+                );
+            }
+            Ok(UiCommand::Trust(nick, tail))
+        }
         "block" => Ok(UiCommand::Block(need_nick("/block NICK")?)),
         "unblock" => Ok(UiCommand::Unblock(need_nick("/unblock NICK")?)),
         "cancel" => {

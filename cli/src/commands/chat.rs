@@ -10,6 +10,7 @@ use p2pchat_async_std::{Command, PeerSettings};
 use p2pchat_core::identity::Identity;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{AcceptPolicy, Event, Peer, PeerConfig};
+use p2pchat_core::registry::RegisterError;
 
 use crate::config::{ConfigError, FileConfig, TorMode, split_host_port, split_listen};
 use crate::errors::CliError;
@@ -229,14 +230,24 @@ async fn chat(
         Ok(()) => notices.push("* registered: you are online".to_owned()),
         // With contacts there is something to do without the registry: they are dialled
         // at their pinned addresses. The registry is retried in the background.
-        Err(CliError::Network(e)) if has_contacts => {
+        Err(StartFailure::Unreachable(e)) if has_contacts => {
             notices.push(format!("! {e}"));
             notices.push(
                 "! retrying the registry in the background; your contacts can be reached meanwhile"
                     .to_owned(),
             );
         }
-        Err(e) => return Err(e),
+        // Someone else holds our nick (or address) at this registry — after it lost its
+        // data, say. That is no reason to stop: contacts are dialled directly.
+        Err(StartFailure::Refused(e)) if has_contacts => {
+            notices.push(format!("! {e}"));
+            notices.push(format!(
+                "! your contacts can still reach you, and you them. If {nick} is yours, someone registered it while the registry could not see you: ask the registry's operator to revoke that binding (p2pchat server --revoke {nick}), or use another registry"
+            ));
+        }
+        Err(StartFailure::Unreachable(e) | StartFailure::Refused(e) | StartFailure::Other(e)) => {
+            return Err(e);
+        }
     }
     progress.done();
     notices.push(format!(
@@ -316,35 +327,54 @@ async fn bind(addr: SocketAddr, mode: TorMode) -> Result<TcpListener, CliError> 
     }
 }
 
+/// Why the first registration did not happen.
+enum StartFailure {
+    /// The registry could not be reached.
+    Unreachable(CliError),
+    /// The registry refused: someone else holds the nick or the onion address.
+    Refused(CliError),
+    /// Anything else.
+    Other(CliError),
+}
+
 /// Waits for the first registration; keeps the other events that arrive meanwhile in
-/// `earlier`. Failing to reach the registry the first time is an error (the usual cause is
-/// configuration); later losses are retried.
+/// `earlier`. Failing the first time is an error for someone without contacts (the usual
+/// cause is configuration, or a nick already taken); later losses are retried.
 async fn wait_registered(
     updates: &p2pchat_async_std::Subscription,
     earlier: &mut Vec<Event>,
     host: &str,
     port: u16,
-) -> Result<(), CliError> {
+) -> Result<(), StartFailure> {
     loop {
         match updates.next_event().await {
             Some(Event::Registered) => return Ok(()),
             Some(Event::RegistrationFailed(e)) => {
-                return Err(CliError::Protocol(format!(
-                    "the registry refused the registration: {e}"
-                )));
+                let error =
+                    CliError::Protocol(format!("the registry refused the registration: {e}"));
+                return Err(match e {
+                    RegisterError::NickReserved | RegisterError::AddressReserved => {
+                        StartFailure::Refused(error)
+                    }
+                    _ => StartFailure::Other(error),
+                });
             }
             Some(Event::RegistryLost { reason, .. }) => {
-                return Err(CliError::Network(format!(
+                return Err(StartFailure::Unreachable(CliError::Network(format!(
                     "could not reach the registry at {host}:{port}: {reason}"
-                )));
+                ))));
             }
             Some(Event::RegistryError(e)) => {
-                return Err(CliError::Protocol(format!(
+                return Err(StartFailure::Other(CliError::Protocol(format!(
                     "the registry closed the connection: {e}"
-                )));
+                ))));
             }
             Some(other) => earlier.push(other),
-            None => return Err(CliError::Network("the peer stopped unexpectedly".into())),
+            None => {
+                return Err(StartFailure::Other(CliError::Network(
+                    "the peer stopped unexpectedly".into(),
+                )));
+            }
         }
     }
 }

@@ -35,6 +35,11 @@ pub struct ServerArgs {
     /// come at once); beyond, clients are told the registry is busy and try again.
     #[arg(long, default_value_t = RegistryConfig::default().registrations_per_second)]
     registrations_per_second: u32,
+    /// Revoke NICK's binding and exit (with the registry stopped): the nick is free again,
+    /// and its onion address can never register here again. For an owner whose onion key
+    /// leaked, or a nick an impostor took while the registry could not see its owner.
+    #[arg(long, value_name = "NICK")]
+    revoke: Vec<String>,
 }
 
 /// Runs the registry until Ctrl-C or SIGTERM.
@@ -55,6 +60,9 @@ async fn serve(
     let (host, port) = split_listen(&args.listen, "--listen")?;
     let listen = loopback_addr(&host, port, "--listen")?;
     let data_dir = crate::paths::data_dir(data_dir)?;
+    if !args.revoke.is_empty() {
+        return revoke(&data_dir, &args.revoke);
+    }
     tor_setup::check_addresses(args.tor.or(file.tor.mode), &file, None)?;
     let mode = tor_setup::choose_mode(args.tor, &file).await?;
     let progress = Progress::new();
@@ -133,6 +141,34 @@ async fn serve(
     task.await;
     say("p2pchat registry stopped");
     drop(tor);
+    Ok(())
+}
+
+/// `--revoke`: each nick's binding goes, and its onion address is refused from now on.
+fn revoke(data_dir: &std::path::Path, nicks: &[String]) -> Result<(), CliError> {
+    let store_path = data_dir.join(p2pchat_async_std::store::REGISTRY_STORE_FILE);
+    if !store_path.exists() {
+        return Err(CliError::Usage(format!(
+            "no registry store at {}: nothing to revoke (is --data-dir right?)",
+            store_path.display()
+        )));
+    }
+    let (mut store, bindings) = p2pchat_async_std::store::RegistryStore::open(&store_path)?;
+    for nick in nicks {
+        let nick = p2pchat_core::nick::Nick::new(nick)
+            .map_err(|e| CliError::Usage(format!("--revoke {nick}: {e}")))?;
+        let Some(binding) = bindings.of_nick(&nick.canonical()).cloned() else {
+            return Err(CliError::Usage(format!(
+                "--revoke {nick}: the registry has no binding for {nick}; nothing was changed"
+            )));
+        };
+        store.apply(&[p2pchat_core::registry::BindingOp::Revoke(nick.clone())])?;
+        say(&format!(
+            "revoked {nick}: {} (key {}) can never register here again; {nick} is free",
+            binding.onion.hostname(),
+            binding.fingerprint
+        ));
+    }
     Ok(())
 }
 

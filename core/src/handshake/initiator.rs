@@ -5,8 +5,8 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::{
-    Established, HandshakeError, INITIATOR_SIGN_CONTEXT, RESPONDER_SIGN_CONTEXT,
-    initiator_transcript, random_32, responder_transcript, signed_message, x25519_shared,
+    HandshakeError, INITIATOR_SIGN_CONTEXT, RESPONDER_SIGN_CONTEXT, initiator_transcript,
+    random_32, responder_transcript, signed_message, x25519_shared,
 };
 use crate::channel::{ChannelCipher, Role};
 use crate::frame::{FrameError, encode_frame};
@@ -75,13 +75,14 @@ impl Initiator {
         &self.expected
     }
 
-    /// Checks the responder's challenge; on success returns the `Finish` frame and the sealed channel.
+    /// Checks the responder's challenge; on success returns the `Finish` frame and the
+    /// sealed channel. The responder's instance arrives later, in its sealed `Accept`.
     pub fn on_challenge(
         self,
         rng: &mut impl CryptoRng,
         identity: &Identity,
         challenge: &Challenge,
-    ) -> Result<(Vec<u8>, Established), HandshakeError> {
+    ) -> Result<(Vec<u8>, ChannelCipher), HandshakeError> {
         let cert = &challenge.body.certificate;
         if cert.onion != self.expected.onion {
             return Err(HandshakeError::BadCertificate(
@@ -91,17 +92,11 @@ impl Initiator {
         if cert.nick != self.expected.nick {
             return Err(HandshakeError::BadCertificate("it names another nick"));
         }
-        if cert.rsa != self.expected.rsa {
-            return Err(HandshakeError::Impersonation {
-                nick: self.expected.nick.clone(),
-                expected: self.expected.rsa.fingerprint(),
-                presented: cert.rsa.fingerprint(),
-            });
-        }
         cert.verify().map_err(|_| {
             HandshakeError::BadCertificate("the onion key's signature does not verify")
         })?;
-
+        // The signature first: a key conflict is recorded only for a responder that
+        // proved it holds the key it presents.
         let challenge_body =
             postcard::to_allocvec(&challenge.body).map_err(|_| HandshakeError::Unexpected)?;
         let th1 = responder_transcript(&self.hello_body, &challenge_body);
@@ -110,6 +105,13 @@ impl Initiator {
             &challenge.signature,
         ) {
             return Err(HandshakeError::BadSignature);
+        }
+        if cert.rsa != self.expected.rsa {
+            return Err(HandshakeError::Impersonation {
+                nick: self.expected.nick.clone(),
+                expected: self.expected.rsa.fingerprint(),
+                presented: cert.rsa.fingerprint(),
+            });
         }
         let dh = Zeroizing::new(x25519_shared(&self.ephemeral, challenge.body.ephemeral)?);
 
@@ -129,12 +131,6 @@ impl Initiator {
         }))
         .map_err(|_| HandshakeError::Crypto)?;
         let cipher = ChannelCipher::derive(Role::Initiator, &th2, &dh, &secret);
-        Ok((
-            frame,
-            Established {
-                cipher,
-                peer_instance: challenge.body.instance,
-            },
-        ))
+        Ok((frame, cipher))
     }
 }

@@ -3,14 +3,17 @@
 //! ```text
 //! initiator                                   responder
 //!   Hello{nonce_i, eph_i, cert_i, port, responder nick, instance_i}  →
-//!                          (verify cert_i; check rsa_i against registry / pinned key)
-//!   ←  Challenge{nonce_r, eph_r, cert_r, instance_r, sig_r(th1)}
-//!   (verify cert_r, rsa_r == expected key for the nick dialed, sig_r)
+//!                          (verify cert_i; the same answer for every claimed nick)
+//!   ←  Challenge{nonce_r, eph_r, cert_r, sig_r(th1)}
+//!   (verify cert_r, sig_r, then rsa_r == expected key for the nick dialed)
 //!   Finish{OAEP_r(secret), sig_i(th2)}  →
-//!                          (verify sig_i, decrypt secret; both derive keys)
-//!   ←  Sealed(Accept | Deny{reason})          (after the user decides)
+//!                          (verify sig_i, decrypt secret; both derive keys; only now
+//!                           check rsa_i against the pinned key or the registry)
+//!   ←  Sealed(Accept{instance_r} | Deny{reason})   (after the user decides)
 //! ```
-//! Both signatures cover both nonces, so nothing recorded can be replayed.
+//! Both signatures cover both nonces, so nothing recorded can be replayed. Each side
+//! compares the other's key with the one it expects only after the other proved it holds
+//! that key: a key conflict is never recorded on someone's word.
 
 mod initiator;
 mod responder;
@@ -67,12 +70,12 @@ pub enum HandshakeError {
     Crypto,
 }
 
-/// The result of a completed handshake on either side.
+/// The result of a completed handshake on the responder's side.
 #[derive(Debug)]
 pub struct Established {
     /// The sealed channel.
     pub cipher: ChannelCipher,
-    /// The peer's chat instance.
+    /// The initiator's chat instance (from its `Hello`).
     pub peer_instance: u64,
 }
 

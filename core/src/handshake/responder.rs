@@ -13,9 +13,10 @@ use crate::frame::encode_frame;
 use crate::identity::{Identity, RsaPublicKey};
 use crate::peer_wire::{Challenge, ChallengeBody, Finish, Hello, PeerFrame};
 
-/// A `Hello` whose certificate verified and which was addressed to us. The initiator's key
-/// has not yet been checked against the registry or a pinned contact: that is
-/// [`Responder::respond`]'s `expected_key`.
+/// A `Hello` whose certificate verified and which was addressed to us. Nothing proves yet
+/// that the initiator holds the RSA key it presents (anyone can copy a certificate), and
+/// its key has not been checked against the registry or a pinned contact: the first is
+/// [`Responder::on_finish`], the second the peer's decision after it.
 #[derive(Debug, Clone)]
 pub struct VerifiedHello {
     /// The decoded hello.
@@ -54,29 +55,22 @@ impl core::fmt::Debug for Responder {
 }
 
 impl Responder {
-    /// Answers a verified hello, once its key matched `expected_key` (registry or pin).
-    /// Returns the state and the `Challenge` frame to send.
+    /// Answers a verified hello with a `Challenge` for the key it presents, whoever the
+    /// initiator claims to be: what the Challenge holds and whether one is sent must not
+    /// depend on whether the claimed nick is a contact, a stranger or blocked (a prober
+    /// would learn which), so that is decided only once [`Responder::on_finish`] proved
+    /// the key. Returns the state and the frame to send.
     pub fn respond(
         rng: &mut impl CryptoRng,
         identity: &Identity,
-        instance: u64,
         hello: &VerifiedHello,
-        expected_key: &RsaPublicKey,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
         let presented = &hello.hello.certificate.rsa;
-        if presented != expected_key {
-            return Err(HandshakeError::Impersonation {
-                nick: hello.hello.certificate.nick.clone(),
-                expected: expected_key.fingerprint(),
-                presented: presented.fingerprint(),
-            });
-        }
         let ephemeral = StaticSecret::from(random_32(rng));
         let body = ChallengeBody {
             nonce: random_32(rng),
             ephemeral: PublicKey::from(&ephemeral).to_bytes(),
             certificate: identity.certificate.clone(),
-            instance,
         };
         let challenge_body = postcard::to_allocvec(&body).map_err(|_| HandshakeError::Crypto)?;
         let th1 = responder_transcript(&hello.body, &challenge_body);
@@ -98,7 +92,8 @@ impl Responder {
         ))
     }
 
-    /// Verifies the initiator's `Finish` and derives the sealed channel.
+    /// Verifies the initiator's `Finish` — its signature over the transcript proves it
+    /// holds the RSA key it presented — and derives the sealed channel.
     pub fn on_finish(
         self,
         rng: &mut impl CryptoRng,

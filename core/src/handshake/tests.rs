@@ -1,4 +1,5 @@
 use super::*;
+use crate::channel::ChannelCipher;
 use crate::frame::{FrameDecoder, decode_body};
 use crate::identity::Identity;
 use crate::peer_wire::{ChannelMessage, PeerFrame, RejectReason};
@@ -41,7 +42,7 @@ fn finish_of(frame: &[u8]) -> crate::peer_wire::Finish {
 }
 
 struct Run {
-    init: Established,
+    init: ChannelCipher,
     resp: Established,
 }
 
@@ -50,7 +51,7 @@ fn full_handshake(alice: &Identity, bob: &Identity, seed: u64) -> Run {
     let (i, hello) = Initiator::start(&mut rng, alice, 9000, 11, expected(bob)).unwrap();
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(bob, body, h).unwrap();
-    let (r, challenge) = Responder::respond(&mut rng, bob, 22, &vh, alice.rsa.public()).unwrap();
+    let (r, challenge) = Responder::respond(&mut rng, bob, &vh).unwrap();
     let (finish, init) = i
         .on_challenge(&mut rng, alice, &challenge_of(&challenge))
         .unwrap();
@@ -63,13 +64,19 @@ fn a_complete_handshake_gives_both_sides_matching_keys() {
     let alice = test_keys::identity(0, "alice");
     let bob = test_keys::identity(1, "bob");
     let mut run = full_handshake(&alice, &bob, 1);
-    assert_eq!(run.init.peer_instance, 22);
     assert_eq!(run.resp.peer_instance, 11);
-    let frame = run.resp.cipher.seal(&ChannelMessage::Accept).unwrap();
+    let frame = run
+        .resp
+        .cipher
+        .seal(&ChannelMessage::Accept { instance: 22 })
+        .unwrap();
     let PeerFrame::Sealed(s) = parse(&frame).1 else {
         panic!()
     };
-    assert_eq!(run.init.cipher.open(&s).unwrap(), ChannelMessage::Accept);
+    assert_eq!(
+        run.init.open(&s).unwrap(),
+        ChannelMessage::Accept { instance: 22 }
+    );
 }
 
 #[test]
@@ -82,7 +89,7 @@ fn initiator_detects_a_responder_with_the_wrong_rsa_key() {
     let (i, hello) = Initiator::start(&mut rng, &alice, 9000, 1, exp).unwrap();
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(&bob, body, h).unwrap();
-    let (_, challenge) = Responder::respond(&mut rng, &bob, 2, &vh, alice.rsa.public()).unwrap();
+    let (_, challenge) = Responder::respond(&mut rng, &bob, &vh).unwrap();
     let err = i
         .on_challenge(&mut rng, &alice, &challenge_of(&challenge))
         .unwrap_err();
@@ -91,15 +98,48 @@ fn initiator_detects_a_responder_with_the_wrong_rsa_key() {
 }
 
 #[test]
-fn responder_detects_an_initiator_whose_key_differs_from_the_registry_record() {
+fn an_initiator_with_a_copied_certificate_is_answered_but_cannot_finish() {
     let alice = test_keys::identity(0, "alice");
     let bob = test_keys::identity(1, "bob");
+    // Mallory presents alice's certificate (public: anyone can copy it) but holds
+    // another RSA key. Her Hello is answered like any other; her Finish cannot prove
+    // the key, so nothing she presented is ever compared with a pin.
+    let mut mallory = Identity::new(alice.nick.clone(), test_keys::rsa(8), test_keys::onion(0));
+    mallory.certificate = alice.certificate.clone();
     let mut rng = test_keys::rng(3);
-    let (_, hello) = Initiator::start(&mut rng, &alice, 9000, 1, expected(&bob)).unwrap();
+    let (i, hello) = Initiator::start(&mut rng, &mallory, 9000, 1, expected(&bob)).unwrap();
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(&bob, body, h).unwrap();
-    let err = Responder::respond(&mut rng, &bob, 2, &vh, test_keys::rsa(7).public()).unwrap_err();
-    assert!(matches!(err, HandshakeError::Impersonation { .. }));
+    let (r, challenge) = Responder::respond(&mut rng, &bob, &vh).unwrap();
+    let (finish, _) = i
+        .on_challenge(&mut rng, &mallory, &challenge_of(&challenge))
+        .unwrap();
+    assert_eq!(
+        r.on_finish(&mut rng, &bob, &finish_of(&finish))
+            .unwrap_err(),
+        HandshakeError::BadSignature
+    );
+}
+
+#[test]
+fn a_challenge_reveals_nothing_of_the_responders_state() {
+    // Two Hellos claiming the same nick get Challenges that differ only in fresh values:
+    // no instance, nothing stable a prober could compare.
+    let alice = test_keys::identity(0, "alice");
+    let bob = test_keys::identity(1, "bob");
+    let mut rng = test_keys::rng(5);
+    let bodies: Vec<_> = (0..2)
+        .map(|_| {
+            let (_, hello) = Initiator::start(&mut rng, &alice, 9000, 1, expected(&bob)).unwrap();
+            let (body, h) = hello_of(&hello);
+            let vh = VerifiedHello::check(&bob, body, h).unwrap();
+            let (_, challenge) = Responder::respond(&mut rng, &bob, &vh).unwrap();
+            challenge_of(&challenge).body
+        })
+        .collect();
+    assert_eq!(bodies[0].certificate, bodies[1].certificate);
+    assert_ne!(bodies[0].nonce, bodies[1].nonce);
+    assert_ne!(bodies[0].ephemeral, bodies[1].ephemeral);
 }
 
 #[test]
@@ -139,13 +179,13 @@ fn a_recorded_initiator_handshake_replayed_later_fails() {
     let (i, hello) = Initiator::start(&mut rng, &alice, 9000, 1, expected(&bob)).unwrap();
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(&bob, body.clone(), h.clone()).unwrap();
-    let (_, challenge) = Responder::respond(&mut rng, &bob, 2, &vh, alice.rsa.public()).unwrap();
+    let (_, challenge) = Responder::respond(&mut rng, &bob, &vh).unwrap();
     let (finish, _) = i
         .on_challenge(&mut rng, &alice, &challenge_of(&challenge))
         .unwrap();
     // Replay Hello and Finish to a fresh responder: its new nonce breaks the signature.
     let vh = VerifiedHello::check(&bob, body, h).unwrap();
-    let (r, _) = Responder::respond(&mut rng, &bob, 3, &vh, alice.rsa.public()).unwrap();
+    let (r, _) = Responder::respond(&mut rng, &bob, &vh).unwrap();
     assert_eq!(
         r.on_finish(&mut rng, &bob, &finish_of(&finish))
             .unwrap_err(),
@@ -161,7 +201,7 @@ fn a_recorded_challenge_replayed_to_a_new_initiator_fails() {
     let (_, hello) = Initiator::start(&mut rng, &alice, 9000, 1, expected(&bob)).unwrap();
     let (body, h) = hello_of(&hello);
     let vh = VerifiedHello::check(&bob, body, h).unwrap();
-    let (_, challenge) = Responder::respond(&mut rng, &bob, 2, &vh, alice.rsa.public()).unwrap();
+    let (_, challenge) = Responder::respond(&mut rng, &bob, &vh).unwrap();
     let (i2, _) = Initiator::start(&mut rng, &alice, 9000, 1, expected(&bob)).unwrap();
     assert_eq!(
         i2.on_challenge(&mut rng, &alice, &challenge_of(&challenge))
@@ -179,5 +219,5 @@ fn works_with_a_3072_bit_responder_key() {
         test_keys::onion(1),
     );
     let run = full_handshake(&alice, &bob, 8);
-    assert_eq!(run.init.peer_instance, 22);
+    assert_eq!(run.resp.peer_instance, 11);
 }

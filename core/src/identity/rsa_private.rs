@@ -85,9 +85,14 @@ fn blinded_private_op(
     let factors = blinding.next(key, rng)?;
     let blinded =
         Zeroizing::new((BoxedMontyForm::new(c.clone(), params) * &factors.r_to_e).retrieve());
-    let blinded_result = rsa::hazmat::rsa_decrypt_and_check(key, None::<&mut NeverUsed>, &blinded)
-        .map_err(|_| RsaKeyError::Operation)?;
-    Ok((BoxedMontyForm::new(blinded_result, params) * &factors.r_inverse).retrieve())
+    // m·r, and its Montgomery form, are as secret as m: wiped when dropped.
+    let blinded_result = Zeroizing::new(
+        rsa::hazmat::rsa_decrypt_and_check(key, None::<&mut NeverUsed>, &blinded)
+            .map_err(|_| RsaKeyError::Operation)?,
+    );
+    let form = Zeroizing::new(BoxedMontyForm::new((*blinded_result).clone(), params));
+    let product = Zeroizing::new(&*form * &factors.r_inverse);
+    Ok(product.retrieve())
 }
 
 /// The generator type named for the crate's call without one (`None` is passed).

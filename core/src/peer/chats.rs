@@ -17,7 +17,7 @@ impl Peer {
     /// asking to chat with us right now, this accepts that request instead.
     pub fn connect(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
         self.now = now;
-        self.check_can_reach(nick)?;
+        self.check_can_write(nick)?;
         if let Some(chat) = self.chats.get(nick) {
             return match chat.state {
                 ChatState::Retrying { .. } => self.retry_now(now, nick),
@@ -50,7 +50,9 @@ impl Peer {
         Ok(())
     }
 
-    /// Why nothing may be written to `nick` now, if so.
+    /// Why we cannot write to (or reach out to) `nick` now, if so. A key conflict stops
+    /// nothing: we dial and authenticate only the key we expect, so a key presented by
+    /// someone else gains them nothing.
     pub(super) fn check_can_write(&self, nick: &Nick) -> Result<(), CommandError> {
         if self.shutdown.is_some() || self.done {
             return Err(CommandError::ShuttingDown);
@@ -60,18 +62,6 @@ impl Peer {
         }
         if self.state.contacts.get(nick).is_some_and(|c| c.blocked) {
             return Err(CommandError::Blocked(nick.clone()));
-        }
-        Ok(())
-    }
-
-    /// Why we cannot reach out to `nick` now, if so: what stops writing, or a changed key
-    /// the user has not checked while no certificate of `nick` is pinned (a message may
-    /// still be written; it waits). With a pinned certificate we dial and authenticate
-    /// only that key, so a key presented by someone else stops nothing.
-    pub(super) fn check_can_reach(&self, nick: &Nick) -> Result<(), CommandError> {
-        self.check_can_write(nick)?;
-        if !self.is_pinned(nick) && self.status.get(nick).is_some_and(|s| s.conflict.is_some()) {
-            return Err(CommandError::KeyChanged(nick.clone()));
         }
         Ok(())
     }
@@ -203,7 +193,7 @@ impl Peer {
             }
             Some(_) => Ok(()),
             None if self.state.queued_len(nick) > 0 => {
-                self.check_can_reach(nick)?;
+                self.check_can_write(nick)?;
                 self.deliver_now(nick);
                 Ok(())
             }
@@ -296,7 +286,8 @@ impl Peer {
         if let Some(ContactKey::Fingerprint(fingerprint)) = expected
             && fingerprint != record.certificate.rsa.fingerprint()
         {
-            self.key_conflict(nick, fingerprint, record.certificate.clone(), record.port);
+            // The registry's word is no proof (nobody showed it holds that key): the
+            // attempt fails, and no conflict is recorded. Deliveries are tried again later.
             let failure = ChatFailure::BadRecord {
                 nick: nick.clone(),
                 why: "the key you pinned",

@@ -4,9 +4,11 @@ use super::{ChatFailure, ChatState, CloseReason, ConnectionLost, Event, Input, O
 use crate::channel::ChannelCipher;
 use crate::conn::ConnId;
 use crate::frame::{FrameDecoder, decode_body, encode_frame};
-use crate::handshake::{ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello};
+use crate::handshake::{
+    Established, ExpectedPeer, HandshakeError, Initiator, Responder, VerifiedHello,
+};
 use crate::peer::AcceptPolicy;
-use crate::peer::durable::{ContactKey, ContactRecord, StoreOp};
+use crate::peer::durable::{ContactKey, StoreOp};
 use crate::peer::lookups::LookupPlan;
 use crate::peer::mailbox::Receipt;
 use crate::peer::registry_link::Pending;
@@ -22,13 +24,16 @@ pub(super) enum Stage {
     /// Outbound, `Hello` sent.
     AwaitChallenge(Initiator),
     /// Outbound, `Finish` sent; waiting for the peer's user.
-    AwaitDecision(ChannelCipher, u64),
+    AwaitDecision(ChannelCipher),
     /// Inbound, nothing received yet.
     AwaitHello,
-    /// Inbound, waiting for the registry record of the claimed nick.
-    AwaitLookup(Box<VerifiedHello>),
     /// Inbound, `Challenge` sent.
     AwaitFinish(Responder, Box<VerifiedHello>),
+    /// Inbound, authenticated, waiting for the registry record of the claimed nick.
+    AwaitLookup {
+        established: Established,
+        hello: Box<VerifiedHello>,
+    },
     /// Inbound, authenticated, waiting for our user's decision.
     AwaitUser {
         request: u64,
@@ -38,17 +43,6 @@ pub(super) enum Stage {
     },
     /// Messages flow.
     Established(ChannelCipher),
-}
-
-/// The chat instance a responder announced: the peer scopes our message ids to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Announced {
-    /// No chat existed: a fresh instance, which the chat created on acceptance adopts.
-    Fresh(u64),
-    /// The instance of the chat that existed then. If that chat ends before the handshake
-    /// completes, the connection must not serve a later chat: that chat's ids restart, and
-    /// the peer, still holding this instance, would take them for duplicates.
-    Existing(u64),
 }
 
 /// One peer connection.
@@ -62,8 +56,6 @@ pub(super) struct Conn {
     keepalive_at: Option<Instant>,
     /// The chat this connection serves, once known.
     pub(super) nick: Option<crate::nick::Nick>,
-    /// The chat instance we announced in our `Challenge` on an inbound connection.
-    announced: Option<Announced>,
     /// Messages arrived that are not yet acknowledged.
     ack_due: bool,
     /// The port we dialled (outbound only).
@@ -79,7 +71,6 @@ impl Conn {
             deadline,
             keepalive_at: None,
             nick: None,
-            announced: None,
             ack_due: false,
             dialled_port: None,
         }
@@ -93,7 +84,6 @@ impl Conn {
             stage: Stage::Dialing(expected),
             deadline,
             keepalive_at: None,
-            announced: None,
             ack_due: false,
             dialled_port: Some(port),
         }
@@ -105,11 +95,7 @@ impl Conn {
 
     /// Inbound, and the peer has not proved who it is yet.
     pub(super) fn is_unauthenticated_inbound(&self) -> bool {
-        !self.outbound
-            && matches!(
-                self.stage,
-                Stage::AwaitHello | Stage::AwaitLookup(_) | Stage::AwaitFinish(..)
-            )
+        !self.outbound && matches!(self.stage, Stage::AwaitHello | Stage::AwaitFinish(..))
     }
 
     pub(super) fn is_dialing(&self) -> bool {
@@ -221,8 +207,8 @@ impl Peer {
             }
             (Stage::AwaitChallenge(initiator), PeerFrame::Challenge(challenge)) => {
                 match initiator.on_challenge(&mut self.rng, &self.identity, &challenge) {
-                    Ok((finish, est)) => {
-                        self.set_stage(conn, Stage::AwaitDecision(est.cipher, est.peer_instance));
+                    Ok((finish, cipher)) => {
+                        self.set_stage(conn, Stage::AwaitDecision(cipher));
                         // The peer's user may take as long as their decision timeout.
                         let wait = self.config.decision_timeout + self.config.handshake_timeout;
                         if let Some(c) = self.conns.get_mut(&conn) {
@@ -245,9 +231,11 @@ impl Peer {
             (Stage::AwaitChallenge(_) | Stage::AwaitDecision(..), PeerFrame::Reject(reason)) => {
                 self.handshake_failed(conn, HandshakeError::Rejected(reason))
             }
-            (Stage::AwaitDecision(mut cipher, peer_instance), PeerFrame::Sealed(sealed)) => {
+            (Stage::AwaitDecision(mut cipher), PeerFrame::Sealed(sealed)) => {
                 match cipher.open(&sealed) {
-                    Ok(ChannelMessage::Accept) => {
+                    Ok(ChannelMessage::Accept {
+                        instance: peer_instance,
+                    }) => {
                         self.set_stage(conn, Stage::Established(cipher));
                         self.chat_connected(conn, peer_instance);
                     }
@@ -289,6 +277,12 @@ impl Peer {
         self.conns.get(&conn).and_then(|c| c.nick.clone())
     }
 
+    /// A `Hello`: answered with a signed `Challenge` if it is addressed to us, its
+    /// certificate verifies and the signing budget allows, whoever it claims to be. Who the
+    /// claimed nick is to us (contact, stranger, blocked) is looked at only once the
+    /// initiator proved its key ([`Peer::authenticated`]): before that, every nick gets the
+    /// same answers, so a prober learns nothing of our contacts and cannot record a key
+    /// conflict on its word.
     fn on_hello(&mut self, conn: ConnId, body: Vec<u8>, hello: crate::peer_wire::Hello) {
         if self.shutdown.is_some() {
             return self.reject(conn, RejectReason::ShuttingDown, None);
@@ -302,121 +296,17 @@ impl Peer {
         if nick == self.identity.nick {
             return self.reject(conn, RejectReason::ProtocolViolation, None);
         }
+        if !self.challenges.allow(self.now, &nick) {
+            return self.reject(conn, RejectReason::Busy, None);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.nick = Some(nick.clone());
             c.deadline = self.now + self.config.handshake_timeout;
         }
-        let chat = self.chats.get(&nick);
-        let new_contact = !self.state.contacts.contains_key(&nick);
-        if chat.is_none() && self.chats.len() >= self.config.max_chats
-            || new_contact && self.state.contacts.len() >= self.config.max_contacts
-        {
-            return self.reject(conn, RejectReason::Busy, None);
-        }
-        // Simultaneous dials: the connection dialed by the smaller onion address wins.
-        let ours_wins = self.identity.address() < hello.hello.certificate.onion;
-        let existing_is_ours = chat
-            .and_then(|c| c.conn)
-            .and_then(|e| self.conns.get(&e))
-            .is_some_and(|e| e.outbound);
-        if existing_is_ours && ours_wins {
-            return self.reject(conn, RejectReason::Simultaneous, None);
-        }
-        // The key to check: the contact's pinned key, or the registry's record.
-        let presented = hello.hello.certificate.clone();
-        let contact = self.state.contacts.get(&nick);
-        if contact.is_some_and(|c| c.blocked) {
-            return self.reject(conn, RejectReason::Refused, None);
-        }
-        match contact.map(|c| c.key.clone()) {
-            Some(ContactKey::Pinned { certificate, .. })
-                if certificate.rsa == presented.rsa && certificate.onion == presented.onion =>
-            {
-                self.respond(conn, hello, &presented.rsa)
-            }
-            Some(ContactKey::Fingerprint(f)) if f == presented.rsa.fingerprint() => {
-                self.respond(conn, hello, &presented.rsa)
-            }
-            Some(key @ (ContactKey::Pinned { .. } | ContactKey::Fingerprint(_))) => {
-                let pinned = key.fingerprint().unwrap_or(presented.rsa.fingerprint());
-                let port = hello.hello.port;
-                self.key_conflict(&nick, pinned, presented.clone(), port);
-                let e = HandshakeError::Impersonation {
-                    nick: nick.clone(),
-                    expected: pinned,
-                    presented: presented.rsa.fingerprint(),
-                };
-                self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)))
-            }
-            Some(ContactKey::Unknown) | None => {
-                self.set_stage(conn, Stage::AwaitLookup(Box::new(hello)));
-                match self.inbound_lookups.plan(self.now, &nick, conn) {
-                    LookupPlan::Cached(record) => self.incoming_lookup_answered(conn, record),
-                    LookupPlan::Joined => {}
-                    LookupPlan::Send => self.lookup(&nick, Pending::Incoming(nick.clone())),
-                    LookupPlan::Refuse => self.reject(conn, RejectReason::Busy, None),
-                }
-            }
-        }
-    }
-
-    pub(super) fn incoming_lookup_answered(&mut self, conn: ConnId, record: Option<UserRecord>) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let Stage::AwaitLookup(hello) = std::mem::replace(&mut c.stage, Stage::AwaitHello) else {
-            return;
-        };
-        let claimed = &hello.hello.certificate;
-        let Some(record) = record else {
-            return self.reject(conn, RejectReason::UnknownInitiator, None);
-        };
-        if record.certificate.onion != claimed.onion && record.certificate.rsa == claimed.rsa {
-            let e = HandshakeError::BadCertificate(
-                "the registry lists another onion address for this nick",
-            );
-            return self.reject(
-                conn,
-                RejectReason::KeyMismatch,
-                Some((Some(claimed.nick.clone()), e)),
-            );
-        }
-        let key = record.certificate.rsa.clone();
-        self.respond(conn, *hello, &key);
-    }
-
-    pub(super) fn incoming_registry_unavailable(&mut self, conn: ConnId) {
-        if self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| matches!(c.stage, Stage::AwaitLookup(_)))
-        {
-            self.reject(conn, RejectReason::RegistryUnavailable, None);
-        }
-    }
-
-    fn respond(
-        &mut self,
-        conn: ConnId,
-        hello: VerifiedHello,
-        expected: &crate::identity::RsaPublicKey,
-    ) {
-        let nick = hello.hello.certificate.nick.clone();
-        let announced = match self.state.contacts.get(&nick) {
-            Some(contact) => Announced::Existing(contact.our_instance),
-            None => Announced::Fresh(self.fresh_u64()),
-        };
-        let (Announced::Existing(instance) | Announced::Fresh(instance)) = announced;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.announced = Some(announced);
-        }
-        match Responder::respond(&mut self.rng, &self.identity, instance, &hello, expected) {
+        match Responder::respond(&mut self.rng, &self.identity, &hello) {
             Ok((responder, challenge)) => {
                 self.set_stage(conn, Stage::AwaitFinish(responder, Box::new(hello)));
                 self.transmit(conn, challenge);
-            }
-            Err(e @ HandshakeError::Impersonation { .. }) => {
-                self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)))
             }
             Err(e) => self.reject(conn, RejectReason::BadProof, Some((Some(nick), e))),
         }
@@ -430,13 +320,143 @@ impl Peer {
         finish: &crate::peer_wire::Finish,
     ) {
         let nick = hello.hello.certificate.nick.clone();
-        let est = match responder.on_finish(&mut self.rng, &self.identity, finish) {
-            Ok(est) => est,
-            Err(e) => return self.reject(conn, RejectReason::BadProof, Some((Some(nick), e))),
-        };
-        if !self.announced_instance_holds(conn, &nick) {
-            return self.conn_lost(conn, ConnectionLost::Superseded, true);
+        match responder.on_finish(&mut self.rng, &self.identity, finish) {
+            Ok(est) => self.authenticated(conn, est, hello),
+            Err(e) => self.reject(conn, RejectReason::BadProof, Some((Some(nick), e))),
         }
+    }
+
+    /// The initiator proved it holds the key it presented: now its claim is checked
+    /// against what we know of the nick, in this order — a pinned key (a different one is
+    /// a key conflict, recorded because it is proven), a block, our limits, and for a
+    /// stranger the registry's record.
+    fn authenticated(&mut self, conn: ConnId, est: Established, hello: VerifiedHello) {
+        if self.shutdown.is_some() {
+            return self.reject(conn, RejectReason::ShuttingDown, None);
+        }
+        let presented = hello.hello.certificate.clone();
+        let nick = presented.nick.clone();
+        let contact = self.state.contacts.get(&nick);
+        let blocked = contact.is_some_and(|c| c.blocked);
+        match contact.map(|c| c.key.clone()) {
+            Some(ContactKey::Pinned { certificate, .. })
+                if certificate.rsa == presented.rsa && certificate.onion == presented.onion => {}
+            Some(ContactKey::Fingerprint(f)) if f == presented.rsa.fingerprint() => {}
+            Some(key @ (ContactKey::Pinned { .. } | ContactKey::Fingerprint(_))) => {
+                let pinned = key.fingerprint().unwrap_or(presented.rsa.fingerprint());
+                self.key_conflict(&nick, pinned, presented.clone(), hello.hello.port);
+                let e = HandshakeError::Impersonation {
+                    nick: nick.clone(),
+                    expected: pinned,
+                    presented: presented.rsa.fingerprint(),
+                };
+                return self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)));
+            }
+            Some(ContactKey::Unknown) | None => {}
+        }
+        if blocked {
+            return self.reject(conn, RejectReason::Refused, None);
+        }
+        let chat = self.chats.get(&nick);
+        let new_contact = contact.is_none();
+        if chat.is_none() && self.chats.len() >= self.config.max_chats
+            || new_contact && self.state.contacts.len() >= self.config.max_contacts
+        {
+            return self.reject(conn, RejectReason::Busy, None);
+        }
+        // Simultaneous dials: the connection dialed by the smaller onion address wins.
+        let ours_wins = self.identity.address() < presented.onion;
+        let existing_is_ours = chat
+            .and_then(|c| c.conn)
+            .and_then(|e| self.conns.get(&e))
+            .is_some_and(|e| e.outbound);
+        if existing_is_ours && ours_wins {
+            return self.reject(conn, RejectReason::Simultaneous, None);
+        }
+        if self.is_pinned(&nick) || self.key_given(&nick) {
+            return self.decide(conn, est, hello);
+        }
+        // A stranger (or a contact whose key we never learnt): the registry must list
+        // this key for the nick.
+        self.set_stage(
+            conn,
+            Stage::AwaitLookup {
+                established: est,
+                hello: Box::new(hello),
+            },
+        );
+        match self.inbound_lookups.plan(self.now, &nick, conn) {
+            LookupPlan::Cached(record) => self.incoming_lookup_answered(conn, record),
+            LookupPlan::Joined => {}
+            LookupPlan::Send => self.lookup(&nick, Pending::Incoming(nick.clone())),
+            LookupPlan::Refuse => self.reject(conn, RejectReason::Busy, None),
+        }
+    }
+
+    /// Whether the user gave `nick`'s fingerprint (and the initiator presented it).
+    fn key_given(&self, nick: &crate::nick::Nick) -> bool {
+        self.state
+            .contacts
+            .get(nick)
+            .is_some_and(|c| matches!(c.key, ContactKey::Fingerprint(_)))
+    }
+
+    pub(super) fn incoming_lookup_answered(&mut self, conn: ConnId, record: Option<UserRecord>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Stage::AwaitLookup { established, hello } =
+            std::mem::replace(&mut c.stage, Stage::AwaitHello)
+        else {
+            debug_assert!(
+                false,
+                "a lookup answered for a connection not waiting on one"
+            );
+            return;
+        };
+        let claimed = hello.hello.certificate.clone();
+        let Some(record) = record else {
+            return self.reject(conn, RejectReason::UnknownInitiator, None);
+        };
+        if record.certificate.rsa != claimed.rsa {
+            let e = HandshakeError::Impersonation {
+                nick: claimed.nick.clone(),
+                expected: record.certificate.rsa.fingerprint(),
+                presented: claimed.rsa.fingerprint(),
+            };
+            return self.reject(
+                conn,
+                RejectReason::KeyMismatch,
+                Some((Some(claimed.nick), e)),
+            );
+        }
+        if record.certificate.onion != claimed.onion {
+            let e = HandshakeError::BadCertificate(
+                "the registry lists another onion address for this nick",
+            );
+            return self.reject(
+                conn,
+                RejectReason::KeyMismatch,
+                Some((Some(claimed.nick), e)),
+            );
+        }
+        self.decide(conn, established, *hello);
+    }
+
+    pub(super) fn incoming_registry_unavailable(&mut self, conn: ConnId) {
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.stage, Stage::AwaitLookup { .. }))
+        {
+            self.reject(conn, RejectReason::RegistryUnavailable, None);
+        }
+    }
+
+    /// An authenticated initiator whose key is the one we expect: accept (a contact, an
+    /// open chat, or the policy says so), deny, or ask the user.
+    fn decide(&mut self, conn: ConnId, est: Established, hello: VerifiedHello) {
+        let nick = hello.hello.certificate.nick.clone();
         let contact = self.state.contacts.get(&nick);
         if self.chats.contains_key(&nick) || contact.is_some_and(|c| !c.blocked) {
             // A contact (or an open chat) reconnecting: accept without asking again.
@@ -458,7 +478,6 @@ impl Peer {
             AcceptPolicy::Ask => {
                 // One pending request per nick: an older one from the same (authenticated)
                 // peer is stale, its connection given up on.
-                let nick = hello.hello.certificate.nick.clone();
                 let stale: Vec<ConnId> = self
                     .conns
                     .iter()
@@ -495,23 +514,9 @@ impl Peer {
         }
     }
 
-    /// Whether the instance announced on inbound `conn` is still the one our ids towards
-    /// `nick` are scoped to: the contact it was announced for still exists with it, or no
-    /// contact did and none does yet (a fresh instance is adopted on acceptance).
-    fn announced_instance_holds(&self, conn: ConnId, nick: &crate::nick::Nick) -> bool {
-        let announced = self.conns.get(&conn).and_then(|c| c.announced);
-        let current = self.state.contacts.get(nick).map(|c| c.our_instance);
-        match announced {
-            Some(Announced::Existing(instance)) => current == Some(instance),
-            Some(Announced::Fresh(instance)) => current.is_none_or(|c| c == instance),
-            None => {
-                debug_assert!(false, "an inbound connection finished without a Challenge");
-                false
-            }
-        }
-    }
-
-    /// Makes an authenticated inbound connection the chat's connection and says `Accept`.
+    /// Makes an authenticated inbound connection the chat's connection and says `Accept`
+    /// with the instance our ids towards the initiator are scoped to: the contact's, read
+    /// now, so it is always the one the ids we send next belong to.
     pub(super) fn accept_connection(
         &mut self,
         conn: ConnId,
@@ -521,17 +526,11 @@ impl Peer {
     ) {
         let cert = hello.hello.certificate.clone();
         let nick = cert.nick.clone();
-        if !self.announced_instance_holds(conn, &nick) {
-            return self.conn_lost(conn, ConnectionLost::Superseded, true);
-        }
-        // The peer scopes our message ids to the instance we announced in the handshake:
-        // a new contact takes it as its own.
-        if !self.state.contacts.contains_key(&nick)
-            && let Some(Announced::Fresh(instance)) =
-                self.conns.get(&conn).and_then(|c| c.announced)
-        {
-            self.store(StoreOp::Contact(ContactRecord::new(nick.clone(), instance)));
-        }
+        self.ensure_contact(&nick);
+        let Some(instance) = self.state.contacts.get(&nick).map(|c| c.our_instance) else {
+            debug_assert!(false, "{nick} is a contact: ensure_contact made it one");
+            return self.drop_conn(conn);
+        };
         // Trust on first use: the key of a request we accept is pinned.
         self.pin(&nick, cert, hello.hello.port);
         self.ensure_chat(&nick);
@@ -544,7 +543,7 @@ impl Peer {
         {
             self.drop_conn(old);
         }
-        match cipher.seal(&ChannelMessage::Accept) {
+        match cipher.seal(&ChannelMessage::Accept { instance }) {
             Ok(frame) => self.transmit(conn, frame),
             Err(e) => return self.conn_lost(conn, ConnectionLost::Channel(e), true),
         }
@@ -689,7 +688,7 @@ impl Peer {
                 self.seal_on(conn, &ChannelMessage::Pong);
             }
             ChannelMessage::Pong => {}
-            ChannelMessage::Accept | ChannelMessage::Deny { .. } => self.conn_lost(
+            ChannelMessage::Accept { .. } | ChannelMessage::Deny { .. } => self.conn_lost(
                 conn,
                 ConnectionLost::Protocol("accept or deny after acceptance"),
                 true,

@@ -3,23 +3,19 @@
 
 use core::time::Duration;
 
-use super::durable::{ContactKey, ContactRecord, Outcome, StoreOp, WallTime};
+use super::durable::{ContactKey, ContactRecord, KeyConflict, Outcome, StoreOp, WallTime};
 use super::{ChatState, CommandError, Event, Peer};
 use crate::identity::{Fingerprint, KeyBindingCertificate};
 use crate::nick::Nick;
 use crate::registry::UserRecord;
 use crate::time::Instant;
 
-/// A key presented for a contact that is not the pinned one. Nothing is sent to it, and no
-/// chat with the contact opens, until the user checks it (`verify`) or re-trusts (`trust`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyConflict {
-    /// The fingerprint we expected.
-    pub pinned: Fingerprint,
-    /// The fingerprint presented.
-    pub presented: Fingerprint,
-    /// The presented certificate and port, when we saw them (a handshake or a record).
-    pub certificate: Option<(KeyBindingCertificate, u16)>,
+/// The key a conflict presented, to pin in place of the old one.
+fn presented_key(conflict: KeyConflict) -> ContactKey {
+    match conflict.certificate {
+        Some((certificate, port)) => ContactKey::Pinned { certificate, port },
+        None => ContactKey::Fingerprint(conflict.presented),
+    }
 }
 
 /// What is known of a contact besides what is stored.
@@ -30,7 +26,6 @@ pub(super) struct ContactStatus {
     /// The next delivery attempt for queued messages, and attempts so far.
     pub(super) next_delivery: Option<Instant>,
     pub(super) delivery_attempts: u32,
-    pub(super) conflict: Option<KeyConflict>,
     /// A port the registry says the contact listens on now, not the pinned one: dialled
     /// until an attempt fails, pinned once their key answers there.
     pub(super) port_hint: Option<u16>,
@@ -66,7 +61,7 @@ pub struct ContactView {
     pub unread: usize,
     /// When queued messages are next tried (if no chat is open).
     pub next_delivery: Option<Instant>,
-    /// A different key was presented and refused.
+    /// A different key was presented, proven, and refused.
     pub conflict: Option<KeyConflict>,
     /// The chat's state, if one is open.
     pub chat: Option<ChatState>,
@@ -98,7 +93,7 @@ impl Peer {
             queued: self.state.queued_len(&c.nick),
             unread: self.unread.get(&c.nick).copied().unwrap_or(0),
             next_delivery: status.and_then(|s| s.next_delivery),
-            conflict: status.and_then(|s| s.conflict.clone()),
+            conflict: c.conflict.as_deref().cloned(),
             chat: self.chats.get(&c.nick).map(|chat| chat.state.clone()),
         }
     }
@@ -121,9 +116,9 @@ impl Peer {
         self.store(StoreOp::Contact(record));
     }
 
-    /// Accepts the key presented for `nick` if its fingerprint is `fingerprint` (compared
-    /// out of band), and marks the contact verified. Without a conflict, verifies the
-    /// pinned key.
+    /// The user compared `fingerprint` with `nick` out of band: the contact is verified
+    /// with that key. Under a key conflict it may name either key: the pinned one (which
+    /// stays, and the conflict is cleared) or the one presented (which replaces it).
     pub fn verify(
         &mut self,
         now: Instant,
@@ -132,14 +127,9 @@ impl Peer {
     ) -> Result<(), CommandError> {
         self.now = now;
         let mut record = self.contact_record(nick)?;
-        let conflict = self.status.get(nick).and_then(|s| s.conflict.clone());
-        match conflict {
-            Some(c) if c.presented == fingerprint => {
-                record.key = match c.certificate {
-                    Some((certificate, port)) => ContactKey::Pinned { certificate, port },
-                    None => ContactKey::Fingerprint(fingerprint),
-                };
-            }
+        match record.conflict.take() {
+            Some(c) if c.presented == fingerprint => record.key = presented_key(*c),
+            Some(c) if c.pinned == fingerprint => {}
             Some(_) => return Err(CommandError::FingerprintMismatch(nick.clone())),
             None if record.key.fingerprint() == Some(fingerprint) => {}
             None => return Err(CommandError::FingerprintMismatch(nick.clone())),
@@ -150,17 +140,26 @@ impl Peer {
         Ok(())
     }
 
-    /// Trusts `nick` again without checking: the key presented last (if a conflict holds
-    /// it), or else whatever key the registry lists next, is pinned.
-    pub fn trust(&mut self, now: Instant, nick: &Nick) -> Result<(), CommandError> {
+    /// Settles a key conflict without an out-of-band check: the user names the key to keep
+    /// (`fingerprint`), the pinned one or the one presented. Nothing is trusted blindly: a
+    /// contact whose key has not changed is refused, and so is any other fingerprint.
+    pub fn trust(
+        &mut self,
+        now: Instant,
+        nick: &Nick,
+        fingerprint: Fingerprint,
+    ) -> Result<(), CommandError> {
         self.now = now;
         let mut record = self.contact_record(nick)?;
-        let conflict = self.status.get_mut(nick).and_then(|s| s.conflict.take());
-        record.key = match conflict.and_then(|c| c.certificate) {
-            Some((certificate, port)) => ContactKey::Pinned { certificate, port },
-            None => ContactKey::Unknown,
-        };
-        record.verified = false;
+        match record.conflict.take() {
+            None => return Err(CommandError::KeyNotChanged(nick.clone())),
+            Some(c) if c.presented == fingerprint => {
+                record.key = presented_key(*c);
+                record.verified = false;
+            }
+            Some(c) if c.pinned == fingerprint => {}
+            Some(_) => return Err(CommandError::FingerprintMismatch(nick.clone())),
+        }
         self.store(StoreOp::Contact(record));
         self.conflict_resolved(nick);
         Ok(())
@@ -292,30 +291,32 @@ impl Peer {
         self.record_conflict(nick, conflict);
     }
 
+    /// Records a proven key conflict for contact `nick` (kept with the contact). Deliveries
+    /// go on: an outbound handshake reaches only the pinned key, so whoever presented the
+    /// other one gains nothing from them, and cannot stop them either.
     pub(super) fn record_conflict(&mut self, nick: &Nick, conflict: KeyConflict) {
-        let status = self.status.entry(nick.clone()).or_default();
-        let known = status
+        let Some(mut record) = self.state.contacts.get(nick).cloned() else {
+            debug_assert!(false, "a key conflict for {nick}, who is not a contact");
+            return;
+        };
+        let known = record
             .conflict
             .as_ref()
             .is_some_and(|c| c.presented == conflict.presented);
-        // With a pinned certificate, deliveries go on: they reach only the pinned key, so
-        // whoever presented the other one gains nothing, and cannot stop them either.
-        if !self.is_pinned(nick)
-            && let Some(status) = self.status.get_mut(nick)
-        {
-            status.next_delivery = None;
-        }
         if known && conflict.certificate.is_none() {
             return;
         }
-        let status = self.status.entry(nick.clone()).or_default();
-        status.conflict = Some(conflict.clone());
+        let event = Event::KeyChanged {
+            nick: nick.clone(),
+            pinned: conflict.pinned,
+            presented: conflict.presented,
+        };
+        if record.conflict.as_deref() != Some(&conflict) {
+            record.conflict = Some(Box::new(conflict));
+            self.store(StoreOp::Contact(record));
+        }
         if !known {
-            self.emit(Event::KeyChanged {
-                nick: nick.clone(),
-                pinned: conflict.pinned,
-                presented: conflict.presented,
-            });
+            self.emit(event);
         }
     }
 
@@ -329,9 +330,6 @@ impl Peer {
     }
 
     fn conflict_resolved(&mut self, nick: &Nick) {
-        if let Some(s) = self.status.get_mut(nick) {
-            s.conflict = None;
-        }
         if self.state.queued_len(nick) > 0 {
             self.deliver_now(nick);
         }
@@ -444,7 +442,7 @@ impl Peer {
         if !self.state.contacts.contains_key(nick) {
             return Err(CommandError::NoContact(nick.clone()));
         }
-        self.check_can_reach(nick)
+        self.check_can_write(nick)
     }
 
     /// A copy of `nick`'s record, to change and store.

@@ -58,6 +58,20 @@ impl ContactKey {
     }
 }
 
+/// A key presented for a contact that is not the pinned one, by someone who proved they
+/// hold it. It is refused, and shown, until the user checks it (`verify`) or accepts one of
+/// the two fingerprints by name (`trust`); it is kept with the contact, so the warning
+/// survives a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyConflict {
+    /// The fingerprint we expected.
+    pub pinned: Fingerprint,
+    /// The fingerprint presented.
+    pub presented: Fingerprint,
+    /// The presented certificate and port, when we saw them (an inbound handshake).
+    pub certificate: Option<(KeyBindingCertificate, u16)>,
+}
+
 /// One contact, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactRecord {
@@ -78,6 +92,9 @@ pub struct ContactRecord {
     pub peer_instance: Option<u64>,
     /// The highest id of theirs we stored (and showed) within `peer_instance`.
     pub received_upto: u64,
+    /// A proven key other than the pinned one, not yet settled by the user (boxed: it is
+    /// rare, and holds a whole certificate).
+    pub conflict: Option<Box<KeyConflict>>,
 }
 
 impl ContactRecord {
@@ -92,6 +109,7 @@ impl ContactRecord {
             next_id: 1,
             peer_instance: None,
             received_upto: 0,
+            conflict: None,
         }
     }
 }
@@ -119,6 +137,10 @@ pub enum Outcome {
 }
 
 /// One durable change, applied in order.
+// A contact record (with its pinned certificate inline) is the largest change and among the
+// most frequent (every message moves a counter in it); it lives only in the output queue
+// until stored, so boxing it would cost an allocation per change for no memory saved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreOp {
     /// Creates or replaces a contact.

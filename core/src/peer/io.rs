@@ -341,16 +341,17 @@ pub enum CommandError {
     /// The nick is blocked.
     #[error("{0} is blocked; /unblock {0} first")]
     Blocked(Nick),
-    /// The contact's key changed and the user has not checked it yet.
-    #[error(
-        "possible impersonation: the key of {0} changed; compare fingerprints, then /verify {0} FINGERPRINT (or /trust {0})"
-    )]
-    KeyChanged(Nick),
+    /// `trust` of a contact whose key did not change: there is nothing to settle.
+    #[error("{0}'s key has not changed; nothing was changed")]
+    KeyNotChanged(Nick),
     /// No such contact.
     #[error("{0} is not a contact")]
     NoContact(Nick),
-    /// `verify` was given a fingerprint that is not the contact's.
-    #[error("that fingerprint is not the key {0} presented; nothing was changed")]
+    /// `verify` or `trust` was given a fingerprint that is neither the contact's pinned key
+    /// nor the one presented in its place.
+    #[error(
+        "that fingerprint is neither {0}'s pinned key nor the one presented; nothing was changed"
+    )]
     FingerprintMismatch(Nick),
     /// `cancel` of a message that is not queued.
     #[error("no message {1} to {0} is waiting (it was delivered, failed or withdrawn)")]

@@ -8,6 +8,7 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
+use super::token_bucket::TokenBucket;
 use crate::conn::ConnId;
 use crate::nick::Nick;
 use crate::registry::UserRecord;
@@ -42,8 +43,7 @@ pub(super) enum LookupPlan {
 pub(super) struct InboundLookups {
     cache: BTreeMap<Nick, (Option<UserRecord>, Instant)>,
     waiting: BTreeMap<Nick, Vec<ConnId>>,
-    tokens: u32,
-    refilled_at: Instant,
+    budget: TokenBucket,
 }
 
 impl InboundLookups {
@@ -51,8 +51,7 @@ impl InboundLookups {
         Self {
             cache: BTreeMap::new(),
             waiting: BTreeMap::new(),
-            tokens: BURST,
-            refilled_at: now,
+            budget: TokenBucket::full(BURST, REFILL_EVERY, now),
         }
     }
 
@@ -71,11 +70,9 @@ impl InboundLookups {
             waiting.push(conn);
             return LookupPlan::Joined;
         }
-        self.refill(now);
-        if self.tokens == 0 {
+        if !self.budget.take(now) {
             return LookupPlan::Refuse;
         }
-        self.tokens -= 1;
         self.waiting.insert(nick.clone(), vec![conn]);
         LookupPlan::Send
     }
@@ -117,18 +114,6 @@ impl InboundLookups {
     /// The registry says we missed presence: every cached answer may be stale.
     pub(super) fn forget_all(&mut self) {
         self.cache.clear();
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.refilled_at);
-        let earned = (elapsed.as_millis() / REFILL_EVERY.as_millis()) as u32;
-        if earned > 0 {
-            self.tokens = self.tokens.saturating_add(earned).min(BURST);
-            self.refilled_at = self.refilled_at + REFILL_EVERY * earned;
-        }
-        if self.tokens == BURST {
-            self.refilled_at = now;
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Peer::handle_timeout`] when [`Peer::poll_timeout`] is reached. Runtimes own sockets
 //! and time, and make no protocol decisions.
 
+mod challenges;
 mod chats;
 mod config;
 mod connection;
@@ -14,12 +15,13 @@ mod io;
 mod lookups;
 mod mailbox;
 mod registry_link;
+mod token_bucket;
 mod view;
 
 pub use config::{AcceptPolicy, Backoff, PeerConfig};
-pub use contacts::{ContactView, KeyConflict};
+pub use contacts::ContactView;
 pub use durable::{
-    ContactKey, ContactRecord, Outcome, PeerState, QueuedMessage, StoreOp, WallTime,
+    ContactKey, ContactRecord, KeyConflict, Outcome, PeerState, QueuedMessage, StoreOp, WallTime,
 };
 pub use io::{
     ChatFailure, ChatState, CloseReason, CommandError, ConnectionLost, Event, Input, Output, Target,
@@ -83,6 +85,8 @@ pub struct Peer {
     registry: RegistryLink,
     /// Lookups for inbound handshakes: cached, joined, budgeted.
     inbound_lookups: lookups::InboundLookups,
+    /// How many `Challenge`s we may still sign.
+    challenges: challenges::ChallengeBudget,
     conns: BTreeMap<ConnId, Conn>,
     chats: BTreeMap<Nick, Chat>,
     /// Pending connection requests, by the id given to the user.
@@ -160,6 +164,7 @@ impl Peer {
             next_decision: 1,
             registry: RegistryLink::default(),
             inbound_lookups: lookups::InboundLookups::new(now),
+            challenges: challenges::ChallengeBudget::new(now),
             conns: BTreeMap::new(),
             chats: BTreeMap::new(),
             decisions: BTreeMap::new(),
@@ -400,3 +405,5 @@ fn input_conn(input: &Input<'_>) -> ConnId {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

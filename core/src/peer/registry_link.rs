@@ -407,8 +407,10 @@ impl Peer {
     }
 
     /// How long the registry may stay silent: two pings go unanswered.
+    /// How long the registry may say nothing: two ping intervals, so a ping it leaves a
+    /// whole interval unanswered gives it up (60 s with the default 30 s pings).
     fn registry_silence_allowed(&self) -> core::time::Duration {
-        self.config.registry_ping_interval * 2 + self.config.registry_timeout
+        self.config.registry_ping_interval * 2
     }
 
     pub(super) fn registry_timeout(&mut self) {

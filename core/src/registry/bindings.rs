@@ -7,7 +7,7 @@
 //! ordered [`BindingOp`]s, like a peer's `StoreOp`s, and come back through
 //! [`super::Registry::restore`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,9 @@ pub enum BindingOp {
     Bind(Binding),
     /// Forgets the binding of this nick (it expired).
     Release(Nick),
+    /// The operator revoked this nick's binding (its onion key leaked, say): the binding
+    /// goes, and its onion address may never register again.
+    Revoke(Nick),
 }
 
 /// The bindings, by canonical nick, with the onion index.
@@ -45,15 +48,23 @@ pub enum BindingOp {
 pub struct Bindings {
     by_nick: BTreeMap<String, Binding>,
     by_onion: BTreeMap<OnionAddress, String>,
+    /// How many bindings each RSA key holds.
+    by_key: BTreeMap<Fingerprint, usize>,
+    /// Onion addresses the operator revoked.
+    revoked: BTreeSet<OnionAddress>,
 }
 
 impl Bindings {
-    /// Bindings as stored.
-    pub fn from_stored(stored: impl IntoIterator<Item = Binding>) -> Self {
+    /// Bindings as stored, and the revoked onion addresses.
+    pub fn from_stored(
+        stored: impl IntoIterator<Item = Binding>,
+        revoked: impl IntoIterator<Item = OnionAddress>,
+    ) -> Self {
         let mut b = Self::default();
         for binding in stored {
             b.apply(&BindingOp::Bind(binding));
         }
+        b.revoked.extend(revoked);
         b
     }
 
@@ -64,21 +75,59 @@ impl Bindings {
                 let key = binding.nick.canonical();
                 if let Some(old) = self.by_nick.insert(key.clone(), binding.clone()) {
                     self.by_onion.remove(&old.onion);
+                    self.uncount(&old.fingerprint);
                 }
+                *self.by_key.entry(binding.fingerprint).or_default() += 1;
                 // An onion bound to another nick before is this nick's now (its owner
                 // registered it with its key: the caller checked).
                 if let Some(other) = self.by_onion.insert(binding.onion, key.clone())
                     && other != key
+                    && let Some(old) = self.by_nick.remove(&other)
                 {
-                    self.by_nick.remove(&other);
+                    self.uncount(&old.fingerprint);
                 }
             }
             BindingOp::Release(nick) => {
-                if let Some(old) = self.by_nick.remove(&nick.canonical()) {
-                    self.by_onion.remove(&old.onion);
+                self.remove(nick);
+            }
+            BindingOp::Revoke(nick) => {
+                if let Some(old) = self.remove(nick) {
+                    self.revoked.insert(old.onion);
                 }
             }
         }
+    }
+
+    fn remove(&mut self, nick: &Nick) -> Option<Binding> {
+        let old = self.by_nick.remove(&nick.canonical())?;
+        self.by_onion.remove(&old.onion);
+        self.uncount(&old.fingerprint);
+        Some(old)
+    }
+
+    fn uncount(&mut self, fingerprint: &Fingerprint) {
+        if let Some(n) = self.by_key.get_mut(fingerprint) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_key.remove(fingerprint);
+            }
+        }
+    }
+
+    /// How many bindings the RSA key `fingerprint` holds (lapsed ones included, until they
+    /// are released).
+    pub fn held_by_key(&self, fingerprint: &Fingerprint) -> usize {
+        self.by_key.get(fingerprint).copied().unwrap_or(0)
+    }
+
+    /// Whether the operator revoked `onion`.
+    pub fn is_revoked(&self, onion: &OnionAddress) -> bool {
+        self.revoked.contains(onion)
+    }
+
+    /// The onion addresses the operator revoked.
+    pub fn revoked(&self) -> impl Iterator<Item = &OnionAddress> {
+        self.revoked.iter()
     }
 
     /// The binding of `nick` (canonical).

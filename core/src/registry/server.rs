@@ -49,6 +49,10 @@ pub struct RegistryConfig {
     /// Most nick bindings kept (online or not): a registration that would need a new one
     /// beyond this is refused as `RegistryFull` until older bindings lapse.
     pub max_bindings: usize,
+    /// Most bindings one RSA key may hold: beyond, `KeyLimit`. One key certifying any
+    /// number of onion addresses could otherwise fill `max_bindings` for the whole
+    /// reservation time.
+    pub max_bindings_per_key: usize,
     /// Registrations from everyone together: a burst this deep (a restarted registry's
     /// users all come back at once)...
     pub registrations_burst: u32,
@@ -76,6 +80,7 @@ impl Default for RegistryConfig {
             max_register_attempts: 5,
             reserve_for: Duration::from_secs(30 * 86_400),
             max_bindings: 1_000_000,
+            max_bindings_per_key: 4,
             registrations_burst: 10_000,
             registrations_per_second: 1_000,
             presence_interval: Duration::from_millis(250),
@@ -608,17 +613,20 @@ impl Registry {
             );
         }
         let challenge = client.challenge;
-        let (burst, per_second) = (
-            self.config.registrations_burst,
-            self.config.registrations_per_second,
-        );
-        if !self.registrations.take(self.now, burst, per_second, 1) {
-            return self.send(conn, &ServerMessage::RegisterRejected(RegisterError::Busy));
-        }
-        let reply = match self.validate(&challenge, reg) {
-            Ok(record) => self.insert_user(conn, record),
-            Err(e) => Err(e),
-        };
+        // Only a registration that would succeed spends the registry-wide budget: garbage
+        // and refusals (checked first, at the cost of the client's own budget) cannot keep
+        // honest clients out as "busy".
+        let reply = self.validate(&challenge, reg).and_then(|record| {
+            self.admit(conn, &record)?;
+            let (burst, per_second) = (
+                self.config.registrations_burst,
+                self.config.registrations_per_second,
+            );
+            if !self.registrations.take(self.now, burst, per_second, 1) {
+                return Err(RegisterError::Busy);
+            }
+            self.insert_user(conn, record)
+        });
         match reply {
             Ok(()) => self.send(conn, &ServerMessage::Registered),
             Err(e) => self.send(conn, &ServerMessage::RegisterRejected(e)),
@@ -675,35 +683,31 @@ impl Registry {
         })
     }
 
-    pub(super) fn insert_user(
-        &mut self,
-        conn: ConnId,
-        record: UserRecord,
-    ) -> Result<(), RegisterError> {
+    /// Whether `record` may be registered on `conn` now, changing nothing; if it names
+    /// the same identity as a registration on another connection, that one is stale
+    /// (a restarted client whose old connection has not timed out) and is returned.
+    fn admit(&self, conn: ConnId, record: &UserRecord) -> Result<Option<ConnId>, RegisterError> {
         let key = record.nick().canonical();
         let fingerprint = record.certificate.rsa.fingerprint();
+        if self.bindings.is_revoked(record.onion()) {
+            return Err(RegisterError::AddressRevoked);
+        }
+        let mut stale = None;
         if let Some(existing) = self.users.get(&key) {
             if existing.conn == conn || existing.record.certificate != record.certificate {
                 return Err(RegisterError::NickTaken);
             }
-            // The same identity proved its key again on a new connection: a restarted client
-            // whose old connection is not yet timed out. The old registration is stale.
-            let old = existing.conn;
-            if let Some(c) = self.clients.get_mut(&old) {
-                c.registered = None;
-            }
-            self.onions.remove(record.onion());
-            self.users.remove(&key);
-            self.fail(old, ServerError::Replaced);
+            stale = Some(existing.conn);
         }
-        if self.onions.contains_key(record.onion()) {
+        if stale.is_none() && self.onions.contains_key(record.onion()) {
             return Err(RegisterError::AddressTaken);
         }
         // A nick or onion bound to another owner who was seen recently stays theirs. The
         // owner's onion key may certify a new RSA key with a higher serial (the registration
         // proved that key is held now); an older certificate is never taken back.
-        if let Some(b) = self.bindings.of_nick(&key).cloned()
-            && self.holds(&b)
+        let own = self.bindings.of_nick(&key);
+        if let Some(b) = own
+            && self.holds(b)
         {
             let same_onion = b.onion == *record.onion();
             let serial = record.certificate.serial;
@@ -716,19 +720,44 @@ impl Registry {
                 return Err(RegisterError::NickReserved);
             }
         }
-        if let Some(b) = self.bindings.of_onion(record.onion()).cloned()
+        if let Some(b) = self.bindings.of_onion(record.onion())
             && b.nick.canonical() != key
-            && self.holds(&b)
+            && self.holds(b)
         {
             return Err(RegisterError::AddressReserved);
         }
-        if self.users.len() >= self.config.max_users {
+        if stale.is_none() && self.users.len() >= self.config.max_users {
             return Err(RegisterError::RegistryFull);
         }
-        let lapsed = |b: &Binding| !self.holds(b);
-        let needs_binding = self.bindings.of_nick(&key).is_none_or(lapsed);
+        let needs_binding = own.is_none_or(|b| !self.holds(b));
         if needs_binding && self.bindings.len() >= self.config.max_bindings {
             return Err(RegisterError::RegistryFull);
+        }
+        // One key certifying onion after onion must not fill the binding table: a key
+        // holds a few nicks at most (its own nick's binding is not a new one).
+        let already_ours = own.is_some_and(|b| b.fingerprint == fingerprint);
+        if !already_ours
+            && self.bindings.held_by_key(&fingerprint) >= self.config.max_bindings_per_key
+        {
+            return Err(RegisterError::KeyLimit);
+        }
+        Ok(stale)
+    }
+
+    pub(super) fn insert_user(
+        &mut self,
+        conn: ConnId,
+        record: UserRecord,
+    ) -> Result<(), RegisterError> {
+        let key = record.nick().canonical();
+        let fingerprint = record.certificate.rsa.fingerprint();
+        if let Some(old) = self.admit(conn, &record)? {
+            if let Some(c) = self.clients.get_mut(&old) {
+                c.registered = None;
+            }
+            self.onions.remove(record.onion());
+            self.users.remove(&key);
+            self.fail(old, ServerError::Replaced);
         }
         self.onions.insert(*record.onion(), key.clone());
         if let Some(c) = self.clients.get_mut(&conn) {

@@ -3,6 +3,7 @@ use crate::conn::ConnId;
 use crate::frame::encode_frame;
 use crate::harness::World;
 use crate::identity::{Ed25519Signature, Identity};
+use crate::peer::WallTime;
 use crate::test_keys;
 use crate::time::Instant;
 use core::time::Duration;
@@ -585,7 +586,11 @@ proptest::proptest! {
 
 #[test]
 fn a_full_page_of_3072_bit_keys_still_fits_in_one_frame() {
-    let mut h = World::registry_only(RegistryConfig::default());
+    // One key for all (3072-bit keys are slow to make): the per-key cap is lifted.
+    let mut h = World::registry_only(RegistryConfig {
+        max_bindings_per_key: usize::MAX,
+        ..RegistryConfig::default()
+    });
     let rsa = test_keys::rsa_3072().public().clone();
     for i in 0..150 {
         let (conn, _) = h.connect_client();
@@ -859,10 +864,103 @@ fn a_new_key_with_a_higher_serial_takes_over_the_nick_and_older_certificates_are
     }
     let stored = h.registry_stored.iter().rev().find_map(|op| match op {
         BindingOp::Bind(b) => Some(b.clone()),
-        BindingOp::Release(_) => None,
+        BindingOp::Release(_) | BindingOp::Revoke(_) => None,
     });
     assert_eq!(
         stored.map(|b| (b.serial, b.fingerprint)),
         Some((1, rotated.rsa.public().fingerprint()))
     );
+}
+
+#[test]
+fn invalid_and_refused_registrations_spend_none_of_the_registry_wide_budget() {
+    let config = RegistryConfig {
+        registrations_burst: 2,
+        registrations_per_second: 1,
+        ..RegistryConfig::default()
+    };
+    let mut h = World::registry_only(config);
+    let (_, reply) = h.register_client(&test_keys::identity(0, "alice"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    for i in 0..20 {
+        // Garbage: a signature over another challenge...
+        let (conn, _) = h.connect_client();
+        let wrong = h.registration(&test_keys::identity(1, "bob"), &[i as u8; 32], 7000);
+        assert_eq!(
+            h.client_send(conn, &ClientMessage::Register(wrong)),
+            vec![ServerMessage::RegisterRejected(RegisterError::BadSignature)]
+        );
+        // ...and a registration that would be refused anyway (the nick is taken).
+        let mut other = test_keys::identity(2, "alice");
+        other.nick = crate::Nick::new("alice").unwrap();
+        let (_, reply) = h.register_client(&other);
+        assert_eq!(
+            reply,
+            vec![ServerMessage::RegisterRejected(RegisterError::NickTaken)]
+        );
+    }
+    // The one token left is still there for an honest client.
+    let (_, reply) = h.register_client(&test_keys::identity(3, "carol"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    let (_, reply) = h.register_client(&test_keys::identity(4, "dave"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::Busy)]
+    );
+}
+
+#[test]
+fn one_key_holds_a_few_nicks_at_most_so_it_cannot_fill_the_binding_table() {
+    let mut h = World::registry_only(RegistryConfig::default());
+    let cap = RegistryConfig::default().max_bindings_per_key;
+    let rsa = test_keys::rsa(0);
+    for i in 0..cap + 2 {
+        let nick = crate::Nick::new(&format!("sock{i}")).unwrap();
+        let id = Identity::new(nick, rsa.clone(), test_keys::onion(10 + i));
+        let (_, reply) = h.register_client(&id);
+        let expected = if i < cap {
+            ServerMessage::Registered
+        } else {
+            ServerMessage::RegisterRejected(RegisterError::KeyLimit)
+        };
+        assert_eq!(reply, vec![expected], "registration {i}");
+    }
+    // A nick the key holds already is no new binding: it registers again.
+    let id = Identity::new(crate::Nick::new("sock0").unwrap(), rsa, test_keys::onion(10));
+    let (_, reply) = h.register_client(&id);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+}
+
+#[test]
+fn a_revoked_binding_frees_the_nick_and_its_onion_address_never_registers_again() {
+    let mallory = test_keys::identity(5, "bob");
+    let mut bindings = Bindings::default();
+    bindings.apply(&BindingOp::Bind(Binding {
+        nick: mallory.nick.clone(),
+        onion: mallory.address(),
+        fingerprint: mallory.rsa.public().fingerprint(),
+        last_seen: WallTime(0),
+        serial: u64::MAX,
+    }));
+    bindings.apply(&BindingOp::Revoke(mallory.nick.clone()));
+    assert!(bindings.of_nick("bob").is_none());
+    assert!(bindings.is_revoked(&mallory.address()));
+    assert_eq!(bindings.held_by_key(&mallory.rsa.public().fingerprint()), 0);
+    let restored = Bindings::from_stored([], bindings.revoked().copied().collect::<Vec<_>>());
+    let mut h = World::registry_only(RegistryConfig::default());
+    h.registry = Registry::restore(
+        RegistryConfig::default(),
+        restored,
+        &mut test_keys::rng(1),
+        h.now,
+        WallTime(0),
+    );
+    // Even with the highest serial, the leaked onion key registers nothing.
+    let (_, reply) = h.register_client(&mallory);
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::AddressRevoked)]
+    );
+    let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
 }

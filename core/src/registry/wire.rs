@@ -228,6 +228,15 @@ pub enum RegisterError {
         "this certificate is older than the one the registry knows for this nickname; use your current key"
     )]
     StaleCertificate,
+    /// The RSA key already holds as many nicks at this registry as it allows.
+    #[error("this key already holds as many nicknames as this registry allows")]
+    KeyLimit,
+    /// The registry's operator revoked this onion address (its key leaked): it can never
+    /// register again here.
+    #[error(
+        "this registry's operator revoked this onion address; make a new identity (a new onion key)"
+    )]
+    AddressRevoked,
 }
 
 /// Why the registry is closing a connection.

@@ -2,8 +2,10 @@
 //! [`PeerStore::apply`] before it carries out any later output: stored before sent, stored
 //! before acknowledged.
 
+mod lock;
 mod registry;
 mod schema_v1;
+mod schema_v2;
 mod sqlite;
 pub mod vault;
 
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
 
+pub use lock::{StoreLock, lock_path};
 pub use registry::{REGISTRY_STORE_FILE, RegistryStore};
 pub use sqlite::{OpenOptions, STORE_FILE, SqliteStore};
 
@@ -100,4 +103,15 @@ pub enum StoreError {
     /// A cryptographic operation failed.
     #[error("{0}")]
     Crypto(String),
+    /// Another process has the store open.
+    #[error(
+        "{path} is in use by another p2pchat{}; stop it first (two processes on one store would each count messages and receipts of their own). Nothing was changed",
+        match pid { Some(pid) => format!(" (process {pid})"), None => String::new() }
+    )]
+    Locked {
+        /// The store.
+        path: PathBuf,
+        /// The process that holds it, as it wrote in the lock file.
+        pid: Option<u32>,
+    },
 }

@@ -3,24 +3,32 @@
 
 use std::path::{Path, PathBuf};
 
+use p2pchat_core::identity::OnionAddress;
 use p2pchat_core::registry::{Binding, BindingOp, Bindings};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema_v1::BindingV1;
 
 use super::StoreError;
+use super::lock::StoreLock;
 
 /// The registry's database file name inside its data directory.
 pub const REGISTRY_STORE_FILE: &str = "registry.db";
 
 /// Schema version of the registry store: 2 since bindings carry their certificate's
-/// serial.
-const SCHEMA_VERSION: i64 = 2;
+/// serial, 3 since the operator can revoke onion addresses.
+const SCHEMA_VERSION: i64 = 3;
+
+/// The table of revoked onion addresses (schema 3).
+const REVOKED_TABLE: &str = "CREATE TABLE IF NOT EXISTS revoked (onion BLOB PRIMARY KEY);";
 
 /// The registry's bindings on disk.
 pub struct RegistryStore {
     path: PathBuf,
     conn: Connection,
+    /// Held while the store is open: two registries on one store would overwrite each
+    /// other's bindings (declared last: dropped after the connection).
+    _lock: StoreLock,
 }
 
 impl core::fmt::Debug for RegistryStore {
@@ -42,6 +50,7 @@ impl RegistryStore {
             path: path.to_owned(),
             why,
         };
+        let lock = StoreLock::acquire(path)?;
         let conn = Connection::open(path).map_err(sql)?;
         conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL;")
             .map_err(|e| corrupt(e.to_string()))?;
@@ -54,13 +63,21 @@ impl RegistryStore {
                     "CREATE TABLE bindings (nick TEXT PRIMARY KEY, binding BLOB NOT NULL);",
                 )
                 .map_err(sql)?;
+                conn.execute_batch(REVOKED_TABLE).map_err(sql)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
             }
-            1 => migrate_v1(&conn).map_err(|e| match e {
-                Migration::Sql(source) => sql(source),
-                Migration::Decode(why) => corrupt(why),
-            })?,
+            1 | 2 => {
+                if version == 1 {
+                    migrate_v1(&conn).map_err(|e| match e {
+                        Migration::Sql(source) => sql(source),
+                        Migration::Decode(why) => corrupt(why),
+                    })?;
+                }
+                conn.execute_batch(REVOKED_TABLE).map_err(sql)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+            }
             SCHEMA_VERSION => {}
             found if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema {
@@ -86,11 +103,27 @@ impl RegistryStore {
             }
             out
         };
+        let revoked: Vec<OnionAddress> = {
+            let mut stmt = conn.prepare("SELECT onion FROM revoked").map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(|e| corrupt(e.to_string()))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let bytes = row.map_err(|e| corrupt(e.to_string()))?;
+                out.push(
+                    postcard::from_bytes(&bytes)
+                        .map_err(|e| corrupt(format!("a revoked address does not decode: {e}")))?,
+                );
+            }
+            out
+        };
         let store = Self {
             path: path.to_owned(),
             conn,
+            _lock: lock,
         };
-        Ok((store, Bindings::from_stored(stored)))
+        Ok((store, Bindings::from_stored(stored, revoked)))
     }
 
     /// Applies `ops` in one transaction.
@@ -113,6 +146,35 @@ impl RegistryStore {
                     .map_err(sql)?;
                 }
                 BindingOp::Release(nick) => {
+                    tx.execute(
+                        "DELETE FROM bindings WHERE nick = ?1",
+                        params![nick.canonical()],
+                    )
+                    .map_err(sql)?;
+                }
+                BindingOp::Revoke(nick) => {
+                    let binding: Option<Vec<u8>> = tx
+                        .query_row(
+                            "SELECT binding FROM bindings WHERE nick = ?1",
+                            params![nick.canonical()],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(sql)?;
+                    let Some(bytes) = binding else { continue };
+                    let binding: Binding =
+                        postcard::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+                            path: path.clone(),
+                            why: format!("a binding does not decode: {e}"),
+                        })?;
+                    let onion = postcard::to_allocvec(&binding.onion).map_err(|e| {
+                        StoreError::Crypto(format!("cannot encode an address: {e}"))
+                    })?;
+                    tx.execute(
+                        "INSERT OR IGNORE INTO revoked (onion) VALUES (?1)",
+                        params![onion],
+                    )
+                    .map_err(sql)?;
                     tx.execute(
                         "DELETE FROM bindings WHERE nick = ?1",
                         params![nick.canonical()],

@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use super::lock::StoreLock;
 use super::schema_v1::ContactRecordV1;
+use super::schema_v2::ContactRecordV2;
 use super::vault::{KdfParams, Vault, open_with, random, seal_with};
 use super::{HistoryEntry, PeerStore, StoreError};
 
@@ -22,8 +24,9 @@ use super::{HistoryEntry, PeerStore, StoreError};
 pub const STORE_FILE: &str = "p2pchat.db";
 
 /// The schema this code writes (SQLite's `user_version`): 2 since certificates carry
-/// serials (the tables are schema 1's; contact records changed inside).
-const SCHEMA_VERSION: i64 = 2;
+/// serials, 3 since a contact keeps its key conflict (the tables are schema 1's; contact
+/// records changed inside).
+const SCHEMA_VERSION: i64 = 3;
 
 /// Associated data of the wrapped data key.
 const DATA_KEY_AAD: &[u8] = b"p2pchat data key v1";
@@ -43,6 +46,8 @@ pub struct SqliteStore {
     /// Contacts and outbox as stored: the same [`PeerState::apply`] the core uses.
     state: PeerState,
     options: OpenOptions,
+    /// Held while the store is open (declared last: dropped after the connection).
+    _lock: StoreLock,
 }
 
 impl core::fmt::Debug for SqliteStore {
@@ -62,6 +67,7 @@ impl SqliteStore {
         passphrase: Option<&[u8]>,
         options: OpenOptions,
     ) -> Result<Self, StoreError> {
+        let lock = StoreLock::acquire(path)?;
         create_private_file(path)?;
         let conn = connect(path)?;
         let sql = |source| StoreError::Sqlite {
@@ -85,6 +91,7 @@ impl SqliteStore {
             vault,
             state: PeerState::default(),
             options,
+            _lock: lock,
         })
     }
 
@@ -100,6 +107,7 @@ impl SqliteStore {
             path: path.to_owned(),
             why,
         };
+        let lock = StoreLock::acquire(path)?;
         let conn = connect(path)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -127,9 +135,10 @@ impl SqliteStore {
             vault,
             state: PeerState::default(),
             options,
+            _lock: lock,
         };
-        if version == 1 {
-            store.migrate_v1()?;
+        if version < SCHEMA_VERSION {
+            store.migrate(version)?;
         }
         store.state = store.load_state()?;
         Ok(store)
@@ -331,9 +340,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Schema 1 → 2: every contact record is rewritten with its certificate at serial 0,
-    /// in one transaction (all or nothing).
-    fn migrate_v1(&mut self) -> Result<(), StoreError> {
+    /// Schema 1 or 2 → 3: every contact record is rewritten in today's form (schema 1's
+    /// certificates at serial 0; no key conflict), in one transaction (all or nothing).
+    fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> = {
             let mut stmt = tx
@@ -346,10 +355,13 @@ impl SqliteStore {
                 .map_err(|e| self.read_err(e))?
         };
         for (tag, sealed) in rows {
-            let old: ContactRecordV1 = self.decode(&contact_aad(&tag), &sealed)?;
+            let record = if from == 1 {
+                ContactRecord::from(self.decode::<ContactRecordV1>(&contact_aad(&tag), &sealed)?)
+            } else {
+                ContactRecord::from(self.decode::<ContactRecordV2>(&contact_aad(&tag), &sealed)?)
+            };
             // The same tag: it is derived from the nick.
-            write_contact(&tx, &self.vault, &ContactRecord::from(old))
-                .map_err(|e| with_path(e, &self.path))?;
+            write_contact(&tx, &self.vault, &record).map_err(|e| with_path(e, &self.path))?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| self.sql(e))?;
@@ -872,6 +884,80 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_schema_2_store_is_migrated_with_its_contacts_whole() {
+        let d = dir("v2");
+        let path = d.join(STORE_FILE);
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        {
+            let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
+            store.apply(&ops()).unwrap();
+            // Rewrite bob's record as schema 2 wrote it, and say schema 2.
+            let old = ContactRecordV2 {
+                nick: bob.nick.clone(),
+                key: ContactKey::Pinned {
+                    certificate: bob.certificate.clone(),
+                    port: 7001,
+                },
+                verified: true,
+                blocked: false,
+                our_instance: 7,
+                next_id: 5,
+                peer_instance: Some(99),
+                received_upto: 5,
+            };
+            let tag = store.vault.row_key("contact", &bob.nick.canonical());
+            let sealed = store
+                .vault
+                .seal(&contact_aad(&tag), &postcard::to_allocvec(&old).unwrap())
+                .unwrap();
+            store
+                .conn
+                .execute(
+                    "UPDATE contacts SET record = ?1 WHERE tag = ?2",
+                    params![sealed, tag],
+                )
+                .unwrap();
+            store.conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let store = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap();
+        let b = &store.state().contacts[&bob.nick];
+        assert!(b.verified && b.conflict.is_none());
+        assert_eq!((b.our_instance, b.next_id, b.received_upto), (7, 5, 5));
+        assert_eq!(store.state().queued_len(&bob.nick), 3);
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_key_conflict_is_kept_with_its_contact_across_a_reopen() {
+        let d = dir("conflict");
+        let path = d.join(STORE_FILE);
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        let mallory = p2pchat_core::test_keys::identity(8, "bob");
+        let mut record = ContactRecord::new(bob.nick.clone(), 3);
+        record.key = ContactKey::Pinned {
+            certificate: bob.certificate.clone(),
+            port: 7001,
+        };
+        record.conflict = Some(Box::new(p2pchat_core::peer::KeyConflict {
+            pinned: bob.rsa.public().fingerprint(),
+            presented: mallory.rsa.public().fingerprint(),
+            certificate: Some((mallory.certificate.clone(), 7002)),
+        }));
+        {
+            let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
+            store.apply(&[StoreOp::Contact(record.clone())]).unwrap();
+        }
+        let store = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap();
+        assert_eq!(store.state().contacts[&bob.nick], record);
         let _ = std::fs::remove_dir_all(d);
     }
 

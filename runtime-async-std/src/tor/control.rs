@@ -161,18 +161,7 @@ impl ControlConnection {
         let addr = self.addr;
         let read_cookie = || -> Result<Zeroizing<Vec<u8>>, TorError> {
             let path = PathBuf::from(get("COOKIEFILE").ok_or(TorError::NoAuthMethod)?);
-            trust.check_cookie_file(&path)?;
-            let cookie = Zeroizing::new(std::fs::read(&path).map_err(|e| TorError::Cookie {
-                path: path.clone(),
-                why: e.to_string(),
-            })?);
-            if cookie.len() != 32 {
-                return Err(TorError::Cookie {
-                    path,
-                    why: format!("{} bytes instead of 32", cookie.len()),
-                });
-            }
-            Ok(cookie)
+            trust.read_cookie(&path)
         };
         let command = if has("SAFECOOKIE") {
             let cookie = read_cookie()?;

@@ -91,7 +91,9 @@ pub enum TorError {
     /// The cookie file could not be read.
     #[error(
         "cannot read Tor's authentication cookie {path}: {why}. Run p2pchat as a user who \
-         may read it (on Debian: add yourself to the debian-tor group)"
+         may read it (on Debian: add yourself to the debian-tor group; p2pchat trusts a \
+         cookie its group can read only while nobody but tor and you is in that group), or \
+         use --tor launch"
     )]
     Cookie {
         /// The file.

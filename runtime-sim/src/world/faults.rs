@@ -24,9 +24,11 @@ pub enum FaultKind {
     Impostor = 6,
     /// A presence watcher's registry connection stops reading for a while.
     SlowReader = 7,
+    /// Someone says `Hello` to a peer under a contact's (or a stranger's) nick.
+    Prober = 8,
 }
 
-const ALL_KINDS: [FaultKind; 7] = [
+const ALL_KINDS: [FaultKind; 8] = [
     FaultKind::StreamReset,
     FaultKind::Crash,
     FaultKind::Partition,
@@ -34,6 +36,7 @@ const ALL_KINDS: [FaultKind; 7] = [
     FaultKind::LatencySpike,
     FaultKind::Impostor,
     FaultKind::SlowReader,
+    FaultKind::Prober,
 ];
 
 /// Most contacts of the real peer an impostor dials.
@@ -214,6 +217,7 @@ impl World {
             FaultKind::LatencySpike => f.latency_spikes_per_hour,
             FaultKind::Impostor => f.impostors_per_hour,
             FaultKind::SlowReader => f.slow_readers_per_hour,
+            FaultKind::Prober => f.probers_per_hour,
         };
         (per_hour > 0.0).then(|| HOUR.div_f64(per_hour))
     }
@@ -280,6 +284,7 @@ impl World {
                 self.latency_spike(lasts);
             }
             FaultKind::Impostor => self.random_impostor(),
+            FaultKind::Prober => self.random_probe(),
             FaultKind::SlowReader => {
                 let watchers: Vec<usize> = (0..self.config.peers)
                     .filter(|&i| self.peers[i].watch_presence && self.peers[i].core.is_some())

@@ -75,19 +75,7 @@ impl World {
             if let Some(n) = &mut host.crash_after_outputs {
                 *n -= 1;
             }
-            let incarnation = host.incarnation;
-            let end = |conn| End {
-                host: Host::Peer(i),
-                incarnation,
-                conn,
-            };
-            match output {
-                Output::Connect { conn, target } => self.dial(end(conn), target),
-                Output::Transmit { conn, bytes } => self.transmit(end(conn), bytes),
-                Output::Close { conn } => self.close_end(end(conn)),
-                Output::Event(event) => self.peer_event(i, event),
-                Output::Store(op) => self.store(i, op),
-            }
+            self.peer_output(i, output);
         }
         let host = &mut self.peers[i];
         let next = host.core.as_ref().and_then(Peer::poll_timeout);
@@ -103,6 +91,23 @@ impl World {
                     },
                 );
             }
+        }
+    }
+
+    /// Carries out one output of peer `i`'s core.
+    pub(super) fn peer_output(&mut self, i: usize, output: Output) {
+        let incarnation = self.peers[i].incarnation;
+        let end = |conn| End {
+            host: Host::Peer(i),
+            incarnation,
+            conn,
+        };
+        match output {
+            Output::Connect { conn, target } => self.dial(end(conn), target),
+            Output::Transmit { conn, bytes } => self.transmit(end(conn), bytes),
+            Output::Close { conn } => self.close_end(end(conn)),
+            Output::Event(event) => self.peer_event(i, event),
+            Output::Store(op) => self.store(i, op),
         }
     }
 
@@ -433,6 +438,13 @@ impl World {
                 .line(self.now.as_micros(), &format!("peer {i}: {event:?}"));
         }
         match &event {
+            Event::KeyChanged {
+                nick, presented, ..
+            } if Some(*presented) == self.unproven_prober_key() => {
+                self.violation(format!(
+                    "peer {i} recorded a key conflict for {nick} on a key nobody proved it holds"
+                ));
+            }
             Event::Registered => {
                 self.stats.registrations += 1;
                 // While the registry's disk binds the nick to the real peer's key, nobody

@@ -6,6 +6,7 @@
 
 mod faults;
 mod hosts;
+mod probes;
 mod workload;
 
 use core::time::Duration;
