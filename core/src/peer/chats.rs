@@ -368,7 +368,9 @@ impl Peer {
         let Some(chat) = self.chats.get(nick) else {
             return;
         };
-        if chat.state != ChatState::Connected && chat.state != ChatState::Closing {
+        // Nothing more on a chat that is closing (either side asked): what is written
+        // meanwhile waits in the outbox for the next chat.
+        if chat.state != ChatState::Connected {
             return;
         }
         let Some(conn) = chat.conn else { return };

@@ -1484,3 +1484,42 @@ fn bob_joined_at(w: &World, port: u16) -> crate::registry::ServerMessage {
         },
     )])
 }
+
+#[test]
+fn a_message_written_after_the_peer_asked_to_close_waits_for_the_next_chat() {
+    let mut w = world3();
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    w.peers[1].close_chat(w.now, &alice, "bye").unwrap();
+    // Bob's Close reaches alice, who answers CloseAck; then she writes.
+    w.run_until_bytes_for(0);
+    while let Some((end, d)) = w.queue.pop_front() {
+        let to_alice = end.0 == Host::Peer(0);
+        w.deliver(end, d);
+        if to_alice {
+            break;
+        }
+    }
+    while let Some(out) = w.peers[0].poll_output() {
+        w.peer_output(0, out);
+    }
+    assert_eq!(w.peers[0].chat_state(&bob), Some(&ChatState::Closing));
+    let id = w.peers[0]
+        .send(w.now, &bob, "written while closing")
+        .unwrap();
+    w.run();
+    let ea = w.take(0);
+    assert!(
+        !ea.iter()
+            .any(|e| matches!(e, Event::Sent { id: s, .. } if *s == id)),
+        "sent on a chat that was closing: {ea:?}"
+    );
+    assert!(messages(&w.take(1)).is_empty());
+    // It waits, and reaches bob with the next chat.
+    assert_eq!(w.peers[0].contact(&bob).unwrap().queued, 1);
+    w.peers[0].retry_now(w.now, &bob).unwrap();
+    w.advance(Duration::from_secs(30));
+    let shown = messages(&w.take(1));
+    assert_eq!(shown.len(), 1, "{shown:?}");
+}

@@ -926,7 +926,11 @@ fn one_key_holds_a_few_nicks_at_most_so_it_cannot_fill_the_binding_table() {
         assert_eq!(reply, vec![expected], "registration {i}");
     }
     // A nick the key holds already is no new binding: it registers again.
-    let id = Identity::new(crate::Nick::new("sock0").unwrap(), rsa, test_keys::onion(10));
+    let id = Identity::new(
+        crate::Nick::new("sock0").unwrap(),
+        rsa,
+        test_keys::onion(10),
+    );
     let (_, reply) = h.register_client(&id);
     assert_eq!(reply, vec![ServerMessage::Registered]);
 }
@@ -959,7 +963,9 @@ fn a_revoked_binding_frees_the_nick_and_its_onion_address_never_registers_again(
     let (_, reply) = h.register_client(&mallory);
     assert_eq!(
         reply,
-        vec![ServerMessage::RegisterRejected(RegisterError::AddressRevoked)]
+        vec![ServerMessage::RegisterRejected(
+            RegisterError::AddressRevoked
+        )]
     );
     let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
     assert_eq!(reply, vec![ServerMessage::Registered]);
