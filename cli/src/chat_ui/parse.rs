@@ -212,6 +212,10 @@ mod tests {
             parse("/verify bob 12 34"),
             Ok(UiCommand::Verify("bob".into(), "12 34".into()))
         );
+        assert_eq!(
+            parse("/trust bob 12 34"),
+            Ok(UiCommand::Trust("bob".into(), "12 34".into()))
+        );
     }
 
     #[test]
@@ -225,6 +229,8 @@ mod tests {
     fn missing_arguments_and_unknown_commands_explain_themselves() {
         assert_eq!(parse("/connect"), Err("usage: /connect NICK".into()));
         assert_eq!(parse("/msg bob"), Err("usage: /msg NICK TEXT".into()));
+        // /trust always names the key it accepts.
+        assert!(parse("/trust bob").unwrap_err().contains("FINGERPRINT"));
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
     }
 }

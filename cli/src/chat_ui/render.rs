@@ -147,7 +147,7 @@ pub fn render(event: &Event) -> Vec<String> {
             format!("!!!   pinned:    {pinned}"),
             format!("!!!   presented: {presented}"),
             format!(
-                "!!! the other key is refused, and messages go only to the pinned one, until you compare fingerprints out of band: /verify {nick} FINGERPRINT, or /trust {nick}"
+                "!!! the other key is refused, and messages go only to the pinned one, until you compare fingerprints out of band: /verify {nick} FINGERPRINT (the pinned one keeps the pin, the new one replaces it), or /trust {nick} FINGERPRINT"
             ),
         ],
         Event::ShutdownComplete => one("* bye".into()),

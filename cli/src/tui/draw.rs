@@ -170,7 +170,7 @@ fn banner_lines<'a>(view: &PeerView, s: &Styles, width: usize) -> Vec<Line<'a>> 
     let mut lines = Vec::new();
     for c in view.contacts.iter().filter(|c| c.conflict.is_some()) {
         let text = format!(
-            "!! possible impersonation: the key of {0} changed. Messages go only to the pinned key: /verify {0} FINGERPRINT or /trust {0}",
+            "!! possible impersonation: the key of {0} changed. Messages go only to the pinned key: /verify {0} FINGERPRINT or /trust {0} FINGERPRINT",
             c.nick
         );
         for part in wrap(&text, width) {

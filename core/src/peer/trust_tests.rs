@@ -239,13 +239,10 @@ fn a_contact_pinned_by_fingerprint_keeps_its_deliveries_when_another_key_is_pres
     let real = w.peers[1].identity().rsa.public().fingerprint();
     w.peers[0].import_verified(w.now, &bob, real);
     w.register_all();
-    w.offline[1] = true;
-    let id = w.peers[0].send(w.now, &bob, "for the real bob").unwrap();
-    w.run();
-    // Both an unproven and a proven other key under bob's nick.
+    // Before alice ever dialled bob: an unproven and a proven other key under his nick.
     w.probe(0, &copier_of(&test_keys::identity(7, "bob")), true);
     w.probe(0, &mallory_as(&bob), true);
-    w.offline[1] = false;
+    let id = w.peers[0].send(w.now, &bob, "for the real bob").unwrap();
     // Bob has never heard of alice: he is asked, and accepts as soon as he is.
     for _ in 0..60 {
         w.advance(Duration::from_secs(10));
