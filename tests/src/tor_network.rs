@@ -28,10 +28,34 @@ fn err(what: impl core::fmt::Display) -> NetworkError {
     NetworkError(what.to_string())
 }
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port, for a process started next to bind. It is drawn at random from
+/// below Linux's ephemeral range (32768–60999): a port the kernel handed out (`bind` to
+/// port 0, or an outgoing connection's source port) comes from that range, so between our
+/// check and the other process's `bind` nothing else in the test run takes it, as it did
+/// with a released ephemeral port ("Address already in use" in about one full run of two).
 pub fn free_port() -> Result<u16, NetworkError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
-    Ok(l.local_addr().map_err(err)?.port())
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    const LOW: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(err)?
+        .as_nanos() as u64;
+    let mut x =
+        (nanos ^ (u64::from(std::process::id()) << 32) ^ DRAWS.fetch_add(1, Ordering::Relaxed))
+            .max(1);
+    for _ in 0..200 {
+        // xorshift64*: spreads the draws of parallel tests over the span.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let port = (LOW + x.wrapping_mul(0x2545_f491_4f6c_dd1d) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(err("no free loopback port between 20000 and 32000"))
 }
 
 /// One running tor.
