@@ -489,3 +489,74 @@ fn a_wrong_passphrase_or_a_damaged_store_is_refused_with_exit_3_and_changes_noth
     let (code, out) = id(&dir, &data, p2pchat_tests::process::TEST_PASSPHRASE);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A small tmpfs mounted at `dir`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a 2 MiB tmpfs at `dir`; `None` if this is not root (or mounting fails).
+    fn mount(dir: &Path) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2M", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_owned()))
+    }
+
+    /// Fills what is left of it.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.write_all(&[0u8; 1]);
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_message_typed_when_the_disk_is_full_is_never_reported_queued_and_never_half_kept() {
+    let dir = temp_dir("full-disk");
+    let Some(disk) = Tmpfs::mount(&dir.join("small")) else {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    };
+    let (_server, port) = start_registry(bin(), &dir);
+    let bob_port = free_port().unwrap();
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    // Alice's data directory is on the small disk.
+    let mut alice = start(&disk.0, "alice", port, &[]);
+    become_contacts(&mut alice, &mut bob);
+    let filler = disk.fill();
+    alice.send("/msg bob written on a full disk");
+    let code = alice.wait();
+    let out = alice.output();
+    assert!(
+        !out.contains("#2 to bob queued"),
+        "a message that was not stored was reported queued:\n{out}"
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("disk is full"), "{out}");
+    // Space comes back: the message was never accepted, so it is nowhere, and bob never
+    // gets it; alice carries on.
+    std::fs::remove_file(filler).unwrap();
+    let mut alice = start(&disk.0, "alice", port, &[]);
+    assert!(outbox_is_empty(&mut alice), "{}", alice.output());
+    alice.send("/msg bob after the disk was freed");
+    bob.expect("<alice> after the disk was freed");
+    assert!(!bob.output().contains("written on a full disk"));
+    alice.quit();
+    bob.quit();
+}

@@ -281,6 +281,12 @@ impl LoopState {
         let mut replies = Vec::new();
         loop {
             let drained = self.drain().await;
+            // A failed store means nothing the commands changed is stored: their answers
+            // ("#18 queued") would be false, so none is sent. Each command then fails as
+            // the loop stops ("peer loop has stopped"), and the store's error ends it.
+            if matches!(drained, Err(Stop::Store(_))) {
+                replies.clear();
+            }
             for (reply, answer) in replies.drain(..) {
                 let _ = Sender::try_send(&reply, answer);
             }
