@@ -560,3 +560,25 @@ fn a_message_typed_when_the_disk_is_full_is_never_reported_queued_and_never_half
     alice.quit();
     bob.quit();
 }
+
+#[test]
+fn a_registry_whose_disk_is_full_stops_with_a_failure_not_success() {
+    let dir = temp_dir("registry-full");
+    let Some(disk) = Tmpfs::mount(&dir.join("small")) else {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    };
+    let (mut server, port) = start_registry(bin(), &disk.0);
+    let _filler = disk.fill();
+    // A registration must be stored (its binding) before it is answered: it cannot be.
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
+    let code = server.wait();
+    assert_ne!(code, 0, "{}", server.output());
+    assert!(
+        server.output().contains("disk is full"),
+        "{}",
+        server.output()
+    );
+    assert!(!alice.output().contains("registered: you are online"));
+    alice.kill();
+}

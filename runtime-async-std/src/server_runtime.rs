@@ -76,14 +76,18 @@ impl From<WireEvent> for ServerInput {
 }
 
 /// Runs the registry on `listener` until stopped. Returns a handle to stop it and the
-/// task that runs it. `store` keeps the nick bindings across restarts (without one they
+/// task that runs it, which ends with the store's error if the store failed (so that a
+/// supervisor sees a failure as one). `store` keeps the nick bindings across restarts (without one they
 /// last as long as the process).
 pub fn spawn_server(
     core: Registry,
     listener: TcpListener,
     settings: ServerSettings,
     store: Option<RegistryStore>,
-) -> (StopServer, async_std::task::JoinHandle<()>) {
+) -> (
+    StopServer,
+    async_std::task::JoinHandle<Result<(), crate::store::StoreError>>,
+) {
     let (tx, rx) = bounded(1024);
     let stop = StopServer(tx.clone());
     let accept_tx = tx.clone();
@@ -102,8 +106,9 @@ pub fn spawn_server(
             upgrading: BTreeMap::new(),
             store,
         };
-        server.run(rx).await;
+        let result = server.run(rx).await;
         acceptor.cancel().await;
+        result
     });
     (stop, task)
 }
@@ -125,10 +130,11 @@ struct Server {
 }
 
 impl Server {
-    async fn run(&mut self, inbox: Receiver<ServerInput>) {
+    async fn run(&mut self, inbox: Receiver<ServerInput>) -> Result<(), crate::store::StoreError> {
         loop {
-            if !self.drain() {
-                break;
+            if let Err(e) = self.drain() {
+                self.stop().await;
+                return Err(e);
             }
             match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
                 Ok(Wake::Input(ServerInput::Stop)) | Err(_) => break,
@@ -138,7 +144,10 @@ impl Server {
                     // changes of many registrations share one transaction (one fsync).
                     for _ in 1..BATCH {
                         match inbox.try_recv() {
-                            Ok(ServerInput::Stop) => return self.stop().await,
+                            Ok(ServerInput::Stop) => {
+                                self.stop().await;
+                                return Ok(());
+                            }
                             Ok(input) => self.handle(input),
                             Err(_) => break,
                         }
@@ -148,6 +157,7 @@ impl Server {
             }
         }
         self.stop().await;
+        Ok(())
     }
 
     /// Tells every client the registry is going away, then closes.
@@ -163,33 +173,29 @@ impl Server {
         async_std::task::sleep(self.settings.shutdown_grace).await;
     }
 
-    /// Stores `ops` in one transaction. False if the store failed: then the server stops
-    /// rather than answer what it could not record.
-    fn store(&mut self, ops: &[BindingOp]) -> bool {
+    /// Stores `ops` in one transaction. An error if the store failed: then the server
+    /// stops rather than answer what it could not record.
+    fn store(&mut self, ops: &[BindingOp]) -> Result<(), crate::store::StoreError> {
         let Some(store) = &mut self.store else {
-            return true;
+            return Ok(());
         };
         if ops.is_empty() {
-            return true;
+            return Ok(());
         }
-        match store.apply(ops) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!("the registry stops: {e}");
-                false
-            }
-        }
+        store
+            .apply(ops)
+            .inspect_err(|e| tracing::error!("the registry stops: {e}"))
     }
 
     /// Does what the core asks. Group commit: every binding change of the pending outputs
     /// is stored, in one transaction, before any of them acts (no answer leaves before
-    /// what it reports is stored). False if the store failed.
-    fn drain(&mut self) -> bool {
+    /// what it reports is stored). An error if the store failed.
+    fn drain(&mut self) -> Result<(), crate::store::StoreError> {
         loop {
             let outputs: Vec<RegistryOutput> =
                 std::iter::from_fn(|| self.core.poll_output()).collect();
             if outputs.is_empty() {
-                return true;
+                return Ok(());
             }
             let ops: Vec<BindingOp> = outputs
                 .iter()
@@ -198,9 +204,7 @@ impl Server {
                     _ => None,
                 })
                 .collect();
-            if !self.store(&ops) {
-                return false;
-            }
+            self.store(&ops)?;
             for output in outputs {
                 match output {
                     RegistryOutput::Store(_) => {}

@@ -157,7 +157,7 @@ async fn demo() -> Result<(), CliError> {
     alice.handle.join().await.map_err(network)?;
     bob.handle.join().await.map_err(network)?;
     stop.stop();
-    server.await;
+    server.await?;
     println!("\ndemo complete: every message was delivered and acknowledged.");
     println!("Next: real chat through Tor — see the README, \"Chat through Tor\".");
     Ok(())

@@ -138,10 +138,16 @@ async fn serve(
         None => say("direct mode: reachable from this machine only, NOT anonymous"),
     }
     tracing::info!(mode = %mode, "registry running");
-    task.await;
-    say("p2pchat registry stopped");
+    let result = task.await;
     drop(tor);
-    Ok(())
+    match result {
+        Ok(()) => {
+            say("p2pchat registry stopped");
+            Ok(())
+        }
+        // The store failed (a full disk, say): a failure, so a supervisor sees it as one.
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `--revoke`: each nick's binding goes, and its onion address is refused from now on.
