@@ -9,7 +9,7 @@ mod schema_v2;
 mod sqlite;
 pub mod vault;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
@@ -17,6 +17,29 @@ use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
 pub use lock::{StoreLock, lock_path};
 pub use registry::{REGISTRY_STORE_FILE, RegistryStore};
 pub use sqlite::{OpenOptions, STORE_FILE, SqliteStore};
+
+impl StoreError {
+    /// The same error, naming `path` as the store (for an error found on a copy of it).
+    pub fn at(self, path: &Path) -> Self {
+        let path = path.to_owned();
+        match self {
+            Self::WrongPassphrase { .. } => Self::WrongPassphrase { path },
+            Self::PassphraseNeeded { .. } => Self::PassphraseNeeded { path },
+            Self::Corrupt { why, .. } => Self::Corrupt { path, why },
+            Self::NewerSchema {
+                found, supported, ..
+            } => Self::NewerSchema {
+                path,
+                found,
+                supported,
+            },
+            Self::Sqlite { source, .. } => Self::Sqlite { path, source },
+            Self::Io { source, .. } => Self::Io { path, source },
+            Self::Locked { pid, .. } => Self::Locked { path, pid },
+            Self::Crypto(why) => Self::Crypto(why),
+        }
+    }
+}
 
 /// Applies a peer's durable changes, and reads back history.
 pub trait PeerStore: Send + 'static {
