@@ -582,3 +582,25 @@ fn a_registry_whose_disk_is_full_stops_with_a_failure_not_success() {
     assert!(!alice.output().contains("registered: you are online"));
     alice.kill();
 }
+
+#[test]
+fn a_second_chat_on_the_same_data_directory_is_refused_naming_the_first() {
+    let dir = temp_dir("two-chats");
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut alice = start(&dir, "alice", port, &[]);
+    // The same data directory, another port: refused before it reads or writes anything.
+    let other_port = free_port().unwrap();
+    let listen = format!("127.0.0.1:{other_port}");
+    let mut second = start_chat(bin(), &dir, "alice", port, &["--listen", &listen]);
+    assert_eq!(second.wait(), 3, "{}", second.output());
+    let out = second.output();
+    assert!(
+        out.contains("is in use by another p2pchat (process"),
+        "{out}"
+    );
+    assert!(out.contains("p2pchat.db"), "{out}");
+    // The first one carries on.
+    alice.send("/fingerprint");
+    alice.expect("* you (alice)");
+    alice.quit();
+}
