@@ -286,8 +286,11 @@ impl SqliteStore {
             source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
-        tx.execute("DELETE FROM meta WHERE key IN ('kdf', 'wrapped_key')", [])
-            .map_err(sql)?;
+        tx.execute(
+            "DELETE FROM meta WHERE key IN ('kdf', 'wrapped_key', 'key_record_sum')",
+            [],
+        )
+        .map_err(sql)?;
         if let (Some(passphrase), Vault::Sealed { data_key, .. }) = (passphrase, new) {
             write_wrapped_key(&tx, &path, passphrase, data_key)?;
         }
@@ -816,12 +819,27 @@ fn write_wrapped_key(
     let wrapped = seal_with(&kek, DATA_KEY_AAD, data_key)?;
     let kdf_bytes = postcard::to_allocvec(&kdf)
         .map_err(|e| StoreError::Crypto(format!("cannot encode the KDF parameters: {e}")))?;
+    let sum = key_record_sum(&kdf_bytes, &wrapped);
     conn.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('kdf', ?1), ('wrapped_key', ?2)",
-        params![kdf_bytes, wrapped],
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('kdf', ?1), ('wrapped_key', ?2), ('key_record_sum', ?3)",
+        params![kdf_bytes, wrapped, sum],
     )
     .map_err(sql)?;
     Ok(())
+}
+
+/// A plain SHA-256 of the key record (KDF parameters and wrapped data key), kept beside
+/// it: when the data key does not unwrap, it tells a damaged record (the sum differs) from
+/// a wrong passphrase (it matches). It covers nothing secret, and proves nothing against
+/// someone who rewrites the files: it is for diagnosis, not for security.
+fn key_record_sum(kdf: &[u8], wrapped: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"p2pchat key record v1\0");
+    h.update(u32::try_from(kdf.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(kdf);
+    h.update(wrapped);
+    h.finalize().to_vec()
 }
 
 /// The vault of an existing store: its data key unwrapped with `passphrase`.
@@ -837,16 +855,27 @@ fn unlock(conn: &Connection, path: &Path, passphrase: Option<&[u8]>) -> Result<V
         .optional()
         .map_err(|e| corrupt(e.to_string()))
     };
-    let (Some(kdf), Some(wrapped)) = (meta("kdf")?, meta("wrapped_key")?) else {
+    let (Some(kdf_bytes), Some(wrapped)) = (meta("kdf")?, meta("wrapped_key")?) else {
         return Ok(Vault::Plain);
     };
+    // Stores from before the sum have none: a damaged record there still reads as a
+    // wrong passphrase.
+    let sum = meta("key_record_sum")?;
+    let damaged = sum
+        .as_ref()
+        .is_some_and(|s| *s != key_record_sum(&kdf_bytes, &wrapped));
+    if damaged {
+        return Err(corrupt(
+            "its key record (the passphrase's salt or the wrapped data key) is damaged, so no passphrase can open it; your passphrase was not the problem".into(),
+        ));
+    }
     let Some(passphrase) = passphrase else {
         return Err(StoreError::PassphraseNeeded {
             path: path.to_owned(),
         });
     };
-    let kdf: KdfParams =
-        postcard::from_bytes(&kdf).map_err(|e| corrupt(format!("bad KDF parameters: {e}")))?;
+    let kdf: KdfParams = postcard::from_bytes(&kdf_bytes)
+        .map_err(|e| corrupt(format!("bad KDF parameters: {e}")))?;
     let kek = kdf.derive(passphrase)?;
     let data_key =
         open_with(&kek, DATA_KEY_AAD, &wrapped).ok_or_else(|| StoreError::WrongPassphrase {
@@ -1041,6 +1070,45 @@ mod tests {
             opened > 0 && refused > 0,
             "{opened} opened, {refused} refused"
         );
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_damaged_key_record_is_told_from_a_wrong_passphrase() {
+        let d = dir("key-record");
+        let path = d.join(STORE_FILE);
+        drop(SqliteStore::create(&path, Some(b"right"), OPTIONS).unwrap());
+        match SqliteStore::open(&path, Some(b"wrong"), OPTIONS) {
+            Err(StoreError::WrongPassphrase { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let flip = |key: &str| {
+            let conn = Connection::open(&path).unwrap();
+            let mut value: Vec<u8> = conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .unwrap();
+            let last = value.len() - 1;
+            value[last] ^= 1;
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE key = ?2",
+                params![value, key],
+            )
+            .unwrap();
+        };
+        for key in ["wrapped_key", "kdf"] {
+            flip(key);
+            // With the right passphrase or a wrong one: damage, not "wrong passphrase".
+            for passphrase in [b"right".as_slice(), b"wrong"] {
+                match SqliteStore::open(&path, Some(passphrase), OPTIONS) {
+                    Err(StoreError::Corrupt { why, .. }) => {
+                        assert!(why.contains("key record"), "{why}")
+                    }
+                    other => panic!("{key}: {other:?}"),
+                }
+            }
+            flip(key);
+            assert!(SqliteStore::open(&path, Some(b"right"), OPTIONS).is_ok());
+        }
         let _ = std::fs::remove_dir_all(d);
     }
 
