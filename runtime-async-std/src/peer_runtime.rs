@@ -93,7 +93,7 @@ pub enum Answer {
         )>,
     ),
     /// History entries, oldest first.
-    History(Vec<crate::store::HistoryEntry>),
+    History(Vec<crate::store::HistoryItem>),
     /// The store could not be read.
     StoreError(String),
 }

@@ -435,9 +435,9 @@ impl<S: Screen> Ui<S> {
                     Some(Answer::History(entries)) if entries.is_empty() => {
                         self.say(&format!("* no history with {nick}"));
                     }
-                    Some(Answer::History(entries)) => {
-                        for e in &entries {
-                            self.say(&render::history_line(e, &self.me));
+                    Some(Answer::History(items)) => {
+                        for item in &items {
+                            self.say(&render::history_item_line(item, &nick, &self.me));
                         }
                     }
                     Some(Answer::StoreError(e)) => self.say(&format!("! {e}")),
@@ -515,10 +515,17 @@ impl<S: Screen> Ui<S> {
     /// The last few messages with `nick`, when opening or switching to its chat.
     pub(crate) async fn show_recent(&mut self, nick: &Nick) {
         let count = self.screen.recent_count();
-        if let Some(Answer::History(entries)) =
-            self.run(Command::History(nick.clone(), count)).await
-            && !entries.is_empty()
+        if let Some(Answer::History(items)) = self.run(Command::History(nick.clone(), count)).await
+            && !items.is_empty()
         {
+            let entries: Vec<HistoryEntry> =
+                items.iter().filter_map(|i| i.entry().cloned()).collect();
+            let damaged = items.len() - entries.len();
+            if damaged > 0 {
+                self.say(&format!(
+                    "! {damaged} of the last messages with {nick} cannot be read: the store is damaged there (/history {nick} marks them)"
+                ));
+            }
             self.screen.recent(nick, &entries, &self.me);
         }
     }

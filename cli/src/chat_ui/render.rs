@@ -5,7 +5,7 @@
 
 use core::time::Duration;
 
-use p2pchat_async_std::store::HistoryEntry;
+use p2pchat_async_std::store::{HistoryEntry, HistoryItem};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{
     ChatState, CloseReason, ConnectionLost, ContactView, Event, Outcome, QueuedMessage, WallTime,
@@ -217,6 +217,17 @@ pub fn outbox_line(m: &QueuedMessage, next: Option<Duration>) -> String {
     )
 }
 
+/// One line of `/history`, a damaged row included.
+pub fn history_item_line(item: &HistoryItem, nick: &Nick, me: &Nick) -> String {
+    match item {
+        HistoryItem::Entry(e) => history_line(e, me),
+        HistoryItem::Damaged { outgoing, id } => {
+            let who = if *outgoing { me } else { nick };
+            format!("  [?] <{who}> #{id}: damaged in the store, cannot be read")
+        }
+    }
+}
+
 /// One line of `/history`.
 pub fn history_line(e: &HistoryEntry, me: &Nick) -> String {
     let receipt = match (&e.outcome, e.outgoing) {
@@ -232,6 +243,32 @@ pub fn history_line(e: &HistoryEntry, me: &Nick) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_history_row_is_a_line_that_says_so_with_its_sender_and_id() {
+        let (bob, me) = (Nick::new("bob").unwrap(), Nick::new("alice").unwrap());
+        let theirs = history_item_line(
+            &HistoryItem::Damaged {
+                outgoing: false,
+                id: 7,
+            },
+            &bob,
+            &me,
+        );
+        assert_eq!(
+            theirs,
+            "  [?] <bob> #7: damaged in the store, cannot be read"
+        );
+        let ours = history_item_line(
+            &HistoryItem::Damaged {
+                outgoing: true,
+                id: 2,
+            },
+            &bob,
+            &me,
+        );
+        assert!(ours.contains("<alice> #2"), "{ours}");
+    }
 
     #[test]
     fn a_peer_cannot_send_terminal_escapes() {

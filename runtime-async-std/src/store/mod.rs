@@ -46,8 +46,34 @@ pub trait PeerStore: Send + 'static {
     /// Applies `ops` durably and in order, all or none.
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
 
-    /// The last `limit` messages with `nick`, oldest first.
-    fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// The last `limit` messages with `nick`, oldest first; a row that cannot be read is
+    /// [`HistoryItem::Damaged`] in its place, so the rest is still shown.
+    fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryItem>, StoreError>;
+}
+
+/// One row of a conversation's history, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryItem {
+    /// A message.
+    Entry(HistoryEntry),
+    /// A row whose sealed content does not open (damaged): only what is stored in the
+    /// clear beside it is known.
+    Damaged {
+        /// Whether we wrote it.
+        outgoing: bool,
+        /// The sender's id for it.
+        id: u64,
+    },
+}
+
+impl HistoryItem {
+    /// The message, unless the row is damaged.
+    pub fn entry(&self) -> Option<&HistoryEntry> {
+        match self {
+            Self::Entry(e) => Some(e),
+            Self::Damaged { .. } => None,
+        }
+    }
 }
 
 /// One message in a conversation's history.

@@ -18,7 +18,7 @@ use super::lock::StoreLock;
 use super::schema_v1::ContactRecordV1;
 use super::schema_v2::ContactRecordV2;
 use super::vault::{KdfParams, Vault, open_with, random, seal_with};
-use super::{HistoryEntry, PeerStore, StoreError};
+use super::{HistoryEntry, HistoryItem, PeerStore, StoreError};
 
 /// The database's file name inside the data directory.
 pub const STORE_FILE: &str = "p2pchat.db";
@@ -191,7 +191,7 @@ impl SqliteStore {
     }
 
     /// The last `limit` messages with `nick`, oldest first.
-    pub fn read_history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub fn read_history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryItem>, StoreError> {
         let tag = self.vault.row_key("history", &nick.canonical());
         let mut stmt = self
             .conn
@@ -212,7 +212,15 @@ impl SqliteStore {
         for row in rows {
             let (outgoing, id, entry) = row.map_err(|e| self.read_err(e))?;
             let aad = history_aad(&tag, outgoing != 0, id as u64);
-            out.push(self.decode::<HistoryEntry>(&aad, &entry)?);
+            // One damaged row hides only itself: the others are still shown.
+            out.push(match self.decode::<HistoryEntry>(&aad, &entry) {
+                Ok(entry) => HistoryItem::Entry(entry),
+                Err(StoreError::Corrupt { .. }) => HistoryItem::Damaged {
+                    outgoing: outgoing != 0,
+                    id: id as u64,
+                },
+                Err(e) => return Err(e),
+            });
         }
         out.reverse();
         Ok(out)
@@ -496,7 +504,7 @@ impl PeerStore for SqliteStore {
             .map_err(|source| StoreError::Sqlite { path, source })
     }
 
-    fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+    fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryItem>, StoreError> {
         self.read_history(nick, limit)
     }
 }
@@ -909,6 +917,17 @@ mod tests {
 
     const OPTIONS: OpenOptions = OpenOptions { history: true };
 
+    /// The messages of a history page that has no damaged row.
+    fn entries(items: Vec<HistoryItem>) -> Vec<HistoryEntry> {
+        items
+            .into_iter()
+            .map(|i| match i {
+                HistoryItem::Entry(e) => e,
+                damaged => panic!("a damaged row: {damaged:?}"),
+            })
+            .collect()
+    }
+
     /// A run of operations of every kind, for two contacts.
     fn ops() -> Vec<StoreOp> {
         let mut ops = Vec::new();
@@ -973,7 +992,7 @@ mod tests {
             ContactKey::Fingerprint(carol.rsa.public().fingerprint())
         );
         assert_eq!(store.state().queued_len(&carol.nick), 1);
-        let history = store.read_history(&bob.nick, 10).unwrap();
+        let history = entries(store.read_history(&bob.nick, 10).unwrap());
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].text, "from bob");
         let state = store.state().clone();
@@ -1203,7 +1222,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap();
         assert_eq!(store.state(), &reference);
-        let history = store.read_history(&nick("bob"), 10).unwrap();
+        let history = entries(store.read_history(&nick("bob"), 10).unwrap());
         let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -1239,6 +1258,42 @@ mod tests {
             drop(conn);
             let e = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap_err();
             assert!(matches!(e, StoreError::Corrupt { .. }), "{tamper}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_damaged_history_row_is_marked_in_its_place_and_the_rest_is_shown() {
+        let d = dir("history-row");
+        let path = d.join(STORE_FILE);
+        let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
+        store.apply(&ops()).unwrap();
+        let whole = entries(store.read_history(&nick("carol"), 10).unwrap());
+        assert_eq!(whole.len(), 5);
+        drop(store);
+        // One byte of the sealed entry of carol's message #3 (outgoing) is changed.
+        let conn = Connection::open(&path).unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE history SET entry = CAST(substr(entry, 1, 30) || x'00' || substr(entry, 32) AS BLOB)
+                 WHERE id = 3 AND seq = (SELECT max(seq) FROM history WHERE id = 3)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        drop(conn);
+        let store = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap();
+        let items = store.read_history(&nick("carol"), 10).unwrap();
+        assert_eq!(items.len(), 5);
+        assert_eq!(
+            items[2],
+            HistoryItem::Damaged {
+                outgoing: true,
+                id: 3
+            }
+        );
+        for (i, item) in items.iter().enumerate().filter(|(i, _)| *i != 2) {
+            assert_eq!(item.entry(), Some(&whole[i]));
         }
         let _ = std::fs::remove_dir_all(d);
     }
