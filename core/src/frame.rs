@@ -62,6 +62,16 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     }
 }
 
+/// The first whole frame in `bytes`, decoded: `None` if there is none, or it does not
+/// decode as a `T` (for tests and simulations that read what a peer answered).
+pub fn decode_first<T: DeserializeOwned>(mut bytes: &[u8]) -> Option<T> {
+    FrameDecoder::new()
+        .decode(&mut bytes)
+        .ok()
+        .flatten()
+        .and_then(|body| decode_body(&body).ok())
+}
+
 /// Incremental frame splitter: feed it bytes split anywhere, take whole frame bodies out.
 ///
 /// Memory is bounded: at most one frame's prefix and body are held at a time.

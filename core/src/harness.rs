@@ -629,14 +629,7 @@ impl World {
         while let Some(out) = self.peers[i].poll_output() {
             match out {
                 Output::Transmit { conn: c, bytes } if c == conn => {
-                    if answer.is_none() {
-                        let mut decoder = FrameDecoder::new();
-                        answer = decoder
-                            .decode(&mut &bytes[..])
-                            .ok()
-                            .flatten()
-                            .and_then(|body| decode_body(&body).ok());
-                    }
+                    answer = answer.or_else(|| crate::frame::decode_first(&bytes));
                 }
                 Output::Close { conn: c } if c == conn => {}
                 other => self.peer_output(i, other),

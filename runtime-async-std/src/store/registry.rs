@@ -88,36 +88,14 @@ impl RegistryStore {
             }
             other => return Err(corrupt(format!("unknown schema {other}"))),
         }
-        let stored: Vec<Binding> = {
-            let mut stmt = conn.prepare("SELECT binding FROM bindings").map_err(sql)?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(|e| corrupt(e.to_string()))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let bytes = row.map_err(|e| corrupt(e.to_string()))?;
-                out.push(
-                    postcard::from_bytes(&bytes)
-                        .map_err(|e| corrupt(format!("a binding does not decode: {e}")))?,
-                );
-            }
-            out
-        };
-        let revoked: Vec<OnionAddress> = {
-            let mut stmt = conn.prepare("SELECT onion FROM revoked").map_err(sql)?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(|e| corrupt(e.to_string()))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let bytes = row.map_err(|e| corrupt(e.to_string()))?;
-                out.push(
-                    postcard::from_bytes(&bytes)
-                        .map_err(|e| corrupt(format!("a revoked address does not decode: {e}")))?,
-                );
-            }
-            out
-        };
+        let stored: Vec<Binding> =
+            read_all(&conn, path, "SELECT binding FROM bindings", "a binding")?;
+        let revoked: Vec<OnionAddress> = read_all(
+            &conn,
+            path,
+            "SELECT onion FROM revoked",
+            "a revoked address",
+        )?;
         let store = Self {
             path: path.to_owned(),
             conn,
@@ -185,6 +163,36 @@ impl RegistryStore {
         }
         tx.commit().map_err(sql)
     }
+}
+
+/// Every row `query` selects (one postcard blob each), decoded; `what` names one in an
+/// error.
+fn read_all<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    path: &Path,
+    query: &str,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        why,
+    };
+    let mut stmt = conn.prepare(query).map_err(|source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    })?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let bytes = row.map_err(|e| corrupt(e.to_string()))?;
+        out.push(
+            postcard::from_bytes(&bytes)
+                .map_err(|e| corrupt(format!("{what} does not decode: {e}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// Why a migration failed.

@@ -13,7 +13,7 @@
 //! is the core's answers, and the rest of the core's outputs go into the world as usual.
 
 use p2pchat_core::conn::ConnId;
-use p2pchat_core::frame::{FrameDecoder, decode_body};
+use p2pchat_core::frame::decode_first;
 use p2pchat_core::handshake::{ExpectedPeer, Initiator};
 use p2pchat_core::identity::{Fingerprint, Identity, OnionIdentity};
 use p2pchat_core::nick::Nick;
@@ -176,14 +176,7 @@ impl World {
         while let Some(output) = self.peers[i].core.as_mut().and_then(|c| c.poll_output()) {
             match output {
                 Output::Transmit { conn: c, bytes } if c == conn => {
-                    if answer.is_none() {
-                        let mut decoder = FrameDecoder::new();
-                        answer = decoder
-                            .decode(&mut &bytes[..])
-                            .ok()
-                            .flatten()
-                            .and_then(|body| decode_body(&body).ok());
-                    }
+                    answer = answer.or_else(|| decode_first(&bytes));
                 }
                 Output::Close { conn: c } if c == conn => {}
                 other => self.peer_output(i, other),
