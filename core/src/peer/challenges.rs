@@ -59,15 +59,7 @@ impl ChallengeBudget {
             .entry(nick.clone())
             .or_insert_with(|| TokenBucket::full(NICK_BURST, NICK_REFILL_EVERY, now));
         // The nick's share first, so a refused nick does not spend the overall budget.
-        let mut probe = bucket.clone();
-        if !probe.take(now) {
-            return false;
-        }
-        if !self.overall.take(now) {
-            return false;
-        }
-        *bucket = probe;
-        true
+        bucket.has_token(now) && self.overall.take(now) && bucket.take(now)
     }
 }
 

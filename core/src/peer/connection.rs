@@ -338,10 +338,14 @@ impl Peer {
         let nick = presented.nick.clone();
         let contact = self.state.contacts.get(&nick);
         let blocked = contact.is_some_and(|c| c.blocked);
-        match contact.map(|c| c.key.clone()) {
+        // Whether we know the key to expect (pinned, or given by the user): then it matched.
+        let key_known = match contact.map(|c| c.key.clone()) {
             Some(ContactKey::Pinned { certificate, .. })
-                if certificate.rsa == presented.rsa && certificate.onion == presented.onion => {}
-            Some(ContactKey::Fingerprint(f)) if f == presented.rsa.fingerprint() => {}
+                if certificate.rsa == presented.rsa && certificate.onion == presented.onion =>
+            {
+                true
+            }
+            Some(ContactKey::Fingerprint(f)) if f == presented.rsa.fingerprint() => true,
             Some(key @ (ContactKey::Pinned { .. } | ContactKey::Fingerprint(_))) => {
                 let pinned = key.fingerprint().unwrap_or(presented.rsa.fingerprint());
                 self.key_conflict(&nick, pinned, presented.clone(), hello.hello.port);
@@ -352,8 +356,8 @@ impl Peer {
                 };
                 return self.reject(conn, RejectReason::KeyMismatch, Some((Some(nick), e)));
             }
-            Some(ContactKey::Unknown) | None => {}
-        }
+            Some(ContactKey::Unknown) | None => false,
+        };
         if blocked {
             return self.reject(conn, RejectReason::Refused, None);
         }
@@ -373,7 +377,7 @@ impl Peer {
         if existing_is_ours && ours_wins {
             return self.reject(conn, RejectReason::Simultaneous, None);
         }
-        if self.is_pinned(&nick) || self.key_given(&nick) {
+        if key_known {
             return self.decide(conn, est, hello);
         }
         // A stranger (or a contact whose key we never learnt): the registry must list
@@ -391,14 +395,6 @@ impl Peer {
             LookupPlan::Send => self.lookup(&nick, Pending::Incoming(nick.clone())),
             LookupPlan::Refuse => self.reject(conn, RejectReason::Busy, None),
         }
-    }
-
-    /// Whether the user gave `nick`'s fingerprint (and the initiator presented it).
-    fn key_given(&self, nick: &crate::nick::Nick) -> bool {
-        self.state
-            .contacts
-            .get(nick)
-            .is_some_and(|c| matches!(c.key, ContactKey::Fingerprint(_)))
     }
 
     pub(super) fn incoming_lookup_answered(&mut self, conn: ConnId, record: Option<UserRecord>) {

@@ -320,15 +320,6 @@ impl Peer {
         }
     }
 
-    /// Whether `nick`'s certificate is pinned: we can dial and authenticate them without
-    /// anyone's word for who they are.
-    pub(super) fn is_pinned(&self, nick: &Nick) -> bool {
-        self.state
-            .contacts
-            .get(nick)
-            .is_some_and(|c| matches!(c.key, ContactKey::Pinned { .. }))
-    }
-
     fn conflict_resolved(&mut self, nick: &Nick) {
         if self.state.queued_len(nick) > 0 {
             self.deliver_now(nick);

@@ -6,7 +6,7 @@ use core::time::Duration;
 use crate::time::Instant;
 
 /// A token bucket, refilled lazily from the time it is asked at.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct TokenBucket {
     burst: u32,
     every: Duration,
@@ -28,12 +28,17 @@ impl TokenBucket {
 
     /// Takes a token if one is left at `now`.
     pub(super) fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens == 0 {
+        if !self.has_token(now) {
             return false;
         }
         self.tokens -= 1;
         true
+    }
+
+    /// Whether a token is left at `now` (none is taken).
+    pub(super) fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens > 0
     }
 
     /// Whether the bucket is full at `now` (a full bucket carries no state worth keeping).

@@ -44,8 +44,9 @@ impl StoreLock {
                 if e != rustix::io::Errno::WOULDBLOCK {
                     return Err(io(e.into()));
                 }
+                // A process id is a few digits: read no more than that.
                 let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
+                let _ = (&mut file).take(32).read_to_string(&mut text);
                 return Err(StoreError::Locked {
                     path: store.to_owned(),
                     pid: text.trim().parse().ok(),

@@ -68,13 +68,15 @@ impl RegistryStore {
                     .map_err(sql)?;
             }
             1 | 2 => {
+                // The table first: a crash after schema 1's migration (which writes the
+                // new version) must not leave a store at schema 3 without it.
+                conn.execute_batch(REVOKED_TABLE).map_err(sql)?;
                 if version == 1 {
                     migrate_v1(&conn).map_err(|e| match e {
                         Migration::Sql(source) => sql(source),
                         Migration::Decode(why) => corrupt(why),
                     })?;
                 }
-                conn.execute_batch(REVOKED_TABLE).map_err(sql)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
             }

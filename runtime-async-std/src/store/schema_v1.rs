@@ -1,14 +1,16 @@
 //! Records as schema 1 of both stores wrote them, before certificates carried serials, so
-//! that a schema 1 store is migrated instead of refused. Each converts to today's record
-//! with serial 0: the form a certificate had before serials (its signature still verifies).
+//! that a schema 1 store is migrated instead of refused. Each converts to the next schema's
+//! record with serial 0: the form a certificate had before serials (its signature still verifies).
 
 use p2pchat_core::identity::{
     Ed25519Signature, Fingerprint, KeyBindingCertificate, OnionAddress, RsaPublicKey,
 };
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{ContactKey, ContactRecord, WallTime};
+use p2pchat_core::peer::{ContactKey, WallTime};
 use p2pchat_core::registry::Binding;
 use serde::Deserialize;
+
+use super::schema_v2::ContactRecordV2;
 
 /// A registry binding.
 #[derive(Deserialize)]
@@ -76,22 +78,26 @@ pub(super) struct ContactRecordV1 {
     received_upto: u64,
 }
 
-impl From<ContactRecordV1> for ContactRecord {
+/// Schema 1 → 2: only the certificate changed (serial 0); schema 2 → today's record
+/// is `schema_v2`'s.
+impl From<ContactRecordV1> for ContactRecordV2 {
     fn from(c: ContactRecordV1) -> Self {
-        let mut record = ContactRecord::new(c.nick, c.our_instance);
-        record.key = match c.key {
-            ContactKeyV1::Unknown => ContactKey::Unknown,
-            ContactKeyV1::Fingerprint(f) => ContactKey::Fingerprint(f),
-            ContactKeyV1::Pinned { certificate, port } => ContactKey::Pinned {
-                certificate: certificate.into(),
-                port,
+        Self {
+            nick: c.nick,
+            key: match c.key {
+                ContactKeyV1::Unknown => ContactKey::Unknown,
+                ContactKeyV1::Fingerprint(f) => ContactKey::Fingerprint(f),
+                ContactKeyV1::Pinned { certificate, port } => ContactKey::Pinned {
+                    certificate: certificate.into(),
+                    port,
+                },
             },
-        };
-        record.verified = c.verified;
-        record.blocked = c.blocked;
-        record.next_id = c.next_id;
-        record.peer_instance = c.peer_instance;
-        record.received_upto = c.received_upto;
-        record
+            verified: c.verified,
+            blocked: c.blocked,
+            our_instance: c.our_instance,
+            next_id: c.next_id,
+            peer_instance: c.peer_instance,
+            received_upto: c.received_upto,
+        }
     }
 }

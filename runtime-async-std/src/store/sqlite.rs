@@ -397,11 +397,12 @@ impl SqliteStore {
                 .map_err(|e| self.read_err(e))?
         };
         for (tag, sealed) in rows {
-            let record = if from == 1 {
-                ContactRecord::from(self.decode::<ContactRecordV1>(&contact_aad(&tag), &sealed)?)
+            let old = if from == 1 {
+                ContactRecordV2::from(self.decode::<ContactRecordV1>(&contact_aad(&tag), &sealed)?)
             } else {
-                ContactRecord::from(self.decode::<ContactRecordV2>(&contact_aad(&tag), &sealed)?)
+                self.decode::<ContactRecordV2>(&contact_aad(&tag), &sealed)?
             };
+            let record = ContactRecord::from(old);
             // The same tag: it is derived from the nick.
             write_contact(&tx, &self.vault, &record).map_err(|e| with_path(e, &self.path))?;
         }
@@ -917,6 +918,14 @@ mod tests {
 
     const OPTIONS: OpenOptions = OpenOptions { history: true };
 
+    /// The schema version `store` is at now.
+    fn schema_version(store: &SqliteStore) -> i64 {
+        store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
     /// The messages of a history page that has no damaged row.
     fn entries(items: Vec<HistoryItem>) -> Vec<HistoryEntry> {
         items
@@ -999,11 +1008,7 @@ mod tests {
         drop(store);
         let again = SqliteStore::open(&path, Some(b"fixture"), OPTIONS).unwrap();
         assert_eq!(again.state(), &state);
-        let version: i64 = again
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(schema_version(&again), SCHEMA_VERSION);
         let _ = std::fs::remove_dir_all(d);
     }
 
@@ -1172,11 +1177,7 @@ mod tests {
         assert!(b.verified && b.conflict.is_none());
         assert_eq!((b.our_instance, b.next_id, b.received_upto), (7, 5, 5));
         assert_eq!(store.state().queued_len(&bob.nick), 3);
-        let version: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(schema_version(&store), SCHEMA_VERSION);
         let _ = std::fs::remove_dir_all(d);
     }
 
