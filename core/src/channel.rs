@@ -206,6 +206,7 @@ mod tests {
         for n in 0..3 {
             let m = ChannelMessage::Message {
                 id: n,
+                nonce: n + 1,
                 text: format!("hi {n}"),
             };
             let f = unwrap_sealed(&i.seal(&m).unwrap());
@@ -257,6 +258,7 @@ mod tests {
         let frame = i
             .seal(&ChannelMessage::Message {
                 id: 1,
+                nonce: 7,
                 text: "attack at dawn".into(),
             })
             .unwrap();

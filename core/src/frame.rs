@@ -7,7 +7,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
 /// Hard cap on a frame body (version byte included), in bytes.
 pub const MAX_FRAME_BODY: usize = 64 * 1024;

@@ -145,6 +145,8 @@ pub enum ChannelMessage {
     Message {
         /// Sender-chosen id, increasing by one per message within the sender's instance.
         id: u64,
+        /// The sender's random nonce for it, stored with it ([`crate::peer::QueuedMessage`]).
+        nonce: u64,
         /// The text, at most [`MAX_MESSAGE_LEN`] bytes.
         text: String,
     },
@@ -164,7 +166,23 @@ pub enum ChannelMessage {
     Ping,
     /// Keep-alive answer.
     Pong,
+    /// Sent by each side first on an accepted connection: the highest id it stored from
+    /// the other's current instance, and that message's nonce. A sender that does not know
+    /// that message under that id is running on an older copy of its store (a restored
+    /// backup): the ids it reused or would reuse are taken, and its queued messages among
+    /// them are failed as uncertain rather than reported delivered on the strength of
+    /// another message's acknowledgement.
+    Resume {
+        /// The highest id stored from the other side's current instance (0 = none).
+        stored_upto: u64,
+        /// The nonce of that message (0 = none, or not known).
+        nonce: u64,
+    },
 }
+
+/// The highest message id a peer may use or claim: far beyond what a person sends, and
+/// low enough that moving past a claimed id can never wrap a counter.
+pub const MAX_MESSAGE_ID: u64 = 1 << 53;
 
 #[cfg(test)]
 mod tests {

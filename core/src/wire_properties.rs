@@ -43,12 +43,15 @@ fn channel_message() -> impl Strategy<Value = ChannelMessage> {
     prop_oneof![
         any::<u64>().prop_map(|instance| ChannelMessage::Accept { instance }),
         text().prop_map(|reason| ChannelMessage::Deny { reason }),
-        (any::<u64>(), text()).prop_map(|(id, text)| ChannelMessage::Message { id, text }),
+        (any::<u64>(), any::<u64>(), text())
+            .prop_map(|(id, nonce, text)| ChannelMessage::Message { id, nonce, text }),
         any::<u64>().prop_map(|id| ChannelMessage::Ack { id }),
         text().prop_map(|reason| ChannelMessage::Close { reason }),
         Just(ChannelMessage::CloseAck),
         Just(ChannelMessage::Ping),
         Just(ChannelMessage::Pong),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(stored_upto, nonce)| ChannelMessage::Resume { stored_upto, nonce }),
     ]
 }
 

@@ -80,6 +80,7 @@ fn main() {
     let sealed = alice_cipher
         .seal(&ChannelMessage::Message {
             id: 1,
+            nonce: 11,
             text: "hello".into(),
         })
         .unwrap();
@@ -196,6 +197,7 @@ fn main() {
     for m in [
         ChannelMessage::Message {
             id: 5,
+            nonce: 55,
             text: "from bob".into(),
         },
         ChannelMessage::Ack { id: 1 },
@@ -209,6 +211,10 @@ fn main() {
             reason: "bye".into(),
         },
         ChannelMessage::CloseAck,
+        ChannelMessage::Resume {
+            stored_upto: 3,
+            nonce: 33,
+        },
     ] {
         channel.extend(long(2, &postcard::to_allocvec(&m).unwrap()));
     }

@@ -47,6 +47,14 @@ pub struct FaultRates {
     /// a stranger's), proving a key of its own, never proving it, or with a copied
     /// certificate (`world/probes.rs`).
     pub probers_per_hour: f64,
+    /// Disk restores, per peer per hour: the first takes a copy of a peer's disk, a later
+    /// one (half the time) crashes the peer and puts the copy back, as a user restoring a
+    /// backup does.
+    pub restores_per_peer_hour: f64,
+    /// Full disks, per hour: a random peer's disk refuses every write for 5 to 60 s. A
+    /// write refused stops the peer's core before anything after it acts (as the real
+    /// runtime pauses), and it starts again from its disk once the disk takes writes.
+    pub disk_fills_per_hour: f64,
 }
 
 impl FaultRates {
@@ -62,6 +70,8 @@ impl FaultRates {
         impostors_per_hour: 0.0,
         slow_readers_per_hour: 0.0,
         probers_per_hour: 0.0,
+        restores_per_peer_hour: 0.0,
+        disk_fills_per_hour: 0.0,
     };
 
     /// A flaky but usable network: a few refused dials and resets, rare crashes.
@@ -76,6 +86,8 @@ impl FaultRates {
         impostors_per_hour: 0.0,
         slow_readers_per_hour: 0.0,
         probers_per_hour: 0.0,
+        restores_per_peer_hour: 0.0,
+        disk_fills_per_hour: 0.0,
     };
 
     /// Everything goes wrong, often.
@@ -90,6 +102,8 @@ impl FaultRates {
         impostors_per_hour: 30.0,
         slow_readers_per_hour: 60.0,
         probers_per_hour: 120.0,
+        restores_per_peer_hour: 3.0,
+        disk_fills_per_hour: 30.0,
     };
 }
 

@@ -22,13 +22,20 @@ pub enum Fate {
     Failed,
     /// The sender lost it: unresolved, and not on its disk after a crash (a bug).
     LostInCrash,
+    /// The sender's disk was put back to a copy taken before it was sent: the user
+    /// restored an older backup, and the message went with everything after it.
+    ForgottenByRestore,
 }
 
 #[derive(Debug)]
 struct Message {
     from: usize,
     to: usize,
+    /// Showings on the recipient's disk now.
     received: u32,
+    /// Whether it was ever shown (a recipient put back to an older disk forgets a
+    /// showing, but the showing happened: a receipt for it is true).
+    ever_shown: bool,
     fate: Fate,
 }
 
@@ -51,6 +58,11 @@ pub(crate) struct Ledger {
     by_sender_id: BTreeMap<(usize, usize, u64), u64>,
     /// (sender, recipient) → last global number received.
     last_received: BTreeMap<(usize, usize), u64>,
+    /// Every showing, in order: (its sequence number, recipient, global number), so that
+    /// a recipient put back to an older disk forgets what it was shown after the copy.
+    receptions: Vec<(u64, usize, u64)>,
+    next_reception: u64,
+    pub(crate) forgotten_by_restore: u64,
     pub(crate) delivered: u64,
     pub(crate) failed: u64,
     pub(crate) lost_in_crash: u64,
@@ -110,6 +122,7 @@ impl Ledger {
             from,
             to,
             received: 0,
+            ever_shown: false,
             fate: Fate::Pending,
         });
         self.pending += 1;
@@ -136,6 +149,9 @@ impl Ledger {
             ));
         }
         m.received += 1;
+        m.ever_shown = true;
+        self.receptions.push((self.next_reception, at, number));
+        self.next_reception += 1;
         let (from, times) = (m.from, m.received);
         if times > 1 {
             self.duplicates += 1;
@@ -171,7 +187,7 @@ impl Ledger {
         self.pending -= 1;
         if delivered {
             self.delivered += 1;
-            if m.received != 1 {
+            if m.received > 1 || !m.ever_shown {
                 let n = m.received;
                 self.violation(format!(
                     "message #{number} was reported delivered but shown {n} times"
@@ -208,6 +224,83 @@ impl Ledger {
         }
     }
 
+    /// What peer `who`'s disk holds now, as far as the ledger is concerned: taken with a
+    /// copy of the disk, and handed back to [`Ledger::restored`] if the disk is put back.
+    pub(crate) fn mark(&self, who: usize) -> LedgerMark {
+        LedgerMark {
+            next_reception: self.next_reception,
+            open: self
+                .by_sender_id
+                .range((who, 0, 0)..=(who, usize::MAX, u64::MAX))
+                .map(|((_, to, id), n)| ((*to, *id), *n))
+                .collect(),
+            last_received: self
+                .last_received
+                .iter()
+                .filter(|((_, to), _)| *to == who)
+                .map(|(k, n)| (*k, *n))
+                .collect(),
+        }
+    }
+
+    /// Peer `who`'s disk was put back to the copy `mark` was taken with, whose outbox holds
+    /// `queued` (recipient, id). What it was shown since is no longer on its disk (shown
+    /// again, it is not a duplicate); what it sent since is forgotten with the copy (not
+    /// lost: the user chose the older copy); what the copy still has queued is unresolved
+    /// again, whatever became of it meanwhile, and must be resolved again.
+    pub(crate) fn restored(
+        &mut self,
+        who: usize,
+        mark: &LedgerMark,
+        queued: &std::collections::BTreeSet<(usize, u64)>,
+    ) {
+        let messages = &mut self.messages;
+        self.receptions.retain(|&(seq, at, number)| {
+            let forget = at == who && seq >= mark.next_reception;
+            if forget && let Some(m) = messages.get_mut(number as usize) {
+                m.received = m.received.saturating_sub(1);
+            }
+            !forget
+        });
+        self.last_received.retain(|(_, to), _| *to != who);
+        self.last_received
+            .extend(mark.last_received.iter().copied());
+        let now_open: Vec<((usize, usize, u64), u64)> = self
+            .by_sender_id
+            .range((who, 0, 0)..=(who, usize::MAX, u64::MAX))
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        for (key, number) in now_open {
+            if mark.open.get(&(key.1, key.2)) == Some(&number) && queued.contains(&(key.1, key.2)) {
+                continue;
+            }
+            self.by_sender_id.remove(&key);
+            if let Some(m) = self.messages.get_mut(number as usize) {
+                m.fate = Fate::ForgottenByRestore;
+                self.pending -= 1;
+                self.forgotten_by_restore += 1;
+            }
+        }
+        for (&(to, id), &number) in &mark.open {
+            if !queued.contains(&(to, id)) || self.by_sender_id.contains_key(&(who, to, id)) {
+                continue;
+            }
+            let Some(m) = self.messages.get_mut(number as usize) else {
+                continue;
+            };
+            match m.fate {
+                Fate::Delivered => self.delivered -= 1,
+                Fate::Failed => self.failed -= 1,
+                Fate::ForgottenByRestore => self.forgotten_by_restore -= 1,
+                Fate::LostInCrash => self.lost_in_crash -= 1,
+                Fate::Pending => continue,
+            }
+            m.fate = Fate::Pending;
+            self.pending += 1;
+            self.by_sender_id.insert((who, to, id), number);
+        }
+    }
+
     /// Number of messages sent.
     pub(crate) fn sent_count(&self) -> u64 {
         self.messages.len() as u64
@@ -238,6 +331,15 @@ impl Ledger {
             self.violation(format!("… and {} more hanging messages", hanging.len() - 5));
         }
     }
+}
+
+/// A peer's place in the ledger when a copy of its disk was taken ([`Ledger::mark`]).
+#[derive(Debug, Clone)]
+pub(crate) struct LedgerMark {
+    next_reception: u64,
+    /// Its unresolved messages then: (recipient, id) → global number.
+    open: BTreeMap<(usize, u64), u64>,
+    last_received: Vec<((usize, usize), u64)>,
 }
 
 /// Checks one page of users: no nick and no onion listed twice.
@@ -301,6 +403,34 @@ mod tests {
         l.sent(0, 1, 1, "#7 made up");
         assert_eq!(l.violation_count, 1);
         assert_eq!(l.sent_count(), 0);
+    }
+
+    #[test]
+    fn a_disk_put_back_forgets_what_came_after_its_copy_and_reopens_what_it_still_queues() {
+        let mut l = Ledger::default();
+        let kept = l.next_text(10);
+        l.sent(0, 1, 1, &kept);
+        let mark = l.mark(0);
+        let later = l.next_text(10);
+        l.sent(0, 1, 2, &later);
+        l.received(1, 0, &kept);
+        l.resolved(0, 1, 1, true);
+        // Peer 0 goes back to the copy: #1 is queued there again, #2 never happened.
+        l.restored(0, &mark, &std::collections::BTreeSet::from([(1, 1)]));
+        assert_eq!((l.pending, l.delivered, l.forgotten_by_restore), (1, 0, 1));
+        l.restarted(0, &std::collections::BTreeSet::from([(1, 1)]));
+        l.resolved(0, 1, 1, true);
+        assert_eq!(l.violation_count, 0);
+        // Peer 1 goes back to a copy taken before it was shown #1: shown again, it is
+        // not a duplicate.
+        let mut l2 = Ledger::default();
+        let text = l2.next_text(10);
+        l2.sent(0, 1, 1, &text);
+        let before = l2.mark(1);
+        l2.received(1, 0, &text);
+        l2.restored(1, &before, &std::collections::BTreeSet::new());
+        l2.received(1, 0, &text);
+        assert_eq!(l2.duplicates, 0);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Summary {
     pub failed: u64,
     /// Unresolved when their sender crashed.
     pub lost_in_crash: u64,
+    /// Sent after the copy of its sender's disk that was later put back (the user chose
+    /// the older copy; not a violation).
+    pub forgotten_by_restore: u64,
     /// Still unresolved at the end (each one is also a violation).
     pub unresolved: u64,
     /// Messages shown to a receiver more than once.

@@ -87,6 +87,7 @@ fn channel_message_with_ack(bencher: Bencher, len: usize) {
         let frame = a
             .seal(&ChannelMessage::Message {
                 id,
+                nonce: id,
                 text: text.clone(),
             })
             .unwrap();
@@ -123,6 +124,7 @@ fn channel_messages_batch_of_100_one_ack(bencher: Bencher, len: usize) {
             let frame = a
                 .seal(&ChannelMessage::Message {
                     id,
+                    nonce: id,
                     text: text.clone(),
                 })
                 .unwrap();

@@ -150,6 +150,9 @@ pub fn render(event: &Event) -> Vec<String> {
                 "!!! the other key is refused, and messages go only to the pinned one, until you compare fingerprints out of band: /verify {nick} FINGERPRINT (the pinned one keeps the pin, the new one replaces it), or /trust {nick} FINGERPRINT"
             ),
         ],
+        Event::StoreBehindContact { nick, stored_upto } => one(format!(
+            "! {nick} already has your messages up to #{stored_upto}: this data directory is an older copy (restored from a backup?); new messages to {nick} continue after #{stored_upto}"
+        )),
         Event::ShutdownComplete => one("* bye".into()),
     }
 }
@@ -224,6 +227,16 @@ pub fn history_item_line(item: &HistoryItem, nick: &Nick, me: &Nick) -> String {
         HistoryItem::Damaged { outgoing, id } => {
             let who = if *outgoing { me } else { nick };
             format!("  [?] <{who}> #{id}: damaged in the store, cannot be read")
+        }
+        HistoryItem::Missing { count: 1 } => {
+            "  [?] one message is missing here: the store was damaged or changed".into()
+        }
+        HistoryItem::Missing { count } => {
+            format!("  [?] {count} messages are missing here: the store was damaged or changed")
+        }
+        HistoryItem::EndUnknown => {
+            "  [?] the store's count of this history is damaged: later messages may be missing"
+                .into()
         }
     }
 }

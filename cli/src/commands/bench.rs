@@ -528,6 +528,7 @@ fn store(messages: usize, size: usize, batch: usize) -> Result<(), CliError> {
             ops.push(StoreOp::Queued(QueuedMessage {
                 to: bob.clone(),
                 id: next_id,
+                nonce: next_id,
                 text: text.clone(),
                 queued_at: WallTime(next_id),
             }));
@@ -546,6 +547,7 @@ fn store(messages: usize, size: usize, batch: usize) -> Result<(), CliError> {
                 from: bob.clone(),
                 peer_instance: 7,
                 id: received_id + i as u64,
+                nonce: received_id + i as u64,
                 text: text.clone(),
                 at: WallTime(received_id),
             })

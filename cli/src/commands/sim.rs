@@ -142,8 +142,13 @@ fn print_human(s: &Summary) {
         s.seed, s.peers, s.faults
     );
     println!(
-        "  messages: {} sent, {} delivered, {} failed, {} lost in crashes, {} unresolved",
-        s.messages_sent, s.delivered, s.failed, s.lost_in_crash, s.unresolved
+        "  messages: {} sent, {} delivered, {} failed, {} lost in crashes, {} forgotten with a restored disk, {} unresolved",
+        s.messages_sent,
+        s.delivered,
+        s.failed,
+        s.lost_in_crash,
+        s.forgotten_by_restore,
+        s.unresolved
     );
     println!(
         "  receivers: {} duplicates, {} out of order",

@@ -135,9 +135,11 @@ impl Peer {
         self.ensure_contact(nick);
         let id = self.state.contacts.get(nick).map_or(1, |c| c.next_id);
         let queued_at = self.wall_time(now);
+        let nonce = self.fresh_nonce();
         self.store(StoreOp::Queued(QueuedMessage {
             to: nick.clone(),
             id,
+            nonce,
             text: text.to_owned(),
             queued_at,
         }));
@@ -374,8 +376,8 @@ impl Peer {
             return;
         }
         let Some(conn) = chat.conn else { return };
-        for (id, text) in self.take_untransmitted(nick) {
-            if !self.seal_on(conn, &ChannelMessage::Message { id, text }) {
+        for (id, nonce, text) in self.take_untransmitted(nick) {
+            if !self.seal_on(conn, &ChannelMessage::Message { id, nonce, text }) {
                 return;
             }
         }

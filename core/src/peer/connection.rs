@@ -12,7 +12,9 @@ use crate::peer::durable::{ContactKey, StoreOp};
 use crate::peer::lookups::LookupPlan;
 use crate::peer::mailbox::Receipt;
 use crate::peer::registry_link::Pending;
-use crate::peer_wire::{ChannelMessage, MAX_MESSAGE_LEN, PeerFrame, RejectReason, clip_reason};
+use crate::peer_wire::{
+    ChannelMessage, MAX_MESSAGE_ID, MAX_MESSAGE_LEN, PeerFrame, RejectReason, clip_reason,
+};
 use crate::registry::UserRecord;
 use crate::time::Instant;
 
@@ -574,6 +576,14 @@ impl Peer {
             .or_default()
             .connection_lost();
         self.peer_instance(&nick, peer_instance);
+        // Before any message: what we stored of theirs, so that a peer on an older copy of
+        // its store learns its ids are taken before it counts on an acknowledgement.
+        let (stored_upto, nonce) = self
+            .state
+            .contacts
+            .get(&nick)
+            .map_or((0, 0), |c| (c.received_upto, c.received_nonce));
+        self.seal_on(conn, &ChannelMessage::Resume { stored_upto, nonce });
         self.delivery_succeeded(&nick);
         self.set_state(&nick, ChatState::Connected);
         self.flush_outbox(&nick);
@@ -612,7 +622,7 @@ impl Peer {
             return;
         };
         match message {
-            ChannelMessage::Message { id, text } => {
+            ChannelMessage::Message { id, nonce, text } => {
                 if text.len() > MAX_MESSAGE_LEN {
                     return self.conn_lost(
                         conn,
@@ -634,6 +644,7 @@ impl Peer {
                         from: nick.clone(),
                         peer_instance: peer_instance.unwrap_or_default(),
                         id,
+                        nonce,
                         text: text.clone(),
                         at,
                     });
@@ -678,6 +689,18 @@ impl Peer {
                         ConnectionLost::Protocol("close-ack without close"),
                         true,
                     ),
+                }
+            }
+            ChannelMessage::Resume { stored_upto, nonce } => {
+                if stored_upto > MAX_MESSAGE_ID {
+                    return self.conn_lost(
+                        conn,
+                        ConnectionLost::Protocol("a message id beyond the limit"),
+                        true,
+                    );
+                }
+                if self.chats.contains_key(&nick) {
+                    self.resumed(&nick, stored_upto, nonce);
                 }
             }
             ChannelMessage::Ping => {

@@ -92,6 +92,15 @@ pub struct ContactRecord {
     pub peer_instance: Option<u64>,
     /// The highest id of theirs we stored (and showed) within `peer_instance`.
     pub received_upto: u64,
+    /// The [`QueuedMessage::nonce`] of their message `received_upto` (0: not known).
+    pub received_nonce: u64,
+    /// The highest id of ours the contact acknowledged, and its nonce (0: not known).
+    /// With `next_id`, this is what tells a contact's record of us from ours: a contact
+    /// holding an id we never numbered, or another message under an id we did, means
+    /// this store is an older copy of itself.
+    pub delivered_upto: u64,
+    /// The nonce of message `delivered_upto`.
+    pub delivered_nonce: u64,
     /// A proven key other than the pinned one, not yet settled by the user (boxed: it is
     /// rare, and holds a whole certificate).
     pub conflict: Option<Box<KeyConflict>>,
@@ -109,6 +118,9 @@ impl ContactRecord {
             next_id: 1,
             peer_instance: None,
             received_upto: 0,
+            received_nonce: 0,
+            delivered_upto: 0,
+            delivered_nonce: 0,
             conflict: None,
         }
     }
@@ -121,6 +133,10 @@ pub struct QueuedMessage {
     pub to: Nick,
     /// Our id for it (within the contact's `our_instance`).
     pub id: u64,
+    /// Drawn at random when it was queued, never 0 (0 marks a message queued before
+    /// nonces existed): it tells this message from another that a restored, older copy
+    /// of the store numbered with the same id.
+    pub nonce: u64,
     /// The text.
     pub text: String,
     /// When the user wrote it.
@@ -167,6 +183,8 @@ pub enum StoreOp {
         peer_instance: u64,
         /// Their id.
         id: u64,
+        /// Their nonce for it.
+        nonce: u64,
         /// The text.
         text: String,
         /// When it arrived.
@@ -204,7 +222,15 @@ impl PeerState {
                     .or_default()
                     .push_back(message.clone());
             }
-            StoreOp::Resolved { to, id, .. } => {
+            StoreOp::Resolved { to, id, outcome } => {
+                let nonce = self.queued(to).find(|m| m.id == *id).map(|m| m.nonce);
+                if let (Outcome::Delivered, Some(nonce), Some(c)) =
+                    (outcome, nonce, self.contacts.get_mut(to))
+                    && *id > c.delivered_upto
+                {
+                    c.delivered_upto = *id;
+                    c.delivered_nonce = nonce;
+                }
                 if let Some(queue) = self.outbox.get_mut(to) {
                     queue.retain(|m| m.id != *id);
                     if queue.is_empty() {
@@ -216,14 +242,19 @@ impl PeerState {
                 from,
                 peer_instance,
                 id,
+                nonce,
                 ..
             } => {
                 if let Some(c) = self.contacts.get_mut(from) {
                     if c.peer_instance != Some(*peer_instance) {
                         c.peer_instance = Some(*peer_instance);
                         c.received_upto = 0;
+                        c.received_nonce = 0;
                     }
-                    c.received_upto = c.received_upto.max(*id);
+                    if *id > c.received_upto {
+                        c.received_upto = *id;
+                        c.received_nonce = *nonce;
+                    }
                 }
             }
         }
@@ -256,6 +287,7 @@ mod tests {
             s.apply(&StoreOp::Queued(QueuedMessage {
                 to: nick("bob"),
                 id,
+                nonce: id,
                 text: format!("m{id}"),
                 queued_at: WallTime(id),
             }));
@@ -288,6 +320,7 @@ mod tests {
             from: nick("bob"),
             peer_instance: instance,
             id,
+            nonce: id,
             text: String::new(),
             at: WallTime(0),
         };

@@ -295,6 +295,15 @@ pub enum Event {
         /// The fingerprint presented.
         presented: Fingerprint,
     },
+    /// The contact has stored more of our messages than this store ever numbered: it is an
+    /// older copy of itself (a restored backup). Our ids towards the contact now continue
+    /// after `stored_upto`; queued messages under ids it already had were failed.
+    StoreBehindContact {
+        /// Whose record is ahead of ours.
+        nick: Nick,
+        /// The highest of our ids the contact stored.
+        stored_upto: u64,
+    },
     /// `shutdown` finished: chats closed, registration removed.
     ShutdownComplete,
 }

@@ -48,23 +48,23 @@ impl Mailbox {
 impl Peer {
     /// Queued messages to `nick` not yet transmitted on the current connection; marks them
     /// transmitted and reports the first transmission of each as [`Event::Sent`].
-    pub(super) fn take_untransmitted(&mut self, nick: &Nick) -> Vec<(u64, String)> {
+    pub(super) fn take_untransmitted(&mut self, nick: &Nick) -> Vec<(u64, u64, String)> {
         let mailbox = self.mailboxes.entry(nick.clone()).or_default();
         let from = mailbox.transmitted;
-        let out: Vec<(u64, String)> = self
+        let out: Vec<(u64, u64, String)> = self
             .state
             .queued(nick)
             .filter(|m| m.id > from)
-            .map(|m| (m.id, m.text.clone()))
+            .map(|m| (m.id, m.nonce, m.text.clone()))
             .collect();
-        let Some(&(last, _)) = out.last() else {
+        let Some(&(last, _, _)) = out.last() else {
             return out;
         };
         mailbox.transmitted = last;
         mailbox.exposed_upto = mailbox.exposed_upto.max(last);
         let first_time: Vec<u64> = out
             .iter()
-            .map(|(id, _)| *id)
+            .map(|(id, _, _)| *id)
             .filter(|id| *id > mailbox.reported_sent)
             .collect();
         mailbox.reported_sent = mailbox.reported_sent.max(last);
@@ -162,6 +162,60 @@ impl Peer {
                 ),
             );
         }
+    }
+
+    /// The contact says it stored our ids up to `stored_upto`, the last with `nonce` (its
+    /// first message on a connection). If that is not a message this store knows under
+    /// that id — an id we never numbered, or another message under one we did — this
+    /// store is an older copy of itself (restored from a backup, or rolled back) and went
+    /// on numbering from where the copy was: the contact already holds other messages
+    /// under ids we used or would use. Our counter moves past them, and the queued
+    /// messages among them are failed: the contact holds *a* message under each of those
+    /// ids, which may be this one (sent before the copy was taken) or another, so neither
+    /// "delivered" nor a resend under the same id would be true.
+    pub(super) fn resumed(&mut self, nick: &Nick, stored_upto: u64, nonce: u64) {
+        let Some(contact) = self.state.contacts.get(nick) else {
+            debug_assert!(false, "a chat connected with {nick}, who is not a contact");
+            return;
+        };
+        // 0 on either side: a message from before nonces, taken on trust.
+        let same = |ours: u64| ours == nonce || ours == 0 || nonce == 0;
+        let known = stored_upto == 0
+            || (stored_upto < contact.next_id
+                && match self.state.queued(nick).find(|m| m.id == stored_upto) {
+                    Some(m) => same(m.nonce),
+                    None if stored_upto == contact.delivered_upto => same(contact.delivered_nonce),
+                    // Behind what it acknowledged: the contact's store is the older one,
+                    // and our next ids are new to it.
+                    None => stored_upto < contact.delivered_upto,
+                });
+        if known {
+            return;
+        }
+        let mut record = contact.clone();
+        record.next_id = record.next_id.max(stored_upto.saturating_add(1));
+        self.store(StoreOp::Contact(record));
+        let taken: Vec<u64> = self
+            .state
+            .queued(nick)
+            .map(|m| m.id)
+            .take_while(|id| *id <= stored_upto)
+            .collect();
+        for id in taken {
+            self.resolve(
+                nick,
+                id,
+                Outcome::Failed(format!(
+                    "this message store is older than the contact's record of it (restored \
+                     from a backup?): the contact already has messages up to #{stored_upto} \
+                     from it, so this one may or may not have arrived; send it again if needed"
+                )),
+            );
+        }
+        self.emit(Event::StoreBehindContact {
+            nick: nick.clone(),
+            stored_upto,
+        });
     }
 
     /// Classifies message `id` from `nick`'s current instance.

@@ -392,6 +392,11 @@ impl Peer {
     fn fresh_u64(&mut self) -> u64 {
         self.rng.next_u64()
     }
+
+    /// A message nonce: random, never 0 (which means "not known").
+    fn fresh_nonce(&mut self) -> u64 {
+        self.rng.next_u64().max(1)
+    }
 }
 
 fn input_conn(input: &Input<'_>) -> ConnId {

@@ -978,6 +978,82 @@ fn durable_state_leaves_the_core_in_order_and_restores_the_same_peer() {
     assert_eq!(shown.iter().filter(|m| m.2 == "kept").count(), 1);
 }
 
+/// Accepts every connection request peers `0` and `1` were shown.
+fn accept_all_requests(w: &mut World) {
+    for i in [0, 1] {
+        let requests: Vec<u64> = w.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ConnectionRequest { request, .. } => Some(*request),
+                _ => None,
+            })
+            .collect();
+        for request in requests {
+            let _ = w.peers[i].accept(w.now, request);
+        }
+    }
+}
+
+/// A data directory restored from a copy taken after message #1 numbers its next message
+/// #2 again under the same instance; the contact, who has #2 and #3 already, took it for a
+/// resend, hid it and acknowledged it: "delivered" for a message never shown.
+#[test]
+fn a_store_restored_from_an_older_copy_never_gets_a_receipt_for_a_message_not_shown() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    w.peers[0].send(w.now, &bob, "one").unwrap();
+    w.run();
+    let backup = w.disks[0].clone();
+    for text in ["two", "three"] {
+        w.peers[0].send(w.now, &bob, text).unwrap();
+    }
+    w.run();
+    assert_eq!(delivered(&w.take(0)), vec![1, 2, 3]);
+    assert_eq!(messages(&w.take(1)).len(), 3);
+
+    w.disks[0] = backup;
+    w.restart_peer(0, PeerConfig::default());
+    w.peers[0].register(w.now);
+    w.run();
+    let _ = w.peers[0].connect(w.now, &bob);
+    // Queued before the chat is up: it goes out as #2, the id bob already holds.
+    let again = w.peers[0].send(w.now, &bob, "four").unwrap();
+    assert_eq!(again, 2, "the older copy numbers from where it was");
+    w.run();
+    accept_all_requests(&mut w);
+    w.advance(Duration::from_secs(60));
+    let after = w.peers[0].send(w.now, &bob, "five").unwrap();
+    w.advance(Duration::from_secs(60));
+
+    let events = w.take(0);
+    let shown = messages(&w.take(1));
+    assert!(
+        events.contains(&Event::StoreBehindContact {
+            nick: bob.clone(),
+            stored_upto: 3
+        }),
+        "{events:?}"
+    );
+    assert!(
+        !delivered(&events).contains(&again),
+        "\"four\" was reported delivered; bob was shown {shown:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Failed { id, .. } if *id == again)),
+        "\"four\" is failed with a reason, not left waiting: {events:?}"
+    );
+    assert!(after > 3, "new ids continue after bob's #3, not {after}");
+    assert_eq!(delivered(&events), vec![after]);
+    assert_eq!(
+        shown.iter().map(|m| m.2.as_str()).collect::<Vec<_>>(),
+        vec!["five"]
+    );
+}
+
 #[test]
 fn a_nick_held_by_someone_online_is_tried_again_and_a_reserved_one_is_not() {
     let mut w = World::new(&["alice", "bob"], PeerConfig::default());

@@ -2,10 +2,12 @@
 //! [`PeerStore::apply`] before it carries out any later output: stored before sent, stored
 //! before acknowledged.
 
+mod history;
 mod lock;
 mod registry;
 mod schema_v1;
 mod schema_v2;
+mod schema_v3;
 mod sqlite;
 pub mod vault;
 
@@ -64,14 +66,23 @@ pub enum HistoryItem {
         /// The sender's id for it.
         id: u64,
     },
+    /// `count` messages that were stored here are gone from the store (rows deleted, or
+    /// damaged beyond finding): the history around them is not whole.
+    Missing {
+        /// How many positions have no row.
+        count: u64,
+    },
+    /// The record of how many messages this history holds is damaged: later messages may
+    /// be missing without a mark (always the last item when present).
+    EndUnknown,
 }
 
 impl HistoryItem {
-    /// The message, unless the row is damaged.
+    /// The message, unless the row is damaged or missing.
     pub fn entry(&self) -> Option<&HistoryEntry> {
         match self {
             Self::Entry(e) => Some(e),
-            Self::Damaged { .. } => None,
+            Self::Damaged { .. } | Self::Missing { .. } | Self::EndUnknown => None,
         }
     }
 }
@@ -113,7 +124,8 @@ pub enum StoreError {
     },
     /// The file is damaged (truncated, overwritten, or changed by hand).
     #[error(
-        "{path} is damaged ({why}); nothing was changed. Restore it from a backup, or move it away to start with an empty store"
+        "{path} is damaged ({}); nothing was changed. Restore it from a backup, or move it away to start with an empty store",
+        one_line(why)
     )]
     Corrupt {
         /// The store.
@@ -134,7 +146,7 @@ pub enum StoreError {
         supported: i64,
     },
     /// The database could not be read or written.
-    #[error("cannot use {path}: {source}")]
+    #[error("cannot use {path}: {}", one_line(&source.to_string()))]
     Sqlite {
         /// The store.
         path: PathBuf,
@@ -163,4 +175,19 @@ pub enum StoreError {
         /// The process that holds it, as it wrote in the lock file.
         pid: Option<u32>,
     },
+}
+
+/// SQLite's text on one line: some of its messages quote the schema or list problems a
+/// line each, which a person reads as a sentence here (the rest is for sqlite3).
+pub(crate) fn one_line(text: &str) -> String {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("***"));
+    let first = lines.next().unwrap_or_default();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first.to_owned()
+    }
 }

@@ -1,9 +1,9 @@
 //! Contact records as schema 2 wrote them, before a key conflict was kept with its contact,
-//! so that a schema 2 store is migrated instead of refused. Each converts to today's record
-//! with no conflict (schema 2 forgot conflicts at every restart).
+//! so that a schema 2 store is migrated instead of refused. Each converts to schema 3's
+//! record with no conflict (schema 2 forgot conflicts at every restart).
 
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{ContactKey, ContactRecord};
+use p2pchat_core::peer::ContactKey;
 use serde::{Deserialize, Serialize};
 
 /// A peer's contact.
@@ -17,17 +17,4 @@ pub(super) struct ContactRecordV2 {
     pub(super) next_id: u64,
     pub(super) peer_instance: Option<u64>,
     pub(super) received_upto: u64,
-}
-
-impl From<ContactRecordV2> for ContactRecord {
-    fn from(c: ContactRecordV2) -> Self {
-        let mut record = ContactRecord::new(c.nick, c.our_instance);
-        record.key = c.key;
-        record.verified = c.verified;
-        record.blocked = c.blocked;
-        record.next_id = c.next_id;
-        record.peer_instance = c.peer_instance;
-        record.received_upto = c.received_upto;
-        record
-    }
 }

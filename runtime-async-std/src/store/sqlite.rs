@@ -14,9 +14,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use super::history;
 use super::lock::StoreLock;
 use super::schema_v1::ContactRecordV1;
 use super::schema_v2::ContactRecordV2;
+use super::schema_v3::{ContactRecordV3, QueuedMessageV3};
 use super::vault::{KdfParams, Vault, open_with, random, seal_with};
 use super::{HistoryEntry, HistoryItem, PeerStore, StoreError};
 
@@ -24,9 +26,9 @@ use super::{HistoryEntry, HistoryItem, PeerStore, StoreError};
 pub const STORE_FILE: &str = "p2pchat.db";
 
 /// The schema this code writes (SQLite's `user_version`): 2 since certificates carry
-/// serials, 3 since a contact keeps its key conflict (the tables are schema 1's; contact
-/// records changed inside).
-const SCHEMA_VERSION: i64 = 3;
+/// serials, 3 since a contact keeps its key conflict, 4 since messages carry nonces and
+/// history rows their sealed position (with a sealed head per contact).
+const SCHEMA_VERSION: i64 = 4;
 
 /// Associated data of the wrapped data key.
 const DATA_KEY_AAD: &[u8] = b"p2pchat data key v1";
@@ -74,7 +76,8 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         };
-        conn.execute_batch(SCHEMA_V1).map_err(sql)?;
+        conn.execute_batch(SCHEMA_TABLES).map_err(sql)?;
+        conn.execute_batch(history::SCHEMA).map_err(sql)?;
         let vault = match passphrase {
             None => Vault::Plain,
             Some(passphrase) => {
@@ -135,31 +138,22 @@ impl SqliteStore {
         options: OpenOptions,
         lock: StoreLock,
     ) -> Result<Self, StoreError> {
-        let corrupt = |why: String| StoreError::Corrupt {
-            path: path.to_owned(),
-            why,
-        };
         let conn = connect(path)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: path.to_owned(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < 1 {
-            return Err(corrupt("it is not a p2pchat store".into()));
-        }
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| corrupt(e.to_string()))?;
-        if check != "ok" {
-            return Err(corrupt(check));
-        }
+        let version = check_file(path, &conn)?;
         let vault = unlock(&conn, path, passphrase)?;
+        Self::open_unlocked(path, conn, vault, version, options, lock)
+    }
+
+    /// The rest of [`SqliteStore::open`] once the file is checked and the vault opened:
+    /// migration, then every contact and queued message read and checked.
+    fn open_unlocked(
+        path: &Path,
+        conn: Connection,
+        vault: Vault,
+        version: i64,
+        options: OpenOptions,
+        lock: StoreLock,
+    ) -> Result<Self, StoreError> {
         let mut store = Self {
             path: path.to_owned(),
             conn,
@@ -190,40 +184,10 @@ impl SqliteStore {
         &self.state
     }
 
-    /// The last `limit` messages with `nick`, oldest first.
+    /// The last `limit` messages with `nick`, oldest first, each position checked: a row
+    /// that does not open, or is missing, is marked in its place.
     pub fn read_history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryItem>, StoreError> {
-        let tag = self.vault.row_key("history", &nick.canonical());
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT outgoing, id, entry FROM history WHERE tag = ?1 ORDER BY seq DESC LIMIT ?2",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map(params![tag, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (outgoing, id, entry) = row.map_err(|e| self.read_err(e))?;
-            let aad = history_aad(&tag, outgoing != 0, id as u64);
-            // One damaged row hides only itself: the others are still shown.
-            out.push(match self.decode::<HistoryEntry>(&aad, &entry) {
-                Ok(entry) => HistoryItem::Entry(entry),
-                Err(StoreError::Corrupt { .. }) => HistoryItem::Damaged {
-                    outgoing: outgoing != 0,
-                    id: id as u64,
-                },
-                Err(e) => return Err(e),
-            });
-        }
-        out.reverse();
-        Ok(out)
+        history::read(&self.conn, &self.vault, nick, limit).map_err(|e| with_path(e, &self.path))
     }
 
     /// Stores `bytes` (an identity key) under `name`, sealed like every other field.
@@ -326,49 +290,7 @@ impl SqliteStore {
             .map_err(sql)?;
         }
         // History, contacts and outbox: rewritten under the new row keys.
-        let history: Vec<HistoryRow> = {
-            let mut stmt = tx
-                .prepare("SELECT seq, tag, outgoing, id, entry FROM history")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(HistoryRow {
-                        seq: r.get(0)?,
-                        tag: r.get(1)?,
-                        outgoing: r.get(2)?,
-                        id: r.get(3)?,
-                        entry: r.get(4)?,
-                    })
-                })
-                .map_err(sql)?;
-            rows.collect::<Result<_, _>>().map_err(sql)?
-        };
-        for HistoryRow {
-            seq,
-            tag,
-            outgoing,
-            id,
-            entry,
-        } in history
-        {
-            let aad = history_aad(&tag, outgoing != 0, id as u64);
-            let plain = old.open(&aad, &entry).ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                why: "a history entry does not open".into(),
-            })?;
-            let parsed: HistoryEntry =
-                postcard::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    why: format!("a history entry does not decode: {e}"),
-                })?;
-            let new_tag = new.row_key("history", &parsed.nick.canonical());
-            let aad = history_aad(&new_tag, outgoing != 0, id as u64);
-            tx.execute(
-                "UPDATE history SET tag = ?2, entry = ?3 WHERE seq = ?1",
-                params![seq, new_tag, new.seal(&aad, &plain)?],
-            )
-            .map_err(sql)?;
-        }
+        history::reseal(&tx, old, new).map_err(|e| with_path(e, &path))?;
         tx.execute("DELETE FROM contacts", []).map_err(sql)?;
         tx.execute("DELETE FROM outbox", []).map_err(sql)?;
         for record in self.state.contacts.values() {
@@ -382,30 +304,40 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Schema 1 or 2 → 3: every contact record is rewritten in today's form (schema 1's
-    /// certificates at serial 0; no key conflict), in one transaction (all or nothing).
+    /// Schema 1, 2 or 3 → 4, in one transaction (all or nothing): every contact record and
+    /// queued message is rewritten in today's form (schema 1's certificates at serial 0;
+    /// no key conflict before 3; no nonces before 4), and history rows get their
+    /// positions and heads.
     fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = {
-            let mut stmt = tx
-                .prepare("SELECT tag, record FROM contacts")
-                .map_err(|e| self.sql(e))?;
+        // (tag, id, sealed record) rows.
+        type Blobs = Vec<(Vec<u8>, i64, Vec<u8>)>;
+        let blobs = |sql: &str| -> Result<Blobs, StoreError> {
+            let mut stmt = tx.prepare(sql).map_err(|e| self.sql(e))?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .map_err(|e| self.sql(e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| self.read_err(e))?
+            rows.collect::<Result<_, _>>().map_err(|e| self.read_err(e))
         };
-        for (tag, sealed) in rows {
-            let old = if from == 1 {
-                ContactRecordV2::from(self.decode::<ContactRecordV1>(&contact_aad(&tag), &sealed)?)
-            } else {
-                self.decode::<ContactRecordV2>(&contact_aad(&tag), &sealed)?
+        for (tag, _, sealed) in blobs("SELECT tag, 0, record FROM contacts")? {
+            let aad = contact_aad(&tag);
+            let old = match from {
+                1 => ContactRecordV3::from(ContactRecordV2::from(
+                    self.decode::<ContactRecordV1>(&aad, &sealed)?,
+                )),
+                2 => ContactRecordV3::from(self.decode::<ContactRecordV2>(&aad, &sealed)?),
+                _ => self.decode::<ContactRecordV3>(&aad, &sealed)?,
             };
-            let record = ContactRecord::from(old);
             // The same tag: it is derived from the nick.
-            write_contact(&tx, &self.vault, &record).map_err(|e| with_path(e, &self.path))?;
+            write_contact(&tx, &self.vault, &ContactRecord::from(old))
+                .map_err(|e| with_path(e, &self.path))?;
         }
+        for (tag, id, sealed) in blobs("SELECT tag, id, message FROM outbox")? {
+            let old: QueuedMessageV3 = self.decode(&outbox_aad(&tag, id as u64), &sealed)?;
+            write_queued(&tx, &self.vault, &QueuedMessage::from(old))
+                .map_err(|e| with_path(e, &self.path))?;
+        }
+        history::migrate_from_v3(&tx, &self.vault).map_err(|e| with_path(e, &self.path))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))
@@ -510,17 +442,8 @@ impl PeerStore for SqliteStore {
     }
 }
 
-/// One row of the history table, as stored.
-struct HistoryRow {
-    seq: i64,
-    tag: Vec<u8>,
-    outgoing: i64,
-    id: i64,
-    entry: Vec<u8>,
-}
-
 /// A rusqlite error, or one of ours, before the path is known.
-enum RowError {
+pub(super) enum RowError {
     Sql(rusqlite::Error),
     Store(StoreError),
 }
@@ -537,7 +460,7 @@ impl From<StoreError> for RowError {
     }
 }
 
-fn with_path(e: RowError, path: &Path) -> StoreError {
+pub(super) fn with_path(e: RowError, path: &Path) -> StoreError {
     match e {
         RowError::Sql(source) => StoreError::Sqlite {
             path: path.to_owned(),
@@ -582,7 +505,7 @@ fn apply_one(
                     at: message.queued_at,
                     outcome: None,
                 };
-                insert_history(tx, vault, &entry)?;
+                history::insert(tx, vault, &entry)?;
             }
         }
         StoreOp::Resolved { to, id, outcome } => {
@@ -591,8 +514,14 @@ fn apply_one(
                 "DELETE FROM outbox WHERE tag = ?1 AND id = ?2",
                 params![vault.row_key("outbox", &name), *id as i64],
             )?;
+            // A delivery moves the contact's acknowledged mark.
+            if *outcome == Outcome::Delivered
+                && let Some(record) = state.contacts.get(to)
+            {
+                write_contact(tx, vault, record)?;
+            }
             if options.history {
-                resolve_history(tx, vault, to, *id, outcome)?;
+                history::resolve(tx, vault, to, *id, outcome)?;
             }
         }
         StoreOp::Received {
@@ -610,14 +539,14 @@ fn apply_one(
                     at: *at,
                     outcome: None,
                 };
-                insert_history(tx, vault, &entry)?;
+                history::insert(tx, vault, &entry)?;
             }
         }
     }
     Ok(())
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RowError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RowError> {
     postcard::to_allocvec(value)
         .map(Zeroizing::new)
         .map_err(|e| RowError::Store(StoreError::Crypto(format!("cannot encode a record: {e}"))))
@@ -643,58 +572,6 @@ fn write_queued(tx: &Connection, vault: &Vault, message: &QueuedMessage) -> Resu
     Ok(())
 }
 
-fn insert_history(tx: &Connection, vault: &Vault, entry: &HistoryEntry) -> Result<(), RowError> {
-    let tag = vault.row_key("history", &entry.nick.canonical());
-    let sealed = vault.seal(
-        &history_aad(&tag, entry.outgoing, entry.id),
-        &encode(entry)?,
-    )?;
-    tx.execute(
-        "INSERT INTO history (tag, outgoing, id, entry) VALUES (?1, ?2, ?3, ?4)",
-        params![tag, entry.outgoing as i64, entry.id as i64, sealed],
-    )?;
-    Ok(())
-}
-
-fn resolve_history(
-    tx: &Connection,
-    vault: &Vault,
-    to: &Nick,
-    id: u64,
-    outcome: &Outcome,
-) -> Result<(), RowError> {
-    let tag = vault.row_key("history", &to.canonical());
-    let row: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT seq, entry FROM history WHERE tag = ?1 AND outgoing = 1 AND id = ?2 ORDER BY seq DESC LIMIT 1",
-            params![tag, id as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((seq, sealed)) = row else {
-        // Queued while history was off.
-        return Ok(());
-    };
-    let aad = history_aad(&tag, true, id);
-    let Some(plain) = vault.open(&aad, &sealed) else {
-        return Err(RowError::Store(StoreError::Crypto(
-            "a history entry does not open".into(),
-        )));
-    };
-    let mut entry: HistoryEntry = postcard::from_bytes(&plain).map_err(|e| {
-        RowError::Store(StoreError::Crypto(format!(
-            "a history entry does not decode: {e}"
-        )))
-    })?;
-    entry.outcome = Some(outcome.clone());
-    let sealed = vault.seal(&aad, &encode(&entry)?)?;
-    tx.execute(
-        "UPDATE history SET entry = ?2 WHERE seq = ?1",
-        params![seq, sealed],
-    )?;
-    Ok(())
-}
-
 fn contact_aad(tag: &[u8]) -> Vec<u8> {
     [b"contact\0".as_slice(), tag].concat()
 }
@@ -703,34 +580,65 @@ fn outbox_aad(tag: &[u8], id: u64) -> Vec<u8> {
     [b"outbox\0".as_slice(), tag, &id.to_be_bytes()].concat()
 }
 
-fn history_aad(tag: &[u8], outgoing: bool, id: u64) -> Vec<u8> {
-    [
-        b"history\0".as_slice(),
-        tag,
-        &[outgoing as u8],
-        &id.to_be_bytes(),
-    ]
-    .concat()
-}
-
 fn secret_aad(name: &str) -> Vec<u8> {
     [b"secret\0".as_slice(), name.as_bytes()].concat()
 }
 
-const SCHEMA_V1: &str = "
+/// Every table but history's (`history::SCHEMA`), unchanged since schema 1.
+const SCHEMA_TABLES: &str = "
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE TABLE contacts (tag BLOB PRIMARY KEY, record BLOB NOT NULL);
     CREATE TABLE outbox (
         tag BLOB NOT NULL, id INTEGER NOT NULL, message BLOB NOT NULL,
         PRIMARY KEY (tag, id)
     );
-    CREATE TABLE history (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, tag BLOB NOT NULL,
-        outgoing INTEGER NOT NULL, id INTEGER NOT NULL, entry BLOB NOT NULL
-    );
-    CREATE INDEX history_by_contact ON history (tag, seq);
-    CREATE INDEX history_by_id ON history (tag, outgoing, id);
 ";
+
+/// Checks what can be checked before the passphrase: that this is a p2pchat store of a
+/// schema this code reads, and SQLite's own quick check of its pages. Returns the schema.
+fn check_file(path: &Path, conn: &Connection) -> Result<i64, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        why,
+    };
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| corrupt(e.to_string()))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        return Err(corrupt("it is not a p2pchat store".into()));
+    }
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check")
+        .map_err(|e| corrupt(e.to_string()))?;
+    let findings: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| corrupt(e.to_string()))?;
+    if findings.len() == 1 && findings[0] == "ok" {
+        return Ok(version);
+    }
+    // SQLite lists every problem, a line each (some after a "*** in database main ***"
+    // heading): the first says what, the count how much; the whole list is for a person
+    // repairing the file with sqlite3.
+    let problems: Vec<&str> = findings
+        .iter()
+        .flat_map(|f| f.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("***"))
+        .collect();
+    Err(corrupt(match problems.as_slice() {
+        [] => "SQLite's check gave no answer".into(),
+        [first] => format!("SQLite found: {first}"),
+        [first, rest @ ..] => format!("SQLite found: {first} (and {} more problems)", rest.len()),
+    }))
+}
 
 /// Opens the database with the settings every connection uses.
 /// The rollback journal of the database at `path`.
@@ -949,6 +857,7 @@ mod tests {
                 ops.push(StoreOp::Queued(QueuedMessage {
                     to: nick(who),
                     id,
+                    nonce: id + 100,
                     text: format!("to {who} #{id}"),
                     queued_at: WallTime(id * 1000),
                 }));
@@ -962,6 +871,7 @@ mod tests {
                 from: nick(who),
                 peer_instance: 99,
                 id: 5,
+                nonce: 55,
                 text: format!("from {who}"),
                 at: WallTime(9000),
             });
@@ -1136,15 +1046,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(d);
     }
 
+    /// A copy of the schema 3 fixture (passphrase "fixture"): bob pinned and verified, 26
+    /// messages each way, 24 of ours delivered, #25 and #26 queued.
+    fn v3_fixture(name: &str) -> (PathBuf, PathBuf) {
+        let d = dir(name);
+        let path = d.join(STORE_FILE);
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v3.db");
+        std::fs::copy(fixture, &path).unwrap();
+        (d, path)
+    }
+
     #[test]
     fn a_schema_2_store_is_migrated_with_its_contacts_whole() {
-        let d = dir("v2");
-        let path = d.join(STORE_FILE);
+        let (d, path) = v3_fixture("v2");
         let bob = p2pchat_core::test_keys::identity(1, "bob");
         {
-            let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
-            store.apply(&ops()).unwrap();
-            // Rewrite bob's record as schema 2 wrote it, and say schema 2.
+            // Rewrite bob's record as schema 2 wrote it, and say schema 2 (its tables are
+            // schema 3's).
+            let conn = connect(&path).unwrap();
+            let vault = unlock(&conn, &path, Some(b"fixture")).unwrap();
             let old = ContactRecordV2 {
                 nick: bob.nick.clone(),
                 key: ContactKey::Pinned {
@@ -1154,30 +1074,63 @@ mod tests {
                 verified: true,
                 blocked: false,
                 our_instance: 7,
-                next_id: 5,
+                next_id: 27,
                 peer_instance: Some(99),
-                received_upto: 5,
+                received_upto: 26,
             };
-            let tag = store.vault.row_key("contact", &bob.nick.canonical());
-            let sealed = store
-                .vault
+            let tag = vault.row_key("contact", &bob.nick.canonical());
+            let sealed = vault
                 .seal(&contact_aad(&tag), &postcard::to_allocvec(&old).unwrap())
                 .unwrap();
-            store
-                .conn
-                .execute(
-                    "UPDATE contacts SET record = ?1 WHERE tag = ?2",
-                    params![sealed, tag],
-                )
-                .unwrap();
-            store.conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "UPDATE contacts SET record = ?1 WHERE tag = ?2",
+                params![sealed, tag],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
         }
-        let store = SqliteStore::open(&path, Some(b"pw"), OPTIONS).unwrap();
+        let store = SqliteStore::open(&path, Some(b"fixture"), OPTIONS).unwrap();
         let b = &store.state().contacts[&bob.nick];
         assert!(b.verified && b.conflict.is_none());
-        assert_eq!((b.our_instance, b.next_id, b.received_upto), (7, 5, 5));
-        assert_eq!(store.state().queued_len(&bob.nick), 3);
+        assert_eq!((b.our_instance, b.next_id, b.received_upto), (7, 27, 26));
+        assert_eq!(store.state().queued_len(&bob.nick), 2);
         assert_eq!(schema_version(&store), SCHEMA_VERSION);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_schema_3_store_is_migrated_with_its_history_in_order_and_nothing_taken_for_a_restore() {
+        let (d, path) = v3_fixture("v3");
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        let store = SqliteStore::open(&path, Some(b"fixture"), OPTIONS).unwrap();
+        assert_eq!(schema_version(&store), SCHEMA_VERSION);
+        let b = &store.state().contacts[&bob.nick];
+        assert_eq!((b.our_instance, b.next_id, b.received_upto), (11, 27, 26));
+        // Nothing known of nonces yet: every id below the next counts as acknowledged and
+        // a contact's record of any of them is taken on trust.
+        assert_eq!(
+            (b.delivered_upto, b.delivered_nonce, b.received_nonce),
+            (26, 0, 0)
+        );
+        let queued: Vec<(u64, u64)> = store
+            .state()
+            .queued(&bob.nick)
+            .map(|m| (m.id, m.nonce))
+            .collect();
+        assert_eq!(queued, vec![(25, 0), (26, 0)]);
+        let items = store.read_history(&bob.nick, 1000).unwrap();
+        let texts: Vec<String> = entries(items.clone()).into_iter().map(|e| e.text).collect();
+        assert_eq!(texts.len(), 52, "{items:?}");
+        for (n, pair) in texts.chunks(2).enumerate() {
+            assert_eq!(
+                pair,
+                [format!("to bob #{}", n + 1), format!("from bob #{}", n + 1)]
+            );
+        }
+        drop(store);
+        // And it reopens as it was.
+        let again = SqliteStore::open(&path, Some(b"fixture"), OPTIONS).unwrap();
+        assert_eq!(again.read_history(&bob.nick, 1000).unwrap(), items);
         let _ = std::fs::remove_dir_all(d);
     }
 
@@ -1296,6 +1249,105 @@ mod tests {
         for (i, item) in items.iter().enumerate().filter(|(i, _)| *i != 2) {
             assert_eq!(item.entry(), Some(&whole[i]));
         }
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    /// Walks `items` against the fixture's 52 messages: every entry shown must be the
+    /// message stored at its position, and the positions shown, marked damaged and marked
+    /// missing must add up to the whole history (or the end be marked unknown).
+    fn check_against_fixture(items: &[HistoryItem]) -> Result<bool, String> {
+        let expected = |pos: u64| {
+            let n = pos.div_ceil(2);
+            if pos % 2 == 1 {
+                format!("to bob #{n}")
+            } else {
+                format!("from bob #{n}")
+            }
+        };
+        let (mut pos, mut marked) = (0u64, false);
+        for item in items {
+            match item {
+                HistoryItem::Entry(e) => {
+                    pos += 1;
+                    if e.text != expected(pos) {
+                        return Err(format!("position {pos} shows {:?}", e.text));
+                    }
+                }
+                HistoryItem::Damaged { .. } => (pos, marked) = (pos + 1, true),
+                HistoryItem::Missing { count } => (pos, marked) = (pos + count, true),
+                HistoryItem::EndUnknown => return Ok(true),
+            }
+        }
+        match pos {
+            52 => Ok(marked),
+            n if n > 52 && marked => Ok(true),
+            n => Err(format!(
+                "{n} of 52 positions shown, with no mark: {items:?}"
+            )),
+        }
+    }
+
+    /// One flipped bit anywhere in the store — history pages, its indexes, the heads, the
+    /// contacts — never shows a shortened or reordered history as whole: the store opens
+    /// with every position accounted for (shown, or marked damaged or missing), or is
+    /// refused. STORE_FLIP_TRIALS (default 400) and STORE_FLIP_SEED choose the flips.
+    #[test]
+    fn one_flipped_bit_never_shows_a_shortened_or_reordered_history_as_whole() {
+        let (d, base) = v3_fixture("flips");
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        // Migrated once (schema 4); the flips are made to that file.
+        drop(SqliteStore::open(&base, Some(b"fixture"), OPTIONS).unwrap());
+        let data_key = {
+            let conn = connect(&base).unwrap();
+            match unlock(&conn, &base, Some(b"fixture")).unwrap() {
+                Vault::Sealed { data_key, .. } => data_key,
+                Vault::Plain => unreachable!("the fixture is encrypted"),
+            }
+        };
+        let original = std::fs::read(&base).unwrap();
+        let env = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let trials = env("STORE_FLIP_TRIALS", 400);
+        let mut x = env("STORE_FLIP_SEED", 0x2545_f491_4f6c_dd1d).max(1);
+        let (mut whole, mut marked, mut refused) = (0, 0, 0);
+        let copy = d.join("copy.db");
+        for _ in 0..trials {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut bytes = original.clone();
+            // Past the 100-byte file header (damage there is SQLite's own to find).
+            let at = 100 + (x >> 8) as usize % (bytes.len() - 100);
+            bytes[at] ^= 1 << (x % 8);
+            std::fs::write(&copy, &bytes).unwrap();
+            let lock = StoreLock::acquire(&copy).unwrap();
+            let opened = connect(&copy).and_then(|conn| {
+                let version = check_file(&copy, &conn)?;
+                let vault = Vault::sealed(data_key.clone());
+                SqliteStore::open_unlocked(&copy, conn, vault, version, OPTIONS, lock)
+            });
+            let outcome = opened.and_then(|store| store.read_history(&bob.nick, 1000));
+            match outcome {
+                Ok(items) => match check_against_fixture(&items) {
+                    Ok(false) => whole += 1,
+                    Ok(true) => marked += 1,
+                    Err(e) => panic!("bit {} of byte {at}: {e}", x % 8),
+                },
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(
+                        !text.contains('\n'),
+                        "one sentence, not SQLite's list: {text}"
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        eprintln!("{trials} flips: {whole} whole, {marked} shown with marks, {refused} refused");
         let _ = std::fs::remove_dir_all(d);
     }
 

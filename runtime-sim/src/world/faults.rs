@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::{Phase, SimEvent, Status, World};
 use crate::keys;
 use crate::net::Host;
+use p2pchat_core::time::Instant;
 
 /// The kinds of random fault (dial faults are drawn per dial instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +27,13 @@ pub enum FaultKind {
     SlowReader = 7,
     /// Someone says `Hello` to a peer under a contact's (or a stranger's) nick.
     Prober = 8,
+    /// A copy of a peer's disk is taken, or put back (a restored backup).
+    Restore = 9,
+    /// A peer's disk refuses writes for a while.
+    DiskFull = 10,
 }
 
-const ALL_KINDS: [FaultKind; 8] = [
+const ALL_KINDS: [FaultKind; 10] = [
     FaultKind::StreamReset,
     FaultKind::Crash,
     FaultKind::Partition,
@@ -37,6 +42,8 @@ const ALL_KINDS: [FaultKind; 8] = [
     FaultKind::Impostor,
     FaultKind::SlowReader,
     FaultKind::Prober,
+    FaultKind::Restore,
+    FaultKind::DiskFull,
 ];
 
 /// Most contacts of the real peer an impostor dials.
@@ -70,6 +77,48 @@ impl World {
             .sampler
             .between(Duration::from_secs(5), Duration::from_secs(60));
         self.queue.push(self.now + down, SimEvent::Restart(i));
+    }
+
+    /// Takes a copy of peer `i`'s disk, as a user's backup.
+    pub fn take_backup(&mut self, i: usize) {
+        let copy = (self.peers[i].disk.clone(), self.ledger.mark(i));
+        self.peers[i].backup = Some(copy);
+        self.count_fault("backup_taken");
+    }
+
+    /// Crashes peer `i`, puts its disk back to the last copy taken (if any), and has it
+    /// restart 5 to 60 s later: a user restoring a backup.
+    pub fn put_back_backup(&mut self, i: usize) {
+        let Some((disk, mark)) = self.peers[i].backup.clone() else {
+            return;
+        };
+        self.crash_and_restart_later(i);
+        self.count_fault("backup_restored");
+        let queued: BTreeSet<(usize, u64)> = disk
+            .outbox
+            .iter()
+            .flat_map(|(nick, q)| q.iter().map(move |m| (nick, m.id)))
+            .filter_map(|(nick, id)| self.by_nick.get(nick).map(|j| (*j, id)))
+            .collect();
+        self.ledger.restored(i, &mark, &queued);
+        self.peers[i].disk = disk;
+    }
+
+    /// Peer `i`'s disk refuses every write for `d`.
+    pub fn fill_disk(&mut self, i: usize, d: Duration) {
+        self.count_fault("disk_full");
+        self.peers[i].disk_full_until = Some(self.now + d);
+    }
+
+    /// Peer `i`'s core asked to store something its full disk refuses: the core stops
+    /// before anything after the write acts (nothing it did since its last stored write
+    /// reaches the world), its streams close, and it starts again from its disk once the
+    /// disk takes writes. This is what the real runtime does in place (it stays up,
+    /// answering commands with the failure, and rebuilds its core from the store).
+    pub(super) fn store_refused(&mut self, i: usize, until: Instant) {
+        self.count_fault("store_refused");
+        self.crash(i);
+        self.queue.push(until, SimEvent::Restart(i));
     }
 
     /// Restarts peer `i` (after a crash or a graceful leave) with its identity.
@@ -218,6 +267,8 @@ impl World {
             FaultKind::Impostor => f.impostors_per_hour,
             FaultKind::SlowReader => f.slow_readers_per_hour,
             FaultKind::Prober => f.probers_per_hour,
+            FaultKind::Restore => f.restores_per_peer_hour * self.peers.len() as f64,
+            FaultKind::DiskFull => f.disk_fills_per_hour,
         };
         (per_hour > 0.0).then(|| HOUR.div_f64(per_hour))
     }
@@ -285,6 +336,23 @@ impl World {
             }
             FaultKind::Impostor => self.random_impostor(),
             FaultKind::Prober => self.random_probe(),
+            FaultKind::Restore => {
+                let i = self.sampler.below(self.config.peers);
+                if self.peers[i].core.is_some() {
+                    if self.peers[i].backup.is_some() && self.sampler.chance(0.5) {
+                        self.put_back_backup(i);
+                    } else {
+                        self.take_backup(i);
+                    }
+                }
+            }
+            FaultKind::DiskFull => {
+                let i = self.sampler.below(self.config.peers);
+                let lasts = self
+                    .sampler
+                    .between(Duration::from_secs(5), Duration::from_secs(60));
+                self.fill_disk(i, lasts);
+            }
             FaultKind::SlowReader => {
                 let watchers: Vec<usize> = (0..self.config.peers)
                     .filter(|&i| self.peers[i].watch_presence && self.peers[i].core.is_some())

@@ -107,7 +107,10 @@ impl World {
             Output::Transmit { conn, bytes } => self.transmit(end(conn), bytes),
             Output::Close { conn } => self.close_end(end(conn)),
             Output::Event(event) => self.peer_event(i, event),
-            Output::Store(op) => self.store(i, op),
+            Output::Store(op) => match self.peers[i].disk_full_until {
+                Some(until) if until > self.now => self.store_refused(i, until),
+                _ => self.store(i, op),
+            },
         }
     }
 

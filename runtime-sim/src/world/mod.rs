@@ -22,7 +22,7 @@ use rand_core::SeedableRng;
 
 use crate::config::{FaultRates, SimConfig};
 use crate::keys::{self, PoolError};
-use crate::ledger::{Fate, Ledger, Violation};
+use crate::ledger::{Fate, Ledger, LedgerMark, Violation};
 use crate::net::{Arrival, End, Host, Network};
 use crate::queue::EventQueue;
 use crate::sample::Sampler;
@@ -131,6 +131,10 @@ struct PeerHost {
     disk: PeerState,
     /// Crash after this many more outputs (a crash between two outputs of a drain).
     crash_after_outputs: Option<u32>,
+    /// A copy of the disk (a user's backup), with the ledger's view of it.
+    backup: Option<(PeerState, LedgerMark)>,
+    /// The disk refuses writes until then.
+    disk_full_until: Option<Instant>,
 }
 
 impl PeerHost {
@@ -149,6 +153,8 @@ impl PeerHost {
             log: Vec::new(),
             disk: PeerState::default(),
             crash_after_outputs: None,
+            backup: None,
+            disk_full_until: None,
         }
     }
 }
@@ -456,6 +462,7 @@ impl World {
             delivered: self.ledger.delivered,
             failed: self.ledger.failed,
             lost_in_crash: self.ledger.lost_in_crash,
+            forgotten_by_restore: self.ledger.forgotten_by_restore,
             unresolved: self.ledger.pending,
             duplicates: self.ledger.duplicates,
             out_of_order: self.ledger.out_of_order,
