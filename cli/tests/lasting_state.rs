@@ -604,3 +604,68 @@ fn a_second_chat_on_the_same_data_directory_is_refused_naming_the_first() {
     alice.expect("* you (alice)");
     alice.quit();
 }
+
+/// Copies directory `from` to `to` (which must not exist), files only: a user's backup.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_data_directory_restored_from_an_older_backup_never_reports_a_message_delivered_that_was_not_shown()
+ {
+    let dir = temp_dir("restored-backup");
+    let (_server, port) = start_registry(bin(), &dir);
+    let bob_port = free_port().unwrap();
+    let mut alice = start(&dir, "alice", port, &[]);
+    let mut bob = start(&dir, "bob", port, &bob_args(bob_port));
+    become_contacts(&mut alice, &mut bob);
+    // The backup is taken after message #1.
+    alice.quit();
+    let data = dir.join("alice-data");
+    let backup = dir.join("alice-backup");
+    copy_dir(&data, &backup);
+    let mut alice = start(&dir, "alice", port, &[]);
+    alice.send("/connect bob");
+    alice.expect("bob: connected");
+    for text in ["two", "three"] {
+        alice.send(text);
+    }
+    alice.expect("#3 delivered to bob");
+    bob.expect("<alice> three");
+    alice.quit();
+
+    // Restored: the older copy numbers its next message #2 again.
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&backup, &data);
+    let mut alice = start(&dir, "alice", port, &[]);
+    alice.send("/msg bob written after the restore");
+    alice.expect("#2 to bob queued");
+    alice.expect("bob already has your messages up to #3");
+    alice.expect("#2 to bob not delivered: this data directory is an older copy");
+    alice.send("/msg bob and one more");
+    alice.expect("#4 delivered to bob");
+    bob.expect("<alice> and one more");
+    alice.quit();
+    bob.quit();
+    let out = alice.output();
+    assert!(!out.contains("#2 delivered to bob"), "{out}");
+    // Bob never showed the message that collided with his #2; he was shown each message
+    // once.
+    assert!(
+        !bob.output().contains("written after the restore"),
+        "{}",
+        bob.output()
+    );
+    for text in ["hello bob", "two", "three", "and one more"] {
+        assert_eq!(times_in_history(&dir, port, bob_port, text), 1, "{text}");
+    }
+}

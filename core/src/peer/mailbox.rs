@@ -195,6 +195,10 @@ impl Peer {
         let mut record = contact.clone();
         record.next_id = record.next_id.max(stored_upto.saturating_add(1));
         self.store(StoreOp::Contact(record));
+        self.emit(Event::StoreBehindContact {
+            nick: nick.clone(),
+            stored_upto,
+        });
         let taken: Vec<u64> = self
             .state
             .queued(nick)
@@ -206,16 +210,12 @@ impl Peer {
                 nick,
                 id,
                 Outcome::Failed(format!(
-                    "this message store is older than the contact's record of it (restored \
-                     from a backup?): the contact already has messages up to #{stored_upto} \
-                     from it, so this one may or may not have arrived; send it again if needed"
+                    "this data directory is an older copy (restored from a backup?) and {nick} \
+                     already has messages up to #{stored_upto} from it: this one may or may \
+                     not have arrived; send it again if needed"
                 )),
             );
         }
-        self.emit(Event::StoreBehindContact {
-            nick: nick.clone(),
-            stored_upto,
-        });
     }
 
     /// Classifies message `id` from `nick`'s current instance.
