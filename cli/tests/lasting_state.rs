@@ -527,7 +527,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn a_message_typed_when_the_disk_is_full_is_never_reported_queued_and_never_half_kept() {
+fn a_message_typed_when_the_disk_is_full_is_refused_and_the_chat_carries_on_when_space_returns() {
     let dir = temp_dir("full-disk");
     let Some(disk) = Tmpfs::mount(&dir.join("small")) else {
         eprintln!("skipped: needs root to mount a tmpfs");
@@ -541,24 +541,69 @@ fn a_message_typed_when_the_disk_is_full_is_never_reported_queued_and_never_half
     become_contacts(&mut alice, &mut bob);
     let filler = disk.fill();
     alice.send("/msg bob written on a full disk");
-    let code = alice.wait();
-    let out = alice.output();
-    assert!(
-        !out.contains("#2 to bob queued"),
-        "a message that was not stored was reported queued:\n{out}"
-    );
-    assert_eq!(code, 3, "{out}");
-    assert!(out.contains("disk is full"), "{out}");
-    // Space comes back: the message was never accepted, so it is nowhere, and bob never
-    // gets it; alice carries on.
+    alice.expect("disk is full");
+    alice.expect("p2pchat is paused");
+    // Still running, and saying what it cannot do.
+    alice.send("/msg bob also refused");
+    alice.expect("Nothing was done: p2pchat is paused");
+    // Space comes back: alice carries on by herself, from what she had stored.
     std::fs::remove_file(filler).unwrap();
-    let mut alice = start(&disk.0, "alice", port, &[]);
-    assert!(outbox_is_empty(&mut alice), "{}", alice.output());
+    alice.expect("storing works again");
     alice.send("/msg bob after the disk was freed");
+    alice.expect("#2 delivered to bob");
     bob.expect("<alice> after the disk was freed");
-    assert!(!bob.output().contains("written on a full disk"));
+    assert!(outbox_is_empty(&mut alice), "{}", alice.output());
     alice.quit();
     bob.quit();
+    // Only #1 and the message after the disk was freed were ever queued.
+    let out = alice.output();
+    let queued: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("to bob queued"))
+        .collect();
+    assert_eq!(
+        queued,
+        ["* #1 to bob queued", "* #2 to bob queued"],
+        "a message that was not stored was reported queued:\n{out}"
+    );
+    for text in ["written on a full disk", "also refused"] {
+        assert!(!bob.output().contains(text), "{}", bob.output());
+    }
+}
+
+#[test]
+fn a_receiver_whose_disk_is_full_acknowledges_nothing_until_it_stored_the_message() {
+    let dir = temp_dir("full-disk-receiver");
+    let Some(disk) = Tmpfs::mount(&dir.join("small")) else {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    };
+    let (_server, port) = start_registry(bin(), &dir);
+    let bob_port = free_port().unwrap();
+    // Bob's data directory is on the small disk.
+    let mut bob = start(&disk.0, "bob", port, &bob_args(bob_port));
+    let mut alice = start(&dir, "alice", port, &[]);
+    become_contacts(&mut alice, &mut bob);
+    let filler = disk.fill();
+    alice.send("while bob's disk is full");
+    bob.expect("p2pchat is paused");
+    alice.send("/outbox");
+    alice.expect("#2 to bob");
+    assert!(!alice.output().contains("#2 delivered to bob"));
+    std::fs::remove_file(filler).unwrap();
+    bob.expect("storing works again");
+    // Alice's chat reconnects (bob's side closed): the message is delivered once.
+    alice.send("/retry bob");
+    bob.expect("<alice> while bob's disk is full");
+    alice.expect("#2 delivered to bob");
+    alice.quit();
+    bob.quit();
+    let shown = bob
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("<alice> while bob's disk is full"))
+        .count();
+    assert_eq!(shown, 1, "{}", bob.output());
 }
 
 #[test]

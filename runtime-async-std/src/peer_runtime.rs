@@ -12,13 +12,13 @@ use p2pchat_core::conn::ConnId;
 use p2pchat_core::identity::Fingerprint;
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{
-    ChatState, CommandError, Event, Input, Output, Peer, PeerView, StoreOp, Target,
+    ChatState, CommandError, Event, Input, Output, Peer, PeerState, PeerView, StoreOp, Target,
 };
 
 use crate::clock::{Clock, Wake, next_input};
 use crate::store::{PeerStore, StoreError};
 use crate::transport::Transport;
-use crate::updates::{Publisher, Subscription};
+use crate::updates::{Publisher, Subscription, Update};
 use crate::websocket::open_registry;
 use crate::wire::{Wire, WireEvent, WireWriter, WriteBudget, accept_loop, spawn_wire};
 
@@ -200,6 +200,14 @@ const WRITE_BYTES_TOTAL: usize = 64 << 20;
 /// Inputs queued for the loop (readers wait when it is full: backpressure, not loss).
 const INBOX: usize = 1024;
 
+/// How often a store that refused a write is tried again.
+const STORE_RETRY: core::time::Duration = core::time::Duration::from_secs(5);
+
+/// The connection ids of one core live below this bit; the bits above it number the core
+/// (a core is rebuilt from the store after a write failed), so that a connection of a core
+/// that was dropped can never be taken for one of the core that replaced it.
+const GENERATION_SHIFT: u32 = 48;
+
 /// Starts the peer: accepts inbound streams on `listener` (where our onion service
 /// forwards), and runs `core` until it has shut down. `store` keeps what the core asks to
 /// store, before anything that follows it happens. The subscription returned gets every
@@ -230,6 +238,7 @@ pub fn spawn_peer(
             publisher: loop_publisher,
             store: Arc::new(Mutex::new(store)),
             unstored: Vec::new(),
+            generation: 0,
         };
         let result = state.run(inbox_rx).await;
         state.publisher.close();
@@ -264,6 +273,9 @@ struct LoopState {
     /// Store operations of the drain in progress, applied together (one transaction)
     /// before the next output that is not one.
     unstored: Vec<StoreOp>,
+    /// Which core this is: 0, then one more each time the core is rebuilt from the store.
+    /// `writers` and `dialing` hold connection ids with it in the high bits.
+    generation: u64,
 }
 
 /// Why the loop stops.
@@ -282,10 +294,12 @@ impl LoopState {
         loop {
             let drained = self.drain().await;
             // A failed store means nothing the commands changed is stored: their answers
-            // ("#18 queued") would be false, so none is sent. Each command then fails as
-            // the loop stops ("peer loop has stopped"), and the store's error ends it.
-            if matches!(drained, Err(Stop::Store(_))) {
-                replies.clear();
+            // ("#18 queued") would be false, so each is answered with the failure instead.
+            if let Err(Stop::Store(e)) = &drained {
+                let failed = paused_answer(e);
+                for (reply, _) in replies.drain(..) {
+                    let _ = Sender::try_send(&reply, Ok(failed.clone()));
+                }
             }
             for (reply, answer) in replies.drain(..) {
                 let _ = Sender::try_send(&reply, answer);
@@ -294,7 +308,10 @@ impl LoopState {
                 Ok(()) if self.core.is_shut_down() => return Ok(()),
                 Ok(()) => {}
                 Err(Stop::Done) => return Ok(()),
-                Err(Stop::Store(e)) => return Err(e),
+                Err(Stop::Store(e)) => {
+                    self.pause(e, &inbox).await?;
+                    continue;
+                }
             }
             match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
                 Ok(Wake::Input(input)) => {
@@ -314,6 +331,117 @@ impl LoopState {
         }
     }
 
+    /// The store refused a write: what the core did since its last stored write must not
+    /// reach the world, so the core is dropped with every connection (peers see them
+    /// close, and resend what we did not acknowledge), and nothing is accepted until the
+    /// store takes writes again — tried every [`STORE_RETRY`]. Then a core is rebuilt from
+    /// what the store holds, as after a restart, and registers again. Commands meanwhile
+    /// answer with the failure; history can still be read. Quitting while paused ends the
+    /// loop with the store's error.
+    async fn pause(
+        &mut self,
+        error: StoreError,
+        inbox: &Receiver<LoopInput>,
+    ) -> Result<(), StoreError> {
+        tracing::error!("storing failed, paused until the store takes writes again: {error}");
+        self.writers.clear();
+        self.dialing.clear();
+        self.unstored.clear();
+        if !self
+            .publisher
+            .publish(Update::StorePaused(error.to_string()))
+        {
+            return Err(error);
+        }
+        let mut last = error;
+        loop {
+            let retry_at = self.clock.now() + STORE_RETRY;
+            match next_input(inbox, &self.clock, Some(retry_at)).await {
+                Ok(Wake::Input(LoopInput::Command(command, reply))) => {
+                    let answer = match command {
+                        Command::Shutdown => {
+                            let _ = reply.try_send(Ok(Answer::Done));
+                            return Err(last);
+                        }
+                        Command::History(nick, limit) => self.history(&nick, limit),
+                        _ => paused_answer(&last),
+                    };
+                    let _ = reply.try_send(Ok(answer));
+                }
+                // Connections of the dropped core, and new ones: dropped (they close).
+                Ok(Wake::Input(_)) => {}
+                Ok(Wake::Timer) => match self.recover().await.and_then(|s| self.rebuild(s)) {
+                    Ok(()) => {
+                        tracing::info!("the store takes writes again; carrying on");
+                        return if self.publisher.publish(Update::StoreResumed) {
+                            Ok(())
+                        } else {
+                            Err(last)
+                        };
+                    }
+                    Err(e) => last = e,
+                },
+                Err(_) => return Err(last),
+            }
+        }
+    }
+
+    /// Whether the store takes writes again, and what it holds.
+    async fn recover(&mut self) -> Result<PeerState, StoreError> {
+        let store = Arc::clone(&self.store);
+        async_std::task::spawn_blocking(move || match store.lock() {
+            Ok(mut store) => store.recover(),
+            Err(_) => Err(poisoned()),
+        })
+        .await
+    }
+
+    /// A new core from `state`, with the old one's configuration and identity, numbering
+    /// its connections apart from the old one's; it registers again.
+    fn rebuild(&mut self, state: PeerState) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut rng = crate::rng::os_rng().map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let core = Peer::restore(
+            self.core.config().clone(),
+            self.core.identity().clone(),
+            state,
+            &mut rng,
+            now,
+            crate::local::wall_clock(),
+        );
+        self.core = core;
+        self.generation += 1;
+        self.core.register(now);
+        Ok(())
+    }
+
+    /// The last `limit` messages with `nick`, from the store.
+    fn history(&self, nick: &Nick, limit: usize) -> Answer {
+        let history = match self.store.lock() {
+            Ok(store) => store.history(nick, limit),
+            Err(_) => Err(poisoned()),
+        };
+        match history {
+            Ok(entries) => Answer::History(entries),
+            Err(e) => Answer::StoreError(e.to_string()),
+        }
+    }
+
+    /// The runtime's id of the current core's connection `conn`.
+    fn outer(&self, conn: ConnId) -> ConnId {
+        debug_assert!(
+            conn.0 >> GENERATION_SHIFT == 0,
+            "a core opened 2^48 connections"
+        );
+        ConnId(self.generation << GENERATION_SHIFT | conn.0)
+    }
+
+    /// The current core's id of the runtime's connection `conn`, if it is one of its.
+    fn inner(&self, conn: ConnId) -> Option<ConnId> {
+        (conn.0 >> GENERATION_SHIFT == self.generation)
+            .then(|| ConnId(conn.0 & ((1 << GENERATION_SHIFT) - 1)))
+    }
+
     /// Applies the store operations gathered so far, in one transaction.
     async fn flush_store(&mut self) -> Result<(), Stop> {
         if self.unstored.is_empty() {
@@ -328,9 +456,7 @@ impl LoopState {
                 tracing::trace!(ops = ops.len(), elapsed = ?started.elapsed(), "stored");
                 result
             }
-            Err(_) => Err(StoreError::Crypto(
-                "the store was left inconsistent by a crash of its writer".into(),
-            )),
+            Err(_) => Err(poisoned()),
         })
         .await
         .map_err(Stop::Store)
@@ -381,20 +507,22 @@ impl LoopState {
         match output {
             Output::Connect { conn, target } => self.dial(conn, target),
             Output::Transmit { conn, bytes } => {
+                let outer = self.outer(conn);
                 let slow = self
                     .writers
-                    .get(&conn)
+                    .get(&outer)
                     .is_some_and(|w| w.send(bytes).is_err());
                 if slow {
                     tracing::debug!(?conn, "peer too slow to read; dropping the connection");
-                    self.writers.remove(&conn);
+                    self.writers.remove(&outer);
                     self.core
                         .handle_input(self.clock.now(), Input::Closed { conn });
                 }
             }
             Output::Close { conn } => {
-                self.writers.remove(&conn);
-                self.dialing.remove(&conn);
+                let outer = self.outer(conn);
+                self.writers.remove(&outer);
+                self.dialing.remove(&outer);
             }
             Output::Store(_) | Output::Event(_) => {
                 debug_assert!(false, "stores and events are handled by drain");
@@ -405,8 +533,8 @@ impl LoopState {
     fn handle(&mut self, input: LoopInput, replies: &mut Vec<CommandReply>) {
         let now = self.clock.now();
         match input {
-            LoopInput::Wire(WireEvent::Received(conn, bytes)) => {
-                if self.writers.contains_key(&conn) {
+            LoopInput::Wire(WireEvent::Received(outer, bytes)) => {
+                if let (true, Some(conn)) = (self.writers.contains_key(&outer), self.inner(outer)) {
                     self.core.handle_input(
                         now,
                         Input::Received {
@@ -416,26 +544,29 @@ impl LoopState {
                     );
                 }
             }
-            LoopInput::Wire(WireEvent::Closed(conn)) => {
-                if self.writers.remove(&conn).is_some() {
+            LoopInput::Wire(WireEvent::Closed(outer)) => {
+                if let (Some(_), Some(conn)) = (self.writers.remove(&outer), self.inner(outer)) {
                     self.core.handle_input(now, Input::Closed { conn });
                 }
             }
-            LoopInput::Dialed { conn, result } => {
+            LoopInput::Dialed {
+                conn: outer,
+                result,
+            } => {
                 // A dial the core has given up on meanwhile is dropped (and so closed).
-                if !self.dialing.remove(&conn) {
+                let Some(conn) = self.inner(outer).filter(|_| self.dialing.remove(&outer)) else {
                     return;
-                }
+                };
                 match result {
                     Ok(wire) => {
                         let writer = spawn_wire(
-                            conn,
+                            outer,
                             wire,
                             WRITE_QUEUE,
                             &self.write_budget,
                             self.inbox.clone(),
                         );
-                        self.writers.insert(conn, writer);
+                        self.writers.insert(outer, writer);
                         self.core.handle_input(now, Input::Connected { conn });
                     }
                     Err(reason) => self
@@ -445,14 +576,15 @@ impl LoopState {
             }
             LoopInput::Accepted(stream) => match self.core.accept_incoming(now) {
                 Ok(conn) => {
+                    let outer = self.outer(conn);
                     let writer = spawn_wire(
-                        conn,
+                        outer,
                         Wire::Tcp(stream),
                         WRITE_QUEUE,
                         &self.write_budget,
                         self.inbox.clone(),
                     );
-                    self.writers.insert(conn, writer);
+                    self.writers.insert(outer, writer);
                 }
                 Err(e) => tracing::debug!("refused an inbound connection: {e}"),
             },
@@ -512,18 +644,7 @@ impl LoopState {
                     .collect();
                 return Ok(Answer::Outbox(waiting));
             }
-            Command::History(nick, limit) => {
-                let history = match self.store.lock() {
-                    Ok(store) => store.history(&nick, limit),
-                    Err(_) => Err(StoreError::Crypto(
-                        "the store was left inconsistent by a crash of its writer".into(),
-                    )),
-                };
-                return Ok(match history {
-                    Ok(entries) => Answer::History(entries),
-                    Err(e) => Answer::StoreError(e.to_string()),
-                });
-            }
+            Command::History(nick, limit) => return Ok(self.history(&nick, limit)),
             Command::Verify(nick, fingerprint) => core.verify(now, &nick, fingerprint)?,
             Command::Trust(nick, fingerprint) => core.trust(now, &nick, fingerprint)?,
             Command::Block(nick) => core.block(now, &nick)?,
@@ -536,6 +657,7 @@ impl LoopState {
     }
 
     fn dial(&mut self, conn: ConnId, target: Target) {
+        let conn = self.outer(conn);
         self.dialing.insert(conn);
         let transport = self.settings.transport.clone();
         let registry = (
@@ -557,4 +679,17 @@ impl LoopState {
             let _ = to_loop.send(LoopInput::Dialed { conn, result }).await;
         });
     }
+}
+
+/// What a command is answered while the store refuses writes.
+fn paused_answer(error: &StoreError) -> Answer {
+    Answer::StoreError(format!(
+        "{error}. Nothing was done: p2pchat is paused until it can store again (it tries every {} s)",
+        STORE_RETRY.as_secs()
+    ))
+}
+
+/// The store's mutex was poisoned: its writer thread panicked mid-write.
+fn poisoned() -> StoreError {
+    StoreError::Crypto("the store was left inconsistent by a crash of its writer".into())
 }

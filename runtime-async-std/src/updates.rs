@@ -20,6 +20,11 @@ pub enum Update {
     Event(Event),
     /// Events were dropped because this subscriber did not keep up: read the view.
     Lagged,
+    /// The store refused a write (why): the peer dropped its connections and accepts
+    /// nothing until the store takes writes again; commands answer with the failure.
+    StorePaused(String),
+    /// The store takes writes again: the peer carries on from what it had stored.
+    StoreResumed,
 }
 
 /// One interface's stream of updates.
@@ -41,6 +46,8 @@ impl Subscription {
             match self.next().await? {
                 Update::Event(e) => return Some(e),
                 Update::Lagged => tracing::warn!("events were dropped for a slow reader"),
+                Update::StorePaused(why) => tracing::error!("the peer is paused: {why}"),
+                Update::StoreResumed => tracing::info!("the peer carries on"),
             }
         }
     }
@@ -78,6 +85,11 @@ impl Publisher {
     /// (and is told so when it has room); one that went away is forgotten. False when no
     /// subscriber is left: nobody is watching any more.
     pub(crate) fn publish_event(&self, event: &Event) -> bool {
+        self.publish(Update::Event(event.clone()))
+    }
+
+    /// Hands `update` to every subscriber, as [`Publisher::publish_event`] does.
+    pub(crate) fn publish(&self, update: Update) -> bool {
         let mut subscribers = self.lock_subscribers();
         subscribers.retain_mut(|s| {
             if s.lagged {
@@ -87,7 +99,7 @@ impl Publisher {
                     Err(TrySendError::Closed(_)) => return false,
                 }
             }
-            match s.tx.try_send(Update::Event(event.clone())) {
+            match s.tx.try_send(update.clone()) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     s.lagged = true;

@@ -96,6 +96,8 @@ pub async fn run(
                 }
             }
             UiInput::Update(Update::Lagged) => ui.lagged(),
+            UiInput::Update(Update::StorePaused(why)) => ui.store_paused(&why),
+            UiInput::Update(Update::StoreResumed) => ui.store_resumed(),
             UiInput::Stopped => break,
         }
     }
@@ -230,6 +232,21 @@ impl<S: Screen> Ui<S> {
         self.screen.say(line);
     }
 
+    /// The store refused a write: the peer is paused until it takes writes again.
+    pub(crate) fn store_paused(&mut self, why: &str) {
+        self.say(&format!("! {}", render::clean(why)));
+        self.say(
+            "! p2pchat is paused: nothing is sent, received or accepted until it can store again (it tries every 5 s). Free some space; what was stored is kept",
+        );
+    }
+
+    /// The store takes writes again.
+    pub(crate) fn store_resumed(&mut self) {
+        self.say(
+            "* storing works again: p2pchat carries on from what it stored (queued messages are sent; /connect to reopen a chat)",
+        );
+    }
+
     /// Events were dropped for us: say so, and where things stand now (from the view).
     pub(crate) fn lagged(&mut self) {
         let view = self.peer.view();
@@ -323,6 +340,10 @@ impl<S: Screen> Ui<S> {
     /// Runs a runtime command; prints its error, if any. Returns the answer.
     pub(crate) async fn run(&self, command: Command) -> Option<Answer> {
         match self.peer.command(command).await {
+            Ok(Ok(Answer::StoreError(e))) => {
+                self.say(&format!("! {}", render::clean(&e)));
+                None
+            }
             Ok(Ok(answer)) => Some(answer),
             Ok(Err(e)) => {
                 self.say(&format!("! {e}"));
@@ -440,7 +461,6 @@ impl<S: Screen> Ui<S> {
                             self.say(&render::history_item_line(item, &nick, &self.me));
                         }
                     }
-                    Some(Answer::StoreError(e)) => self.say(&format!("! {e}")),
                     _ => {}
                 }
             }

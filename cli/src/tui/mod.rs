@@ -239,6 +239,8 @@ async fn run(
                 }
             }
             TuiInput::Update(Update::Lagged) => ui.lagged(),
+            TuiInput::Update(Update::StorePaused(why)) => ui.store_paused(&why),
+            TuiInput::Update(Update::StoreResumed) => ui.store_resumed(),
             TuiInput::Quit => ui.quit().await,
             TuiInput::Stopped => break,
         }

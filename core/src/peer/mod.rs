@@ -194,6 +194,11 @@ impl Peer {
         self.config.port
     }
 
+    /// The configuration this peer runs with.
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
     /// Our identity.
     pub fn identity(&self) -> &Identity {
         &self.identity

@@ -14,7 +14,7 @@ pub mod vault;
 use std::path::{Path, PathBuf};
 
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{Outcome, StoreOp, WallTime};
+use p2pchat_core::peer::{Outcome, PeerState, StoreOp, WallTime};
 
 pub use lock::{StoreLock, lock_path};
 pub use registry::{REGISTRY_STORE_FILE, RegistryStore};
@@ -51,6 +51,10 @@ pub trait PeerStore: Send + 'static {
     /// The last `limit` messages with `nick`, oldest first; a row that cannot be read is
     /// [`HistoryItem::Damaged`] in its place, so the rest is still shown.
     fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryItem>, StoreError>;
+
+    /// After [`PeerStore::apply`] failed: whether the store takes writes again, and if it
+    /// does, what it holds (the failed operations are not in it: all or none).
+    fn recover(&mut self) -> Result<PeerState, StoreError>;
 }
 
 /// One row of a conversation's history, as read back.

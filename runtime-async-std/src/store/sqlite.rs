@@ -440,6 +440,20 @@ impl PeerStore for SqliteStore {
     fn history(&self, nick: &Nick, limit: usize) -> Result<Vec<HistoryItem>, StoreError> {
         self.read_history(nick, limit)
     }
+
+    fn recover(&mut self) -> Result<PeerState, StoreError> {
+        // A write that needs what a real one needs (a journal, a new page, a commit), then
+        // taken away again.
+        self.conn
+            .execute_batch(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('write probe', zeroblob(8192));
+                 DELETE FROM meta WHERE key = 'write probe';",
+            )
+            .map_err(|e| self.sql(e))?;
+        // `apply` changed the state before its transaction failed: read it again.
+        self.state = self.load_state()?;
+        Ok(self.state.clone())
+    }
 }
 
 /// A rusqlite error, or one of ours, before the path is known.
