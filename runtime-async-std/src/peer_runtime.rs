@@ -439,7 +439,7 @@ impl LoopState {
     /// The current core's id of the runtime's connection `conn`, if it is one of its.
     fn inner(&self, conn: ConnId) -> Option<ConnId> {
         (conn.0 >> GENERATION_SHIFT == self.generation)
-            .then(|| ConnId(conn.0 & ((1 << GENERATION_SHIFT) - 1)))
+            .then_some(ConnId(conn.0 & ((1 << GENERATION_SHIFT) - 1)))
     }
 
     /// Applies the store operations gathered so far, in one transaction.
