@@ -607,25 +607,68 @@ fn a_receiver_whose_disk_is_full_acknowledges_nothing_until_it_stored_the_messag
 }
 
 #[test]
-fn a_registry_whose_disk_is_full_stops_with_a_failure_not_success() {
+fn a_registry_whose_disk_is_full_keeps_serving_refuses_new_nicks_and_takes_them_once_it_can_store()
+{
     let dir = temp_dir("registry-full");
     let Some(disk) = Tmpfs::mount(&dir.join("small")) else {
         eprintln!("skipped: needs root to mount a tmpfs");
         return;
     };
     let (mut server, port) = start_registry(bin(), &disk.0);
-    let _filler = disk.fill();
-    // A registration must be stored (its binding) before it is answered: it cannot be.
-    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
-    let code = server.wait();
-    assert_ne!(code, 0, "{}", server.output());
-    assert!(
-        server.output().contains("disk is full"),
-        "{}",
-        server.output()
-    );
-    assert!(!alice.output().contains("registered: you are online"));
-    alice.kill();
+    let mut bob = start(&dir, "bob", port, &["--auto-accept".into()]);
+    let filler = disk.fill();
+    // A new nick needs a binding the registry cannot record: refused as passing, and
+    // tried again.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut carol = start_chat(bin(), &elsewhere, "carol", port, &[]);
+    carol.expect("cannot record new registrations right now");
+    assert_ne!(carol.wait(), 0, "{}", carol.output());
+    // Bob, registered before, is still listed and looked up.
+    bob.send("/users");
+    bob.expect("bob");
+    server.expect("the registry cannot store");
+    // Space comes back: carol's next try gets her nick.
+    std::fs::remove_file(filler).unwrap();
+    server.expect("the registry can store again");
+    let mut carol = start(&elsewhere, "carol", port, &[]);
+    bob.send("/users");
+    bob.expect("carol");
+    carol.quit();
+    bob.quit();
+    server.terminate();
+    assert_eq!(server.wait(), 0, "{}", server.output());
+}
+
+#[test]
+fn a_registry_started_with_its_clock_a_month_ahead_gives_no_nick_away() {
+    let dir = temp_dir("registry-clock");
+    let (mut server, port) = start_registry(bin(), &dir);
+    let mut alice = start(&dir, "alice", port, &[]);
+    alice.quit();
+    server.terminate();
+    assert_eq!(server.wait(), 0, "{}", server.output());
+    // The same registry, its clock 31 days ahead (its reservation is 30 days).
+    let mut command = std::process::Command::new("faketime");
+    command.args(["-f", "+31d"]);
+    let mut args = registry_command(bin(), &dir);
+    command.arg(args.get_program());
+    command.args(args.get_args());
+    let _ = &mut args;
+    let mut server = Proc::start_command(&mut command, "server");
+    let line = server.expect("p2pchat registry listening on");
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    server.expect("reservations count only the time the registry runs");
+    // Another key under alice's nick: still hers.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut impostor = start_chat(bin(), &elsewhere, "alice", port, &[]);
+    impostor.expect("reserved by another key");
+    assert_eq!(impostor.wait(), 5, "{}", impostor.output());
+    // And alice herself is back at once.
+    let mut alice = start(&dir, "alice", port, &[]);
+    alice.quit();
+    server.terminate();
 }
 
 #[test]

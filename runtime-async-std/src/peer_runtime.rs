@@ -372,7 +372,7 @@ impl LoopState {
                 Ok(Wake::Input(_)) => {}
                 Ok(Wake::Timer) => match self.recover().await.and_then(|s| self.rebuild(s)) {
                     Ok(()) => {
-                        tracing::info!("the store takes writes again; carrying on");
+                        tracing::warn!("the store takes writes again; carrying on");
                         return if self.publisher.publish(Update::StoreResumed) {
                             Ok(())
                         } else {

@@ -76,9 +76,10 @@ impl From<WireEvent> for ServerInput {
 }
 
 /// Runs the registry on `listener` until stopped. Returns a handle to stop it and the
-/// task that runs it, which ends with the store's error if the store failed (so that a
-/// supervisor sees a failure as one). `store` keeps the nick bindings across restarts (without one they
-/// last as long as the process).
+/// task that runs it, which ends with the store's error if the store cannot be used at
+/// all (so that a supervisor sees a failure as one); a store that refuses writes for a
+/// while (a full disk) only pauses new registrations. `store` keeps the nick bindings
+/// across restarts (without one they last as long as the process).
 pub fn spawn_server(
     core: Registry,
     listener: TcpListener,
@@ -104,8 +105,13 @@ pub fn spawn_server(
             inbox: tx,
             writers: BTreeMap::new(),
             upgrading: BTreeMap::new(),
+            store_retry_at: None,
+            clock_watch: ClockWatch::start(),
             store,
         };
+        if let Some(last) = server.store.as_ref().and_then(RegistryStore::last_wall) {
+            server.clock_watch.since_last_run(last);
+        }
         let result = server.run(rx).await;
         acceptor.cancel().await;
         result
@@ -127,6 +133,69 @@ struct Server {
     /// Connections still in the WebSocket handshake, with what the core already sent them.
     upgrading: BTreeMap<ConnId, Vec<Vec<u8>>>,
     store: Option<RegistryStore>,
+    /// While the store refuses writes: when it is tried again.
+    store_retry_at: Option<p2pchat_core::time::Instant>,
+    /// Notices a wall clock that jumps (only logged: the registry's reservations run on its
+    /// own clock).
+    clock_watch: ClockWatch,
+}
+
+/// How often a store that refused a write is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// A wall clock that moves apart from the monotonic one by more than this has jumped.
+const CLOCK_JUMP: Duration = Duration::from_secs(60);
+
+/// The wall clock against the monotonic one, to tell the operator when it jumps: the
+/// registry goes on by its own clock either way (`p2pchat_core::registry::RegistryTime`).
+struct ClockWatch {
+    wall: std::time::SystemTime,
+    mono: std::time::Instant,
+}
+
+impl ClockWatch {
+    fn start() -> Self {
+        Self {
+            wall: std::time::SystemTime::now(),
+            mono: std::time::Instant::now(),
+        }
+    }
+
+    /// Logs how the wall clock now compares with `last`, when the registry last stored
+    /// its clock.
+    fn since_last_run(&self, last: p2pchat_core::peer::WallTime) {
+        let now = crate::local::wall_clock();
+        if now < last {
+            tracing::warn!(
+                behind_s = (last.0 - now.0) / 1000,
+                "the wall clock is behind the time this registry last ran: it went back; reservations count the registry's own running time, so none is longer or shorter for it"
+            );
+        } else if now.0 - last.0 > 86_400_000 {
+            tracing::warn!(
+                days = (now.0 - last.0) / 86_400_000,
+                "by the wall clock this registry last ran days ago (or the clock jumped ahead); reservations count only the time the registry runs, so none lapsed meanwhile"
+            );
+        }
+    }
+
+    /// Logs a jump since the last check, and starts counting from now.
+    fn check(&mut self) {
+        let mono = self.mono.elapsed();
+        let wall = self.wall.elapsed();
+        let (ahead, by) = match wall {
+            Ok(w) if w >= mono => (true, w - mono),
+            Ok(w) => (false, mono - w),
+            Err(e) => (false, mono + e.duration()),
+        };
+        if by > CLOCK_JUMP {
+            tracing::warn!(
+                by_s = by.as_secs(),
+                direction = if ahead { "ahead" } else { "back" },
+                "the wall clock jumped; the registry goes on by its own running time"
+            );
+        }
+        *self = Self::start();
+    }
 }
 
 impl Server {
@@ -136,7 +205,13 @@ impl Server {
                 self.stop().await;
                 return Err(e);
             }
-            match next_input(&inbox, &self.clock, self.core.poll_timeout()).await {
+            let deadline = self
+                .core
+                .poll_timeout()
+                .into_iter()
+                .chain(self.store_retry_at)
+                .min();
+            match next_input(&inbox, &self.clock, deadline).await {
                 Ok(Wake::Input(ServerInput::Stop)) | Err(_) => break,
                 Ok(Wake::Input(input)) => {
                     self.handle(input);
@@ -153,7 +228,14 @@ impl Server {
                         }
                     }
                 }
-                Ok(Wake::Timer) => self.core.handle_timeout(self.clock.now()),
+                Ok(Wake::Timer) => {
+                    let now = self.clock.now();
+                    self.clock_watch.check();
+                    if self.store_retry_at.is_some_and(|t| t <= now) {
+                        self.retry_store(now);
+                    }
+                    self.core.handle_timeout(now);
+                }
             }
         }
         self.stop().await;
@@ -173,8 +255,7 @@ impl Server {
         async_std::task::sleep(self.settings.shutdown_grace).await;
     }
 
-    /// Stores `ops` in one transaction. An error if the store failed: then the server
-    /// stops rather than answer what it could not record.
+    /// Stores `ops` in one transaction.
     fn store(&mut self, ops: &[BindingOp]) -> Result<(), crate::store::StoreError> {
         let Some(store) = &mut self.store else {
             return Ok(());
@@ -182,14 +263,78 @@ impl Server {
         if ops.is_empty() {
             return Ok(());
         }
-        store
-            .apply(ops)
-            .inspect_err(|e| tracing::error!("the registry stops: {e}"))
+        store.apply(ops)
+    }
+
+    /// The store refused the writes of a drain (a full disk): none of what those writes
+    /// recorded may be told. The core goes back to the bindings as stored and refuses new
+    /// ones until the store takes writes; a registration of that drain whose binding was
+    /// not stored is refused as passing, any other connection an answer of that drain was
+    /// for is closed (its client reconnects), and a presence frame of that drain counts
+    /// as dropped (its subscriber is sent `Resync`).
+    /// Lookups, lists and registered users go on. An error only if the store cannot even
+    /// be read: then the registry cannot go on.
+    fn store_refused(
+        &mut self,
+        error: &crate::store::StoreError,
+        outputs: Vec<RegistryOutput>,
+    ) -> Result<(), crate::store::StoreError> {
+        tracing::error!(
+            "the registry cannot store ({error}): it goes on serving lookups and registered users, and refuses new registrations until it can (tried every {} s)",
+            STORE_RETRY.as_secs()
+        );
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let bindings = store.bindings()?;
+        self.core.set_store_available(false);
+        self.core.replace_bindings(bindings);
+        self.store_retry_at = Some(self.clock.now() + STORE_RETRY);
+        for output in outputs {
+            match output {
+                RegistryOutput::Transmit { conn, .. } => {
+                    if !self.core.registration_unrecorded(conn) {
+                        self.close(conn);
+                    }
+                }
+                RegistryOutput::Close { conn } => self.close(conn),
+                RegistryOutput::Presence { conn, .. } => self.core.handle_presence_dropped(conn),
+                RegistryOutput::Store(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes `conn` for the core.
+    fn close(&mut self, conn: ConnId) {
+        if self.writers.remove(&conn).is_some() || self.upgrading.remove(&conn).is_some() {
+            self.core.handle_closed(conn);
+        }
+    }
+
+    /// Whether the store takes writes again; if it does, so does the core.
+    fn retry_store(&mut self, now: p2pchat_core::time::Instant) {
+        let Some(store) = &mut self.store else {
+            self.store_retry_at = None;
+            return;
+        };
+        match store.writable() {
+            Ok(()) => {
+                // At the level of the refusal it ends, so that whoever saw one sees the other.
+                tracing::warn!("the registry can store again: new registrations are taken");
+                self.store_retry_at = None;
+                self.core.set_store_available(true);
+            }
+            Err(e) => {
+                tracing::debug!("the store still refuses writes: {e}");
+                self.store_retry_at = Some(now + STORE_RETRY);
+            }
+        }
     }
 
     /// Does what the core asks. Group commit: every binding change of the pending outputs
     /// is stored, in one transaction, before any of them acts (no answer leaves before
-    /// what it reports is stored). An error if the store failed.
+    /// what it reports is stored). An error if the store failed and cannot be read.
     fn drain(&mut self) -> Result<(), crate::store::StoreError> {
         loop {
             let outputs: Vec<RegistryOutput> =
@@ -204,7 +349,10 @@ impl Server {
                     _ => None,
                 })
                 .collect();
-            self.store(&ops)?;
+            if let Err(e) = self.store(&ops) {
+                self.store_refused(&e, outputs)?;
+                continue;
+            }
             for output in outputs {
                 match output {
                     RegistryOutput::Store(_) => {}

@@ -119,7 +119,6 @@ async fn serve(
         bindings,
         &mut rng,
         p2pchat_core::time::Instant::ZERO,
-        p2pchat_async_std::local::wall_clock(),
     );
     let (stop, task) =
         p2pchat_async_std::spawn_server(core, listener, ServerSettings::default(), Some(store));

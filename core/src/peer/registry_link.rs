@@ -263,7 +263,10 @@ impl Peer {
                 // A busy registry takes registrations again shortly.
                 let transient = matches!(
                     e,
-                    RegisterError::NickTaken | RegisterError::AddressTaken | RegisterError::Busy
+                    RegisterError::NickTaken
+                        | RegisterError::AddressTaken
+                        | RegisterError::Busy
+                        | RegisterError::StoreUnavailable
                 );
                 self.registry.problem = Some(e.to_string());
                 self.emit(Event::RegistrationFailed(e));

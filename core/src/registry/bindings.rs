@@ -13,7 +13,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{Fingerprint, OnionAddress};
 use crate::nick::Nick;
-use crate::peer::WallTime;
+
+/// The registry's own clock: milliseconds it has been running, summed over its runs. It
+/// stands still while the registry is down and does not follow the wall clock, so a
+/// binding lapses only after the registry itself ran for its whole reservation without
+/// seeing the owner — a clock set wrong, even by a month, gives no nick away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RegistryTime(pub u64);
+
+impl RegistryTime {
+    /// `self` plus `d`, saturating.
+    pub fn plus(self, d: core::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
 
 /// One nick's owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +40,8 @@ pub struct Binding {
     pub onion: OnionAddress,
     /// The fingerprint of its RSA key.
     pub fingerprint: Fingerprint,
-    /// When the registry last saw its owner (registered, or leaving).
-    pub last_seen: WallTime,
+    /// When the registry last saw its owner (registered, or leaving), by its own clock.
+    pub last_seen: RegistryTime,
     /// The serial of the owner's certificate: a newer one (a new RSA key, certified by the
     /// same onion key) replaces this binding; an older one is refused.
     pub serial: u64,
@@ -41,6 +57,10 @@ pub enum BindingOp {
     /// The operator revoked this nick's binding (its onion key leaked, say): the binding
     /// goes, and its onion address may never register again.
     Revoke(Nick),
+    /// The registry has run until this time: after a restart its clock goes on from the
+    /// last one stored (a crash loses at most the time since, which only lengthens
+    /// reservations).
+    Clock(RegistryTime),
 }
 
 /// The bindings, by canonical nick, with the onion index.
@@ -52,26 +72,36 @@ pub struct Bindings {
     by_key: BTreeMap<Fingerprint, usize>,
     /// Onion addresses the operator revoked.
     revoked: BTreeSet<OnionAddress>,
+    /// The registry's clock, as far as it was stored.
+    clock: RegistryTime,
 }
 
 impl Bindings {
-    /// Bindings as stored, and the revoked onion addresses.
+    /// Bindings as stored, the revoked onion addresses, and the registry's clock.
     pub fn from_stored(
         stored: impl IntoIterator<Item = Binding>,
         revoked: impl IntoIterator<Item = OnionAddress>,
+        clock: RegistryTime,
     ) -> Self {
         let mut b = Self::default();
         for binding in stored {
             b.apply(&BindingOp::Bind(binding));
         }
         b.revoked.extend(revoked);
+        b.apply(&BindingOp::Clock(clock));
         b
+    }
+
+    /// The registry's clock as last stored: it goes on from here.
+    pub fn clock(&self) -> RegistryTime {
+        self.clock
     }
 
     /// Applies `op`: the meaning every store must give it.
     pub fn apply(&mut self, op: &BindingOp) {
         match op {
             BindingOp::Bind(binding) => {
+                self.clock = self.clock.max(binding.last_seen);
                 let key = binding.nick.canonical();
                 if let Some(old) = self.by_nick.insert(key.clone(), binding.clone()) {
                     self.by_onion.remove(&old.onion);
@@ -95,6 +125,7 @@ impl Bindings {
                     self.revoked.insert(old.onion);
                 }
             }
+            BindingOp::Clock(t) => self.clock = self.clock.max(*t),
         }
     }
 

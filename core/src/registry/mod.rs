@@ -5,7 +5,7 @@ mod presence;
 mod server;
 mod wire;
 
-pub use bindings::{Binding, BindingOp, Bindings};
+pub use bindings::{Binding, BindingOp, Bindings, RegistryTime};
 pub use server::{MAX_CLIENT_FRAME, Registry, RegistryConfig, RegistryFull, RegistryOutput};
 pub use wire::{
     ClientMessage, MAX_PAGE, ONION_PROOF_CONTEXT, Presence, REGISTRATION_CONTEXT, RegisterError,

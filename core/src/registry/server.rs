@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::rng::ForwardSecureRng;
 use rand_core::{CryptoRng, Rng};
 
-use super::bindings::{Binding, BindingOp, Bindings};
+use super::bindings::{Binding, BindingOp, Bindings, RegistryTime};
 use super::presence::{Due, PresenceLog, Subscription};
 use super::wire::*;
 use crate::conn::ConnId;
@@ -20,7 +20,6 @@ use crate::identity::{
     Ed25519Signature, KeyBindingCertificate, OnionAddress, RsaPublicKey, verify_onion_signature,
 };
 use crate::nick::Nick;
-use crate::peer::WallTime;
 use crate::time::Instant;
 
 /// Largest frame a registry client may send. Client messages are small (a registration
@@ -207,36 +206,46 @@ pub struct Registry {
     presence_next_flush: Instant,
     /// Registrations, from everyone together.
     registrations: TokenBucket,
-    /// Wall-clock time at `started`.
-    wall_at_start: WallTime,
+    /// The registry's own clock at `started` (see [`RegistryTime`]).
+    time_at_start: RegistryTime,
     started: Instant,
     now: Instant,
+    /// When the clock is next stored.
+    clock_due: Instant,
+    /// Whether the runtime's store takes writes. While it does not, nothing that would need
+    /// a write happens: new bindings are refused ([`RegisterError::StoreUnavailable`]),
+    /// refreshes of existing ones and the clock wait, and the bindings stay as stored.
+    store_available: bool,
 }
+
+/// How often the registry's clock is stored (a crash loses at most this much of it).
+const CLOCK_EVERY: Duration = Duration::from_secs(60);
 
 impl Registry {
     /// A registry that remembers nothing yet, whose randomness derives from `rng` (OS RNG
-    /// in production, seeded in tests). Its wall clock starts at zero: servers that keep
-    /// bindings use [`Registry::restore`].
+    /// in production, seeded in tests). Servers that keep bindings use
+    /// [`Registry::restore`].
     pub fn new(config: RegistryConfig, rng: &mut impl CryptoRng) -> Self {
-        Self::restore(config, Bindings::default(), rng, Instant::ZERO, WallTime(0))
+        Self::restore(config, Bindings::default(), rng, Instant::ZERO)
     }
 
     /// A registry that carries on from `bindings` (what its runtime stored of every
-    /// [`RegistryOutput::Store`]); `wall` is the wall-clock time at `now`.
+    /// [`RegistryOutput::Store`]), its clock from theirs.
     pub fn restore(
         config: RegistryConfig,
         bindings: Bindings,
         rng: &mut impl CryptoRng,
         now: Instant,
-        wall: WallTime,
     ) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let mut registry = Self {
+            time_at_start: bindings.clock(),
             bindings,
-            wall_at_start: wall,
             started: now,
             now,
+            clock_due: now + CLOCK_EVERY,
+            store_available: true,
             rng: ForwardSecureRng::from_seed(seed),
             next_conn: 0,
             clients: BTreeMap::new(),
@@ -268,19 +277,74 @@ impl Registry {
         &self.bindings
     }
 
-    fn wall_time(&self) -> WallTime {
-        self.wall_at_start
+    /// The registry's clock now.
+    fn time(&self) -> RegistryTime {
+        self.time_at_start
             .plus(self.now.saturating_duration_since(self.started))
     }
 
-    /// Whether `binding` still holds (its owner was seen within `reserve_for`).
+    /// Whether `binding` still holds (the registry saw its owner within `reserve_for` of
+    /// its own running time).
     fn holds(&self, binding: &Binding) -> bool {
-        self.wall_time() < binding.last_seen.plus(self.config.reserve_for)
+        self.time() < binding.last_seen.plus(self.config.reserve_for)
     }
 
+    /// Changes the bindings and asks for the change to be stored; while the store takes
+    /// no writes, changes nothing (callers refuse what must be stored before that).
     fn bind(&mut self, op: BindingOp) {
+        if !self.store_available {
+            return;
+        }
         self.bindings.apply(&op);
         self.outputs.push_back(RegistryOutput::Store(op));
+    }
+
+    /// The runtime's store refused a write (`false`), or takes writes again (`true`).
+    /// After a refusal the runtime hands back, with [`Registry::replace_bindings`], what
+    /// the store holds, and drops the connections the failed write's answers were for.
+    pub fn set_store_available(&mut self, available: bool) {
+        self.store_available = available;
+        if available {
+            // The clock, and whatever waited, is stored again from now on.
+            self.clock_due = self.now;
+        }
+    }
+
+    /// The bindings as the store holds them (after a write it refused).
+    pub fn replace_bindings(&mut self, bindings: Bindings) {
+        self.bindings = bindings;
+    }
+
+    /// An answer to `conn` was lost with a write the store refused. If `conn` registered
+    /// a nick whose binding the store does not hold, that registration is undone and
+    /// refused as [`RegisterError::StoreUnavailable`] (the client tries again later), and
+    /// true is returned; otherwise false, and the runtime closes `conn` (its client
+    /// reconnects for what it did not get).
+    pub fn registration_unrecorded(&mut self, conn: ConnId) -> bool {
+        let Some(key) = self.clients.get(&conn).and_then(|c| c.registered.clone()) else {
+            return false;
+        };
+        let Some(user) = self.users.get(&key) else {
+            return false;
+        };
+        let fingerprint = user.record.certificate.rsa.fingerprint();
+        let stored = self.bindings.of_nick(&key).is_some_and(|b| {
+            b.onion == *user.record.onion()
+                && b.fingerprint == fingerprint
+                && b.serial == user.record.certificate.serial
+        });
+        if stored {
+            return false;
+        }
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.registered = None;
+        }
+        self.remove_user(&key);
+        self.send(
+            conn,
+            &ServerMessage::RegisterRejected(RegisterError::StoreUnavailable),
+        );
+        true
     }
 
     /// Number of registered users.
@@ -393,12 +457,17 @@ impl Registry {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let heartbeat = self.deadlines.first().map(|(t, _)| *t);
         let presence = self.presence_pending.then_some(self.presence_next_flush);
-        heartbeat.into_iter().chain(presence).min()
+        let clock = self.store_available.then_some(self.clock_due);
+        heartbeat.into_iter().chain(presence).chain(clock).min()
     }
 
-    /// Drops every connection whose heartbeat deadline passed.
+    /// Drops every connection whose heartbeat deadline passed; stores the clock when due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        if self.store_available && now >= self.clock_due {
+            self.clock_due = now + CLOCK_EVERY;
+            self.bind(BindingOp::Clock(self.time()));
+        }
         while let Some(&(deadline, conn)) = self.deadlines.first() {
             if deadline > now {
                 break;
@@ -415,6 +484,7 @@ impl Registry {
             self.outputs.push_back(RegistryOutput::Close { conn });
             self.handle_closed(conn);
         }
+        self.bind(BindingOp::Clock(self.time()));
     }
 
     /// The next thing for the runtime to do. Presence goes out when everything else has,
@@ -751,7 +821,19 @@ impl Registry {
     ) -> Result<(), RegisterError> {
         let key = record.nick().canonical();
         let fingerprint = record.certificate.rsa.fingerprint();
-        if let Some(old) = self.admit(conn, &record)? {
+        let stale = self.admit(conn, &record)?;
+        // Without a store, only an owner whose binding is stored and holds gets in (its
+        // refresh waits); anything else would be a binding nobody recorded.
+        let stored_already = self.bindings.of_nick(&key).is_some_and(|b| {
+            b.onion == *record.onion()
+                && b.fingerprint == fingerprint
+                && b.serial == record.certificate.serial
+                && self.holds(b)
+        });
+        if !self.store_available && !stored_already {
+            return Err(RegisterError::StoreUnavailable);
+        }
+        if let Some(old) = stale {
             if let Some(c) = self.clients.get_mut(&old) {
                 c.registered = None;
             }
@@ -768,7 +850,7 @@ impl Registry {
             nick: record.nick().clone(),
             onion: *record.onion(),
             fingerprint,
-            last_seen: self.wall_time(),
+            last_seen: self.time(),
             serial: record.certificate.serial,
         }));
         self.users.insert(key, User { record, conn });
@@ -783,7 +865,7 @@ impl Registry {
                 nick: user.record.nick().clone(),
                 onion: *user.record.onion(),
                 fingerprint: user.record.certificate.rsa.fingerprint(),
-                last_seen: self.wall_time(),
+                last_seen: self.time(),
                 serial: user.record.certificate.serial,
             }));
             self.presence_changed(user.record.nick().clone(), user.conn);

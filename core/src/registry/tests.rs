@@ -3,7 +3,6 @@ use crate::conn::ConnId;
 use crate::frame::encode_frame;
 use crate::harness::World;
 use crate::identity::{Ed25519Signature, Identity};
-use crate::peer::WallTime;
 use crate::test_keys;
 use crate::time::Instant;
 use core::time::Duration;
@@ -523,14 +522,15 @@ fn tokens_refill_over_time() {
 fn a_silent_client_times_out_and_its_user_leaves() {
     let mut h = World::registry_only(RegistryConfig::default());
     let (alice, _) = h.register_client(&test_keys::identity(0, "alice"));
-    let deadline = h.registry.poll_timeout().unwrap();
+    let deadline = h.now + RegistryConfig::default().heartbeat_timeout;
     h.registry.handle_timeout(deadline);
     assert_eq!(
         h.client_inbox(alice),
         vec![ServerMessage::Error(ServerError::Timeout)]
     );
     assert_eq!(h.registry.user_count(), 0);
-    assert_eq!(h.registry.poll_timeout(), None);
+    // Only the clock's timer is left.
+    assert!(h.registry.poll_timeout().is_some_and(|t| t > deadline));
 }
 
 #[test]
@@ -723,7 +723,6 @@ fn bindings_come_back_after_a_restart_from_what_the_registry_stored() {
         restored,
         &mut test_keys::rng(9),
         Instant::ZERO,
-        crate::peer::WallTime(0),
     );
     let (_, reply) = h.register_client(&impostor("alice"));
     assert_eq!(
@@ -864,7 +863,7 @@ fn a_new_key_with_a_higher_serial_takes_over_the_nick_and_older_certificates_are
     }
     let stored = h.registry_stored.iter().rev().find_map(|op| match op {
         BindingOp::Bind(b) => Some(b.clone()),
-        BindingOp::Release(_) | BindingOp::Revoke(_) => None,
+        BindingOp::Release(_) | BindingOp::Revoke(_) | BindingOp::Clock(_) => None,
     });
     assert_eq!(
         stored.map(|b| (b.serial, b.fingerprint)),
@@ -943,21 +942,24 @@ fn a_revoked_binding_frees_the_nick_and_its_onion_address_never_registers_again(
         nick: mallory.nick.clone(),
         onion: mallory.address(),
         fingerprint: mallory.rsa.public().fingerprint(),
-        last_seen: WallTime(0),
+        last_seen: RegistryTime(0),
         serial: u64::MAX,
     }));
     bindings.apply(&BindingOp::Revoke(mallory.nick.clone()));
     assert!(bindings.of_nick("bob").is_none());
     assert!(bindings.is_revoked(&mallory.address()));
     assert_eq!(bindings.held_by_key(&mallory.rsa.public().fingerprint()), 0);
-    let restored = Bindings::from_stored([], bindings.revoked().copied().collect::<Vec<_>>());
+    let restored = Bindings::from_stored(
+        [],
+        bindings.revoked().copied().collect::<Vec<_>>(),
+        RegistryTime(0),
+    );
     let mut h = World::registry_only(RegistryConfig::default());
     h.registry = Registry::restore(
         RegistryConfig::default(),
         restored,
         &mut test_keys::rng(1),
         h.now,
-        WallTime(0),
     );
     // Even with the highest serial, the leaked onion key registers nothing.
     let (_, reply) = h.register_client(&mallory);
@@ -969,4 +971,94 @@ fn a_revoked_binding_frees_the_nick_and_its_onion_address_never_registers_again(
     );
     let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
     assert_eq!(reply, vec![ServerMessage::Registered]);
+}
+
+/// Regression: a registry started once with its wall clock 31 days ahead let every
+/// binding lapse at start, and impostors took the nicks. Reservations now count the
+/// registry's own running time: however long it was down, and whatever the wall clock
+/// says, a nick passes on only after the registry ran for the whole reservation.
+#[test]
+fn a_binding_lapses_only_after_the_registry_itself_ran_for_the_whole_reservation() {
+    let config = RegistryConfig {
+        reserve_for: Duration::from_secs(3600),
+        heartbeat_timeout: Duration::from_secs(10 * 3600),
+        ..RegistryConfig::default()
+    };
+    let mut h = World::registry_only(config.clone());
+    let (conn, _) = h.register_client(&test_keys::identity(0, "alice"));
+    h.registry.handle_closed(conn);
+    h.now = h.now + Duration::from_secs(1800);
+    h.registry.handle_timeout(h.now);
+    h.registry.shutdown();
+    h.run();
+    // Down for 31 days (or started with its clock a month ahead: the same to it).
+    let mut disk = Bindings::default();
+    for op in &h.registry_stored {
+        disk.apply(op);
+    }
+    h.now = h.now + Duration::from_secs(31 * 86_400);
+    h.registry = Registry::restore(config, disk, &mut test_keys::rng(3), h.now);
+    let (_, reply) = h.register_client(&impostor("alice"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(RegisterError::NickReserved)]
+    );
+    // Half an hour of its own running time later, the reservation is over.
+    h.now = h.now + Duration::from_secs(1801);
+    h.registry.handle_timeout(h.now);
+    let (_, reply) = h.register_client(&impostor("alice"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+}
+
+#[test]
+fn while_its_store_takes_no_writes_the_registry_refuses_new_bindings_and_serves_the_rest() {
+    let mut h = World::registry_only(RegistryConfig::default());
+    let alice = test_keys::identity(0, "alice");
+    let (conn, reply) = h.register_client(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    h.registry.handle_closed(conn);
+    h.run();
+    let stored = h.registry_stored.len();
+    h.registry.set_store_available(false);
+    // A new nick needs a binding nobody could record: refused, as a passing condition.
+    let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
+    assert_eq!(
+        reply,
+        vec![ServerMessage::RegisterRejected(
+            RegisterError::StoreUnavailable
+        )]
+    );
+    // The owner of a stored binding comes back; lookups are answered.
+    let (_, reply) = h.register_client(&alice);
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    let (c, _) = h.connect_client();
+    let reply = h.client_send(
+        c,
+        &ClientMessage::Lookup {
+            request: 1,
+            nick: "alice".into(),
+        },
+    );
+    assert!(
+        matches!(
+            reply.as_slice(),
+            [ServerMessage::LookupResult {
+                record: Some(_),
+                ..
+            }]
+        ),
+        "{reply:?}"
+    );
+    h.now = h.now + Duration::from_secs(600);
+    h.registry.handle_timeout(h.now);
+    assert_eq!(
+        h.registry_stored.len(),
+        stored,
+        "nothing was asked to be stored"
+    );
+    // Writes again: bob gets in, and the clock is stored.
+    h.registry.set_store_available(true);
+    let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
+    assert_eq!(reply, vec![ServerMessage::Registered]);
+    assert!(h.registry_stored.len() > stored);
 }

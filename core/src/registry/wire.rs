@@ -237,6 +237,9 @@ pub enum RegisterError {
         "this registry's operator revoked this onion address; make a new identity (a new onion key)"
     )]
     AddressRevoked,
+    /// The registry's disk takes no writes: it cannot record a new binding now.
+    #[error("the registry cannot record new registrations right now (its disk is full)")]
+    StoreUnavailable,
 }
 
 /// Why the registry is closing a connection.

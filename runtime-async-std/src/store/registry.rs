@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use p2pchat_core::identity::OnionAddress;
-use p2pchat_core::registry::{Binding, BindingOp, Bindings};
+use p2pchat_core::peer::WallTime;
+use p2pchat_core::registry::{Binding, BindingOp, Bindings, RegistryTime};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::schema_v1::BindingV1;
@@ -16,16 +17,23 @@ use super::lock::StoreLock;
 pub const REGISTRY_STORE_FILE: &str = "registry.db";
 
 /// Schema version of the registry store: 2 since bindings carry their certificate's
-/// serial, 3 since the operator can revoke onion addresses.
-const SCHEMA_VERSION: i64 = 3;
+/// serial, 3 since the operator can revoke onion addresses, 4 since the registry keeps
+/// its own clock (a binding's `last_seen` is on it: schema 3's wall-clock times carry over
+/// as they are, and the clock starts from the latest of them).
+const SCHEMA_VERSION: i64 = 4;
 
-/// The table of revoked onion addresses (schema 3).
-const REVOKED_TABLE: &str = "CREATE TABLE IF NOT EXISTS revoked (onion BLOB PRIMARY KEY);";
+/// The tables added since schema 1: revoked onion addresses (3), the clock (4).
+const LATER_TABLES: &str = "
+    CREATE TABLE IF NOT EXISTS revoked (onion BLOB PRIMARY KEY);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
 
 /// The registry's bindings on disk.
 pub struct RegistryStore {
     path: PathBuf,
     conn: Connection,
+    /// The wall-clock time when the clock was last stored, as read at open.
+    last_wall: Option<WallTime>,
     /// Held while the store is open: two registries on one store would overwrite each
     /// other's bindings (declared last: dropped after the connection).
     _lock: StoreLock,
@@ -63,14 +71,14 @@ impl RegistryStore {
                     "CREATE TABLE bindings (nick TEXT PRIMARY KEY, binding BLOB NOT NULL);",
                 )
                 .map_err(sql)?;
-                conn.execute_batch(REVOKED_TABLE).map_err(sql)?;
+                conn.execute_batch(LATER_TABLES).map_err(sql)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
             }
-            1 | 2 => {
-                // The table first: a crash after schema 1's migration (which writes the
-                // new version) must not leave a store at schema 3 without it.
-                conn.execute_batch(REVOKED_TABLE).map_err(sql)?;
+            1..=3 => {
+                // The tables first: a crash after schema 1's migration (which writes the
+                // new version) must not leave a store at schema 4 without them.
+                conn.execute_batch(LATER_TABLES).map_err(sql)?;
                 if version == 1 {
                     migrate_v1(&conn).map_err(|e| match e {
                         Migration::Sql(source) => sql(source),
@@ -98,12 +106,71 @@ impl RegistryStore {
             "SELECT onion FROM revoked",
             "a revoked address",
         )?;
+        let meta = |key: &str| -> Result<Option<u64>, StoreError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|v| v.map(|v| v.max(0) as u64))
+            .map_err(|e| corrupt(e.to_string()))
+        };
+        let clock = RegistryTime(meta("clock")?.unwrap_or(0));
+        let last_wall = meta("wall")?.map(WallTime);
         let store = Self {
             path: path.to_owned(),
             conn,
+            last_wall,
             _lock: lock,
         };
-        Ok((store, Bindings::from_stored(stored, revoked)))
+        Ok((store, Bindings::from_stored(stored, revoked, clock)))
+    }
+
+    /// The wall-clock time when the registry last stored its clock (about when it last
+    /// ran), to notice a wall clock that went back or jumped while it was down.
+    pub fn last_wall(&self) -> Option<WallTime> {
+        self.last_wall
+    }
+
+    /// Whether the store takes writes (after one failed): a write of the size of a page,
+    /// taken away again.
+    pub fn writable(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('write probe', zeroblob(8192));
+                 DELETE FROM meta WHERE key = 'write probe';",
+            )
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Every binding as stored (after a write failed: what the registry goes on from).
+    pub fn bindings(&self) -> Result<Bindings, StoreError> {
+        let stored: Vec<Binding> = read_all(
+            &self.conn,
+            &self.path,
+            "SELECT binding FROM bindings",
+            "a binding",
+        )?;
+        let revoked: Vec<OnionAddress> = read_all(
+            &self.conn,
+            &self.path,
+            "SELECT onion FROM revoked",
+            "a revoked address",
+        )?;
+        let clock: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        let clock = RegistryTime(clock.map_or(0, |c| c.max(0) as u64));
+        Ok(Bindings::from_stored(stored, revoked, clock))
     }
 
     /// Applies `ops` in one transaction.
@@ -158,6 +225,14 @@ impl RegistryStore {
                     tx.execute(
                         "DELETE FROM bindings WHERE nick = ?1",
                         params![nick.canonical()],
+                    )
+                    .map_err(sql)?;
+                }
+                BindingOp::Clock(t) => {
+                    let wall = crate::local::wall_clock();
+                    tx.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1), ('wall', ?2)",
+                        params![t.0.min(i64::MAX as u64) as i64, wall.0.min(i64::MAX as u64) as i64],
                     )
                     .map_err(sql)?;
                 }
@@ -236,7 +311,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use p2pchat_core::peer::WallTime;
 
     fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -258,7 +332,7 @@ mod tests {
             nick: bob.nick.clone(),
             onion: bob.address(),
             fingerprint: bob.rsa.public().fingerprint(),
-            last_seen: WallTime(1_700_000_000_000),
+            last_seen: RegistryTime(1_700_000_000_000),
             serial: 0,
         };
         let (_, bindings) = RegistryStore::open(&path).unwrap();
@@ -280,7 +354,7 @@ mod tests {
             nick: bob.nick.clone(),
             onion: bob.address(),
             fingerprint: bob.rsa.public().fingerprint(),
-            last_seen: WallTime(5),
+            last_seen: RegistryTime(5),
             serial: 3,
         };
         let (mut store, _) = RegistryStore::open(&path).unwrap();
@@ -288,5 +362,34 @@ mod tests {
         drop(store);
         let (_, bindings) = RegistryStore::open(&path).unwrap();
         assert_eq!(bindings.of_nick("bob"), Some(&binding));
+    }
+
+    #[test]
+    fn the_registry_clock_comes_back_as_stored_and_never_behind_a_binding() {
+        let path = scratch("clock");
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        let (mut store, bindings) = RegistryStore::open(&path).unwrap();
+        assert_eq!(bindings.clock(), RegistryTime(0));
+        assert_eq!(store.last_wall(), None);
+        store
+            .apply(&[BindingOp::Clock(RegistryTime(7_000))])
+            .unwrap();
+        drop(store);
+        let (mut store, bindings) = RegistryStore::open(&path).unwrap();
+        assert_eq!(bindings.clock(), RegistryTime(7_000));
+        assert!(store.last_wall().is_some());
+        // A binding seen later than the stored clock (a crash before the clock was stored
+        // again) moves the clock up to it.
+        store
+            .apply(&[BindingOp::Bind(Binding {
+                nick: bob.nick.clone(),
+                onion: bob.address(),
+                fingerprint: bob.rsa.public().fingerprint(),
+                last_seen: RegistryTime(9_000),
+                serial: 0,
+            })])
+            .unwrap();
+        assert_eq!(store.bindings().unwrap().clock(), RegistryTime(9_000));
+        store.writable().unwrap();
     }
 }

@@ -7,7 +7,7 @@ use p2pchat_core::identity::{
 };
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{ContactKey, WallTime};
-use p2pchat_core::registry::Binding;
+use p2pchat_core::registry::{Binding, RegistryTime};
 use serde::Deserialize;
 
 use super::schema_v2::ContactRecordV2;
@@ -27,7 +27,8 @@ impl From<BindingV1> for Binding {
             nick: b.nick,
             onion: b.onion,
             fingerprint: b.fingerprint,
-            last_seen: b.last_seen,
+            // Wall-clock times become the registry's clock as they are (schema 4).
+            last_seen: RegistryTime(b.last_seen.0),
             serial: 0,
         }
     }

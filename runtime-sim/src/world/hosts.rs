@@ -188,7 +188,6 @@ impl World {
             self.registry.disk.clone(),
             &mut self.sampler.rng,
             self.now,
-            wall_time(self.now),
         ));
         self.rearm_registry();
     }

@@ -262,7 +262,6 @@ impl World {
             Bindings::default(),
             &mut sampler.rng,
             Instant::ZERO,
-            hosts::wall_time(Instant::ZERO),
         );
         let keep_logs = !config.workload.enabled;
         let mut world = Self {
