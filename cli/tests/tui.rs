@@ -98,3 +98,64 @@ fn start_up_progress_shows_in_the_status_bar_and_ctrl_c_there_stops_at_once() {
     assert!(screen.contains("stopped while starting"), "{screen}");
     assert!(!screen.contains("Ctrl-C stops"), "{screen}");
 }
+
+/// Kills (SIGKILL) the `p2pchat chat` process of `nick` whose data is in `dir`.
+fn kill_chat_of(dir: &Path, nick: &str) {
+    let data = dir.join(format!("{nick}-data"));
+    let needle = format!("--data-dir\0{}", data.display());
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.starts_with(bin().to_str().unwrap()) && cmdline.contains(&needle) {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_message_stored_but_never_shown_is_shown_as_new_after_a_restart() {
+    let dir = temp_dir("tui-unread");
+    let (_server, port) = start_registry(bin(), &dir);
+    let mut carol = start_chat(bin(), &dir, "carol", port, &["--auto-accept"]);
+    carol.expect("you are carol");
+    let mut alice = start_chat(bin(), &dir, "alice", port, &[]);
+    alice.expect("you are alice");
+    let bob = full_screen_chat(&dir, "bob", port, 100, 30);
+    bob.expect("No conversation open");
+    // Carol's conversation is on bob's screen when alice writes.
+    bob.type_line("/connect carol");
+    bob.expect("connected (end-to-end encrypted)");
+    alice.send("/connect bob");
+    bob.expect("alice wants to chat");
+    bob.type_line("/accept alice");
+    alice.expect("bob: connected");
+    bob.type_line("/switch carol");
+    alice.send("are you there?");
+    alice.expect("#1 delivered to bob");
+    bob.expect("alice (1)");
+    // Stored and acknowledged, not shown: then bob's process dies.
+    kill_chat_of(&dir, "bob");
+    bob.expect("EXITED");
+    let mut again = start_chat(bin(), &dir, "bob", port, &[]);
+    again.expect("1 new message from alice you have not seen");
+    again.expect("<alice> are you there?");
+    again.quit();
+    // Shown now: not new again.
+    let mut third = start_chat(bin(), &dir, "bob", port, &[]);
+    third.expect("you are bob");
+    third.send("/fingerprint");
+    third.expect("* you (bob)");
+    third.quit();
+    assert!(
+        !third.output().contains("you have not seen"),
+        "{}",
+        third.output()
+    );
+    alice.quit();
+    carol.quit();
+}

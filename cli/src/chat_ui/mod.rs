@@ -13,7 +13,7 @@ use core::time::Duration;
 use async_std::channel::{Sender, bounded};
 use async_std::io::BufReadExt;
 use indicatif::{MultiProgress, ProgressBar};
-use p2pchat_async_std::store::HistoryEntry;
+use p2pchat_async_std::store::{HistoryEntry, HistoryItem};
 use p2pchat_async_std::{Answer, Command, PeerHandle, Subscription, Update};
 use p2pchat_core::nick::Nick;
 use p2pchat_core::peer::{ChatState, Event};
@@ -80,9 +80,15 @@ pub async fn run(
         let _ = quit.try_send(UiInput::Line("/quit".into()));
     });
     let mut ui = Ui::new(Spinners::new(), peer, me);
-    for event in &earlier {
+    // Messages are shown with those an earlier run stored but never showed, from the
+    // store; the rest as it came.
+    for event in earlier
+        .iter()
+        .filter(|e| !matches!(e, Event::Message { .. }))
+    {
         ui.event(event);
     }
+    ui.show_unread().await;
     println!("* type /help for commands");
     while let Ok(input) = rx.recv().await {
         match input {
@@ -91,6 +97,10 @@ pub async fn run(
             UiInput::Update(Update::Event(event)) => {
                 let done = event == Event::ShutdownComplete;
                 ui.event(&event);
+                // Printed is read: a line interface shows every message as it comes.
+                if let Event::Message { nick, .. } = &event {
+                    ui.run(Command::MarkRead(nick.clone())).await;
+                }
                 if done {
                     break;
                 }
@@ -533,6 +543,42 @@ impl<S: Screen> Ui<S> {
     }
 
     /// The last few messages with `nick`, when opening or switching to its chat.
+    /// Shows, from the store, each contact's messages not read yet — those that arrived
+    /// while no interface showed them (the process ended between storing and showing, or
+    /// they waited unread in a conversation not on screen) — and marks them read.
+    pub(crate) async fn show_unread(&mut self) {
+        let Some(Answer::Contacts(contacts)) = self.run(Command::Contacts).await else {
+            return;
+        };
+        for c in contacts.into_iter().filter(|c| c.unread > 0) {
+            // Enough rows to find `unread` of theirs among ours.
+            let rows = c.unread.saturating_mul(2).saturating_add(50);
+            let Some(Answer::History(items)) =
+                self.run(Command::History(c.nick.clone(), rows)).await
+            else {
+                continue;
+            };
+            let theirs: Vec<&HistoryEntry> = items
+                .iter()
+                .filter_map(HistoryItem::entry)
+                .filter(|e| !e.outgoing)
+                .collect();
+            let new = &theirs[theirs.len().saturating_sub(c.unread)..];
+            self.say(&match (c.unread, new.len()) {
+                (n, 0) => format!(
+                    "* {n} message(s) from {} arrived that you have not seen; history is off, so they were not kept",
+                    c.nick
+                ),
+                (_, 1) => format!("* 1 new message from {} you have not seen:", c.nick),
+                (_, n) => format!("* {n} new messages from {} you have not seen:", c.nick),
+            });
+            for e in new {
+                self.say(&render::history_line(e, &self.me));
+            }
+            self.run(Command::MarkRead(c.nick.clone())).await;
+        }
+    }
+
     pub(crate) async fn show_recent(&mut self, nick: &Nick) {
         let count = self.screen.recent_count();
         if let Some(Answer::History(items)) = self.run(Command::History(nick.clone(), count)).await

@@ -401,10 +401,6 @@ impl Peer {
         let Some(mut chat) = self.chats.remove(nick) else {
             return;
         };
-        // A stranger's unread count goes with the chat; a contact's stays until read.
-        if !self.state.contacts.contains_key(nick) {
-            self.unread.remove(nick);
-        }
         if let Some(conn) = chat.conn.take() {
             self.drop_conn(conn);
         }

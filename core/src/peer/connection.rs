@@ -648,7 +648,6 @@ impl Peer {
                         text: text.clone(),
                         at,
                     });
-                    self.count_unread(&nick);
                     self.emit(Event::Message {
                         nick: nick.clone(),
                         id,

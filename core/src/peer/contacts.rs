@@ -91,7 +91,7 @@ impl Peer {
             blocked: c.blocked,
             online: status.and_then(|s| s.online),
             queued: self.state.queued_len(&c.nick),
-            unread: self.unread.get(&c.nick).copied().unwrap_or(0),
+            unread: c.unread as usize,
             next_delivery: status.and_then(|s| s.next_delivery),
             conflict: c.conflict.as_deref().cloned(),
             chat: self.chats.get(&c.nick).map(|chat| chat.state.clone()),

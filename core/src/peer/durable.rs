@@ -101,6 +101,10 @@ pub struct ContactRecord {
     pub delivered_upto: u64,
     /// The nonce of message `delivered_upto`.
     pub delivered_nonce: u64,
+    /// Their messages stored since the user last read the conversation. Kept with the
+    /// contact, so that a message stored (and acknowledged) but never shown — the process
+    /// ended first — is shown as new the next time an interface opens.
+    pub unread: u32,
     /// A proven key other than the pinned one, not yet settled by the user (boxed: it is
     /// rare, and holds a whole certificate).
     pub conflict: Option<Box<KeyConflict>>,
@@ -121,6 +125,7 @@ impl ContactRecord {
             received_nonce: 0,
             delivered_upto: 0,
             delivered_nonce: 0,
+            unread: 0,
             conflict: None,
         }
     }
@@ -254,6 +259,7 @@ impl PeerState {
                     if *id > c.received_upto {
                         c.received_upto = *id;
                         c.received_nonce = *nonce;
+                        c.unread = c.unread.saturating_add(1);
                     }
                 }
             }

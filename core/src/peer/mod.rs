@@ -91,9 +91,6 @@ pub struct Peer {
     chats: BTreeMap<Nick, Chat>,
     /// Pending connection requests, by the id given to the user.
     decisions: BTreeMap<u64, ConnId>,
-    /// Messages received per nick that the user has not marked read (`mark_read`); a
-    /// stranger's count goes when the chat ends.
-    unread: BTreeMap<Nick, usize>,
     outputs: VecDeque<Output>,
     shutdown: Option<Shutdown>,
     done: bool,
@@ -168,7 +165,6 @@ impl Peer {
             conns: BTreeMap::new(),
             chats: BTreeMap::new(),
             decisions: BTreeMap::new(),
-            unread: BTreeMap::new(),
             outputs: VecDeque::new(),
             shutdown: None,
             done: false,

@@ -1599,3 +1599,24 @@ fn a_message_written_after_the_peer_asked_to_close_waits_for_the_next_chat() {
     let shown = messages(&w.take(1));
     assert_eq!(shown.len(), 1, "{shown:?}");
 }
+
+/// A message stored (and acknowledged) but never shown — the process ended first — is
+/// still unread after a restart, until the user reads it.
+#[test]
+fn messages_not_read_before_a_restart_are_still_unread_after_it() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    w.open_chat(0, 1);
+    let (alice, bob) = (w.nick(0), w.nick(1));
+    for text in ["one", "two"] {
+        w.peers[0].send(w.now, &bob, text).unwrap();
+    }
+    w.run();
+    assert_eq!(messages(&w.take(1)).len(), 2);
+    w.restart_peer(1, PeerConfig::default());
+    assert_eq!(w.peers[1].contact(&alice).map(|c| c.unread), Some(2));
+    w.peers[1].mark_read(&alice);
+    w.run();
+    w.restart_peer(1, PeerConfig::default());
+    assert_eq!(w.peers[1].contact(&alice).map(|c| c.unread), Some(0));
+}

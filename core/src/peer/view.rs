@@ -4,7 +4,7 @@
 //! each drain), so an interface that missed events catches up from it.
 
 use super::connection::Stage;
-use super::{ChatState, ContactView, Peer};
+use super::{ChatState, ContactView, Peer, StoreOp};
 use crate::identity::{Fingerprint, OnionAddress};
 use crate::nick::Nick;
 use crate::time::Instant;
@@ -87,7 +87,7 @@ impl Peer {
                 nick: nick.clone(),
                 state: chat.state.clone(),
                 fingerprint: self.chat_fingerprint(nick),
-                unread: self.unread.get(nick).copied().unwrap_or(0),
+                unread: self.unread(nick),
             })
             .collect();
         let requests = self
@@ -115,14 +115,23 @@ impl Peer {
         }
     }
 
-    /// The user has read what arrived from `nick`.
+    /// The user has read what arrived from `nick` (it was shown, or its conversation
+    /// opened): stored, so that it is not shown as new again after a restart.
     pub fn mark_read(&mut self, nick: &Nick) {
-        self.unread.remove(nick);
+        if let Some(c) = self.state.contacts.get(nick)
+            && c.unread > 0
+        {
+            let mut record = c.clone();
+            record.unread = 0;
+            self.store(StoreOp::Contact(record));
+        }
     }
 
-    /// One more unread message from `nick` (bounded: it only counts).
-    pub(super) fn count_unread(&mut self, nick: &Nick) {
-        let n = self.unread.entry(nick.clone()).or_insert(0);
-        *n = n.saturating_add(1);
+    /// Messages from `nick` not read yet.
+    pub(super) fn unread(&self, nick: &Nick) -> usize {
+        self.state
+            .contacts
+            .get(nick)
+            .map_or(0, |c| c.unread as usize)
     }
 }
