@@ -80,15 +80,21 @@ pub async fn run(
         let _ = quit.try_send(UiInput::Line("/quit".into()));
     });
     let mut ui = Ui::new(Spinners::new(), peer, me);
-    // Messages are shown with those an earlier run stored but never showed, from the
-    // store; the rest as it came.
-    for event in earlier
-        .iter()
-        .filter(|e| !matches!(e, Event::Message { .. }))
-    {
+    // First what an earlier run stored but never showed (from the store), then what came
+    // while this one started.
+    let mut arrived: BTreeMap<Nick, usize> = BTreeMap::new();
+    for event in &earlier {
+        if let Event::Message { nick, .. } = event {
+            *arrived.entry(nick.clone()).or_default() += 1;
+        }
+    }
+    ui.show_unread(&arrived).await;
+    for event in &earlier {
         ui.event(event);
     }
-    ui.show_unread().await;
+    for nick in arrived.into_keys() {
+        ui.run(Command::MarkRead(nick)).await;
+    }
     println!("* type /help for commands");
     while let Ok(input) = rx.recv().await {
         match input {
@@ -545,13 +551,19 @@ impl<S: Screen> Ui<S> {
     /// The last few messages with `nick`, when opening or switching to its chat.
     /// Shows, from the store, each contact's messages not read yet — those that arrived
     /// while no interface showed them (the process ended between storing and showing, or
-    /// they waited unread in a conversation not on screen) — and marks them read.
-    pub(crate) async fn show_unread(&mut self) {
+    /// they waited unread in a conversation not on screen) — and marks them read. The
+    /// newest `arrived[nick]` of them came during this start and are shown as events.
+    pub(crate) async fn show_unread(&mut self, arrived: &BTreeMap<Nick, usize>) {
         let Some(Answer::Contacts(contacts)) = self.run(Command::Contacts).await else {
             return;
         };
-        for c in contacts.into_iter().filter(|c| c.unread > 0) {
-            // Enough rows to find `unread` of theirs among ours.
+        for c in contacts {
+            let now = arrived.get(&c.nick).copied().unwrap_or(0);
+            let unseen = c.unread.saturating_sub(now);
+            if unseen == 0 {
+                continue;
+            }
+            // Enough rows to find them among ours.
             let rows = c.unread.saturating_mul(2).saturating_add(50);
             let Some(Answer::History(items)) =
                 self.run(Command::History(c.nick.clone(), rows)).await
@@ -563,8 +575,9 @@ impl<S: Screen> Ui<S> {
                 .filter_map(HistoryItem::entry)
                 .filter(|e| !e.outgoing)
                 .collect();
-            let new = &theirs[theirs.len().saturating_sub(c.unread)..];
-            self.say(&match (c.unread, new.len()) {
+            let end = theirs.len().saturating_sub(now);
+            let new = &theirs[end.saturating_sub(unseen)..end];
+            self.say(&match (unseen, new.len()) {
                 (n, 0) => format!(
                     "* {n} message(s) from {} arrived that you have not seen; history is off, so they were not kept",
                     c.nick

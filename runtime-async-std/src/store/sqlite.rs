@@ -1433,4 +1433,72 @@ mod tests {
         assert!(!bytes.windows(8).any(|w| w == b"from bob"));
         let _ = std::fs::remove_dir_all(d);
     }
+
+    /// The journal-mode decision (docs/BENCHMARKS.md), measured on the real store: the
+    /// same grouped commits (64 messages sent and acknowledged per transaction) with the
+    /// rollback journal the store uses and with WAL, both `synchronous = FULL`. Prints
+    /// the rates; asserts nothing about them.
+    /// `cargo test --release -p p2pchat-async-std --lib journal_modes -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn journal_modes_measured() {
+        use p2pchat_core::peer::Outcome;
+        let bob = p2pchat_core::test_keys::identity(1, "bob");
+        for mode in ["DELETE", "WAL"] {
+            let d = dir(&format!("journal-{mode}"));
+            let path = d.join(STORE_FILE);
+            let mut store = SqliteStore::create(&path, Some(b"pw"), OPTIONS).unwrap();
+            store
+                .conn
+                .execute_batch(&format!(
+                    "PRAGMA journal_mode = {mode}; PRAGMA synchronous = FULL;"
+                ))
+                .unwrap();
+            store
+                .apply(&[StoreOp::Contact(ContactRecord::new(bob.nick.clone(), 7))])
+                .unwrap();
+            let (commits, per_commit) = (200u64, 64u64);
+            let started = std::time::Instant::now();
+            for c in 0..commits {
+                let mut ops = Vec::new();
+                for m in 0..per_commit {
+                    let id = c * per_commit + m + 1;
+                    ops.push(StoreOp::Queued(QueuedMessage {
+                        to: bob.nick.clone(),
+                        id,
+                        nonce: id,
+                        text: "x".repeat(100),
+                        queued_at: WallTime(id),
+                    }));
+                    ops.push(StoreOp::Resolved {
+                        to: bob.nick.clone(),
+                        id,
+                        outcome: Outcome::Delivered,
+                    });
+                }
+                store.apply(&ops).unwrap();
+            }
+            let grouped = (commits * per_commit) as f64 / started.elapsed().as_secs_f64();
+            let started = std::time::Instant::now();
+            let singles = 300u64;
+            for k in 0..singles {
+                let id = commits * per_commit + k + 1;
+                store
+                    .apply(&[StoreOp::Queued(QueuedMessage {
+                        to: bob.nick.clone(),
+                        id,
+                        nonce: id,
+                        text: "x".repeat(100),
+                        queued_at: WallTime(id),
+                    })])
+                    .unwrap();
+            }
+            let single = singles as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "journal_mode={mode}: {grouped:.0} messages/s sent and acknowledged, 64 per commit; {single:.0} commits/s one operation each"
+            );
+            drop(store);
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
