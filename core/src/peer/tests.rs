@@ -902,18 +902,7 @@ fn a_chat_that_ends_during_a_handshake_never_lends_its_instance_to_the_next_chat
     // However the handshake ends, a chat they reopen must show alice every message.
     let _ = w.peers[1].connect(w.now, &alice);
     w.run();
-    for i in [0, 1] {
-        let requests: Vec<u64> = w.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::ConnectionRequest { request, .. } => Some(*request),
-                _ => None,
-            })
-            .collect();
-        for request in requests {
-            let _ = w.peers[i].accept(w.now, request);
-        }
-    }
+    accept_all_requests(&mut w);
     w.advance(Duration::from_secs(60));
     let id = w.peers[1].send(w.now, &alice, "second").unwrap();
     w.advance(Duration::from_secs(60));
