@@ -101,6 +101,11 @@ pub struct ContactRecord {
     pub delivered_upto: u64,
     /// The nonce of message `delivered_upto`.
     pub delivered_nonce: u64,
+    /// The highest id of ours that failed (withdrawn, refused, expired), and its nonce: the
+    /// contact may have stored it although its acknowledgement never came.
+    pub failed_upto: u64,
+    /// The nonce of message `failed_upto`.
+    pub failed_nonce: u64,
     /// Their messages stored since the user last read the conversation. Kept with the
     /// contact, so that a message stored (and acknowledged) but never shown — the process
     /// ended first — is shown as new the next time an interface opens.
@@ -125,6 +130,8 @@ impl ContactRecord {
             received_nonce: 0,
             delivered_upto: 0,
             delivered_nonce: 0,
+            failed_upto: 0,
+            failed_nonce: 0,
             unread: 0,
             conflict: None,
         }
@@ -229,12 +236,14 @@ impl PeerState {
             }
             StoreOp::Resolved { to, id, outcome } => {
                 let nonce = self.queued(to).find(|m| m.id == *id).map(|m| m.nonce);
-                if let (Outcome::Delivered, Some(nonce), Some(c)) =
-                    (outcome, nonce, self.contacts.get_mut(to))
-                    && *id > c.delivered_upto
-                {
-                    c.delivered_upto = *id;
-                    c.delivered_nonce = nonce;
+                if let (Some(nonce), Some(c)) = (nonce, self.contacts.get_mut(to)) {
+                    let (upto, mark) = match outcome {
+                        Outcome::Delivered => (&mut c.delivered_upto, &mut c.delivered_nonce),
+                        Outcome::Failed(_) => (&mut c.failed_upto, &mut c.failed_nonce),
+                    };
+                    if *id > *upto {
+                        (*upto, *mark) = (*id, nonce);
+                    }
                 }
                 if let Some(queue) = self.outbox.get_mut(to) {
                     queue.retain(|m| m.id != *id);

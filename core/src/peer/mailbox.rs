@@ -185,6 +185,8 @@ impl Peer {
                 && match self.state.queued(nick).find(|m| m.id == stored_upto) {
                     Some(m) => same(m.nonce),
                     None if stored_upto == contact.delivered_upto => same(contact.delivered_nonce),
+                    // It stored one we gave up on before its acknowledgement came.
+                    None if stored_upto == contact.failed_upto => same(contact.failed_nonce),
                     // Behind what it acknowledged: the contact's store is the older one,
                     // and our next ids are new to it.
                     None => stored_upto < contact.delivered_upto,

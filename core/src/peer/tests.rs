@@ -1609,3 +1609,35 @@ fn messages_not_read_before_a_restart_are_still_unread_after_it() {
     w.restart_peer(1, PeerConfig::default());
     assert_eq!(w.peers[1].contact(&alice).map(|c| c.unread), Some(0));
 }
+
+/// A message the contact stored but whose acknowledgement was lost, then withdrawn: the
+/// contact's `Resume` names it, and the store knows it (no "older copy" alarm, nothing
+/// else failed).
+#[test]
+fn a_withdrawn_message_the_contact_stored_is_not_taken_for_a_restored_store() {
+    let mut w = World::new(&["alice", "bob"], PeerConfig::default());
+    w.register_all();
+    w.open_chat(0, 1);
+    let bob = w.nick(1);
+    let id = w.peers[0]
+        .send(w.now, &bob, "stored, never acknowledged")
+        .unwrap();
+    w.run_until_bytes_for(1);
+    let (end, delivery) = w.queue.pop_front().unwrap();
+    w.deliver(end, delivery);
+    // Bob stored it; his acknowledgement is lost with the connection.
+    w.drain_outputs();
+    w.cut(0, 1);
+    w.run();
+    w.peers[0].cancel(w.now, &bob, id).unwrap();
+    let after = w.peers[0].send(w.now, &bob, "next").unwrap();
+    w.advance(Duration::from_secs(120));
+    let events = w.take(0);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::StoreBehindContact { .. })),
+        "{events:?}"
+    );
+    assert!(delivered(&events).contains(&after), "{events:?}");
+}

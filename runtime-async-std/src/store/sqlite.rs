@@ -528,10 +528,8 @@ fn apply_one(
                 "DELETE FROM outbox WHERE tag = ?1 AND id = ?2",
                 params![vault.row_key("outbox", &name), *id as i64],
             )?;
-            // A delivery moves the contact's acknowledged mark.
-            if *outcome == Outcome::Delivered
-                && let Some(record) = state.contacts.get(to)
-            {
+            // The outcome moves the contact's acknowledged (or failed) mark.
+            if let Some(record) = state.contacts.get(to) {
                 write_contact(tx, vault, record)?;
             }
             if options.history {
