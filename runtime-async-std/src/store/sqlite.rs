@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use p2pchat_core::nick::Nick;
-use p2pchat_core::peer::{ContactRecord, Outcome, PeerState, QueuedMessage, StoreOp};
+use p2pchat_core::peer::{ContactRecord, PeerState, QueuedMessage, StoreOp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
