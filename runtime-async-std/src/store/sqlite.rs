@@ -821,7 +821,7 @@ fn unlock(conn: &Connection, path: &Path, passphrase: Option<&[u8]>) -> Result<V
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use p2pchat_core::peer::{ContactKey, WallTime};
+    use p2pchat_core::peer::{ContactKey, Outcome, WallTime};
 
     use super::*;
 
@@ -1449,7 +1449,6 @@ mod tests {
     #[test]
     #[ignore]
     fn journal_modes_measured() {
-        use p2pchat_core::peer::Outcome;
         let bob = p2pchat_core::test_keys::identity(1, "bob");
         for mode in ["DELETE", "WAL"] {
             let d = dir(&format!("journal-{mode}"));
