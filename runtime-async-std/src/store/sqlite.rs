@@ -1352,6 +1352,12 @@ mod tests {
                 SqliteStore::open_unlocked(&copy, conn, vault, version, OPTIONS, lock)
             });
             let outcome = opened.and_then(|store| store.read_history(&bob.nick, 1000));
+            // Reading, or refusing, never writes.
+            assert!(
+                std::fs::read(&copy).unwrap() == bytes,
+                "bit {} of byte {at}: the file changed",
+                x % 8
+            );
             match outcome {
                 Ok(items) => match check_against_fixture(&items) {
                     Ok(false) => whole += 1,
