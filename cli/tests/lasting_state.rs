@@ -651,10 +651,9 @@ fn a_registry_started_with_its_clock_a_month_ahead_gives_no_nick_away() {
     // The same registry, its clock 31 days ahead (its reservation is 30 days).
     let mut command = std::process::Command::new("faketime");
     command.args(["-f", "+31d"]);
-    let mut args = registry_command(bin(), &dir);
-    command.arg(args.get_program());
-    command.args(args.get_args());
-    let _ = &mut args;
+    let registry = registry_command(bin(), &dir);
+    command.arg(registry.get_program());
+    command.args(registry.get_args());
     let mut server = Proc::start_command(&mut command, "server");
     let line = server.expect("p2pchat registry listening on");
     let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
