@@ -354,9 +354,11 @@ impl LoopState {
             return Err(error);
         }
         let mut last = error;
+        // Fixed per attempt: inputs arriving meanwhile (a peer dialling in again and again)
+        // must not put the next try off.
+        let mut retry_at = self.clock.now() + STORE_RETRY;
         loop {
-            let retry_at = self.clock.now() + STORE_RETRY;
-            match next_input(inbox, &self.clock, Some(retry_at)).await {
+            let due = match next_input(inbox, &self.clock, Some(retry_at)).await {
                 Ok(Wake::Input(LoopInput::Command(command, reply))) => {
                     let answer = match command {
                         Command::Shutdown => {
@@ -367,22 +369,28 @@ impl LoopState {
                         _ => paused_answer(&last),
                     };
                     let _ = reply.try_send(Ok(answer));
+                    self.clock.now() >= retry_at
                 }
                 // Connections of the dropped core, and new ones: dropped (they close).
-                Ok(Wake::Input(_)) => {}
-                Ok(Wake::Timer) => match self.recover().await.and_then(|s| self.rebuild(s)) {
-                    Ok(()) => {
-                        tracing::warn!("the store takes writes again; carrying on");
-                        return if self.publisher.publish(Update::StoreResumed) {
-                            Ok(())
-                        } else {
-                            Err(last)
-                        };
-                    }
-                    Err(e) => last = e,
-                },
+                Ok(Wake::Input(_)) => self.clock.now() >= retry_at,
+                Ok(Wake::Timer) => true,
                 Err(_) => return Err(last),
+            };
+            if !due {
+                continue;
             }
+            match self.recover().await.and_then(|s| self.rebuild(s)) {
+                Ok(()) => {
+                    tracing::warn!("the store takes writes again; carrying on");
+                    return if self.publisher.publish(Update::StoreResumed) {
+                        Ok(())
+                    } else {
+                        Err(last)
+                    };
+                }
+                Err(e) => last = e,
+            }
+            retry_at = self.clock.now() + STORE_RETRY;
         }
     }
 

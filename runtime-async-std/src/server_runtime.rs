@@ -227,6 +227,12 @@ impl Server {
                             Err(_) => break,
                         }
                     }
+                    // A busy registry may never wake for its timer: the store is tried
+                    // again when due all the same.
+                    let now = self.clock.now();
+                    if self.store_retry_at.is_some_and(|t| t <= now) {
+                        self.retry_store(now);
+                    }
                 }
                 Ok(Wake::Timer) => {
                     let now = self.clock.now();
