@@ -272,12 +272,9 @@ impl Server {
         store.apply(ops)
     }
 
-    /// The store refused the writes of a drain (a full disk): none of what those writes
-    /// recorded may be told. The core goes back to the bindings as stored and refuses new
-    /// ones until the store takes writes; a registration of that drain whose binding was
-    /// not stored is refused as passing, any other connection an answer of that drain was
-    /// for is closed (its client reconnects), and a presence frame of that drain counts
-    /// as dropped (its subscriber is sent `Resync`).
+    /// The store refused the writes of a drain (a full disk): none of that drain's outputs
+    /// may act. The core is handed them back with what the store holds
+    /// (`Registry::writes_refused` decides what each client is told).
     /// Lookups, lists and registered users go on. An error only if the store cannot even
     /// be read: then the registry cannot go on.
     fn store_refused(
@@ -293,29 +290,9 @@ impl Server {
             return Ok(());
         };
         let bindings = store.bindings()?;
-        self.core.set_store_available(false);
-        self.core.replace_bindings(bindings);
+        self.core.writes_refused(bindings, outputs);
         self.store_retry_at = Some(self.clock.now() + STORE_RETRY);
-        for output in outputs {
-            match output {
-                RegistryOutput::Transmit { conn, .. } => {
-                    if !self.core.registration_unrecorded(conn) {
-                        self.close(conn);
-                    }
-                }
-                RegistryOutput::Close { conn } => self.close(conn),
-                RegistryOutput::Presence { conn, .. } => self.core.handle_presence_dropped(conn),
-                RegistryOutput::Store(_) => {}
-            }
-        }
         Ok(())
-    }
-
-    /// Closes `conn` for the core.
-    fn close(&mut self, conn: ConnId) {
-        if self.writers.remove(&conn).is_some() || self.upgrading.remove(&conn).is_some() {
-            self.core.handle_closed(conn);
-        }
     }
 
     /// Whether the store takes writes again; if it does, so does the core.
@@ -329,7 +306,7 @@ impl Server {
                 // At the level of the refusal it ends, so that whoever saw one sees the other.
                 tracing::warn!("the registry can store again: new registrations are taken");
                 self.store_retry_at = None;
-                self.core.set_store_available(true);
+                self.core.store_available_again();
             }
             Err(e) => {
                 tracing::debug!("the store still refuses writes: {e}");

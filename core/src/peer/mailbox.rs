@@ -114,6 +114,19 @@ impl Peer {
         });
     }
 
+    /// Fails every message queued for `nick` with an id up to `upto`.
+    fn fail_queued_upto(&mut self, nick: &Nick, upto: u64, reason: &str) {
+        let ids: Vec<u64> = self
+            .state
+            .queued(nick)
+            .map(|m| m.id)
+            .take_while(|id| *id <= upto)
+            .collect();
+        for id in ids {
+            self.resolve(nick, id, Outcome::Failed(reason.to_owned()));
+        }
+    }
+
     /// Fails every message queued for `nick`.
     pub(super) fn fail_queued(&mut self, nick: &Nick, reason: &str) {
         let ids: Vec<u64> = self.state.queued(nick).map(|m| m.id).collect();
@@ -146,22 +159,11 @@ impl Peer {
         if !had_previous {
             return;
         }
-        let doubtful: Vec<u64> = self
-            .state
-            .queued(nick)
-            .map(|m| m.id)
-            .take_while(|id| *id <= exposed)
-            .collect();
-        for id in doubtful {
-            self.resolve(
-                nick,
-                id,
-                Outcome::Failed(
-                    "the contact lost its message store before acknowledging it (it may have been shown)"
-                        .into(),
-                ),
-            );
-        }
+        self.fail_queued_upto(
+            nick,
+            exposed,
+            "the contact lost its message store before acknowledging it (it may have been shown)",
+        );
     }
 
     /// The contact says it stored our ids up to `stored_upto`, the last with `nonce` (its
@@ -201,23 +203,12 @@ impl Peer {
             nick: nick.clone(),
             stored_upto,
         });
-        let taken: Vec<u64> = self
-            .state
-            .queued(nick)
-            .map(|m| m.id)
-            .take_while(|id| *id <= stored_upto)
-            .collect();
-        for id in taken {
-            self.resolve(
-                nick,
-                id,
-                Outcome::Failed(format!(
-                    "this data directory is an older copy (restored from a backup?) and {nick} \
-                     already has messages up to #{stored_upto} from it: this one may or may \
-                     not have arrived; send it again if needed"
-                )),
-            );
-        }
+        let reason = format!(
+            "this data directory is an older copy (restored from a backup?) and {nick} already \
+             has messages up to #{stored_upto} from it: this one may or may not have arrived; \
+             send it again if needed"
+        );
+        self.fail_queued_upto(nick, stored_upto, &reason);
     }
 
     /// Classifies message `id` from `nick`'s current instance.

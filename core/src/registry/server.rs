@@ -299,28 +299,49 @@ impl Registry {
         self.outputs.push_back(RegistryOutput::Store(op));
     }
 
-    /// The runtime's store refused a write (`false`), or takes writes again (`true`).
-    /// After a refusal the runtime hands back, with [`Registry::replace_bindings`], what
-    /// the store holds, and drops the connections the failed write's answers were for.
-    pub fn set_store_available(&mut self, available: bool) {
-        self.store_available = available;
-        if available {
-            // The clock, and whatever waited, is stored again from now on.
-            self.clock_due = self.now;
-        }
+    /// The runtime's store takes writes again (after [`Registry::writes_refused`]).
+    pub fn store_available_again(&mut self) {
+        self.store_available = true;
+        // The clock, and whatever waited, is stored again from now on.
+        self.clock_due = self.now;
     }
 
-    /// The bindings as the store holds them (after a write it refused).
-    pub fn replace_bindings(&mut self, bindings: Bindings) {
-        self.bindings = bindings;
+    /// The runtime's store refused the writes of `lost`, the outputs of one drain, none of
+    /// which acted; `stored` is what the store holds. Until
+    /// [`Registry::store_available_again`], nothing that needs a write happens. Of `lost`:
+    /// a registration whose binding was not stored is undone and refused as
+    /// [`RegisterError::StoreUnavailable`] (the client tries again later); any other
+    /// connection an answer was lost for is closed (its client reconnects for what it did
+    /// not get); a lost presence frame counts as dropped (its subscriber is sent `Resync`).
+    pub fn writes_refused(&mut self, stored: Bindings, lost: Vec<RegistryOutput>) {
+        self.store_available = false;
+        self.bindings = stored;
+        let mut closed = BTreeSet::new();
+        for output in lost {
+            match output {
+                RegistryOutput::Transmit { conn, .. } => {
+                    if closed.contains(&conn) || self.registration_unrecorded(conn) {
+                        continue;
+                    }
+                    closed.insert(conn);
+                    self.outputs.push_back(RegistryOutput::Close { conn });
+                    self.handle_closed(conn);
+                }
+                RegistryOutput::Close { conn } => {
+                    if closed.insert(conn) {
+                        self.outputs.push_back(RegistryOutput::Close { conn });
+                    }
+                }
+                RegistryOutput::Presence { conn, .. } => self.handle_presence_dropped(conn),
+                RegistryOutput::Store(_) => {}
+            }
+        }
     }
 
     /// An answer to `conn` was lost with a write the store refused. If `conn` registered
     /// a nick whose binding the store does not hold, that registration is undone and
-    /// refused as [`RegisterError::StoreUnavailable`] (the client tries again later), and
-    /// true is returned; otherwise false, and the runtime closes `conn` (its client
-    /// reconnects for what it did not get).
-    pub fn registration_unrecorded(&mut self, conn: ConnId) -> bool {
+    /// refused as [`RegisterError::StoreUnavailable`], and true is returned.
+    fn registration_unrecorded(&mut self, conn: ConnId) -> bool {
         let Some(key) = self.clients.get(&conn).and_then(|c| c.registered.clone()) else {
             return false;
         };

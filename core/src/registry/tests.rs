@@ -1018,8 +1018,26 @@ fn while_its_store_takes_no_writes_the_registry_refuses_new_bindings_and_serves_
     assert_eq!(reply, vec![ServerMessage::Registered]);
     h.registry.handle_closed(conn);
     h.run();
+    let mut disk = Bindings::default();
+    for op in &h.registry_stored {
+        disk.apply(op);
+    }
+    // Carol registers in the drain whose writes the store refuses: her binding is not on
+    // the disk, so her registration is undone and refused as passing.
+    let (carol, _) = h.register_client(&test_keys::identity(2, "carol"));
     let stored = h.registry_stored.len();
-    h.registry.set_store_available(false);
+    let lost = vec![RegistryOutput::Transmit {
+        conn: carol,
+        bytes: Vec::new(),
+    }];
+    h.registry.writes_refused(disk, lost);
+    assert_eq!(
+        h.client_inbox(carol),
+        vec![ServerMessage::RegisterRejected(
+            RegisterError::StoreUnavailable
+        )]
+    );
+    assert!(h.registry.bindings().of_nick("carol").is_none());
     // A new nick needs a binding nobody could record: refused, as a passing condition.
     let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
     assert_eq!(
@@ -1057,7 +1075,7 @@ fn while_its_store_takes_no_writes_the_registry_refuses_new_bindings_and_serves_
         "nothing was asked to be stored"
     );
     // Writes again: bob gets in, and the clock is stored.
-    h.registry.set_store_available(true);
+    h.registry.store_available_again();
     let (_, reply) = h.register_client(&test_keys::identity(1, "bob"));
     assert_eq!(reply, vec![ServerMessage::Registered]);
     assert!(h.registry_stored.len() > stored);

@@ -101,7 +101,7 @@ pub(super) fn insert(
         Some(count) => count,
         None => last_pos(conn, &tag)?,
     };
-    let pos = count + 1;
+    let pos = count.saturating_add(1);
     let sealed = vault.seal(
         &row_aad(&tag, pos, entry.outgoing, entry.id),
         &encode(entry)?,
@@ -209,7 +209,7 @@ pub(super) fn read(
         Some(count) => count,
         None => last_pos(conn, &tag)?,
     };
-    let first = end.saturating_sub(limit as u64) + 1;
+    let first = end.saturating_sub(limit as u64).saturating_add(1);
     let mut items = check(vault, &tag, first, end, rows_from(conn, &tag, first, true)?);
     if items
         .iter()
@@ -237,7 +237,8 @@ pub(super) fn read(
 }
 
 /// Checks `rows` (sorted by position) against positions `first..=end`, each of which
-/// must have one.
+/// must have one. Positions and the head come from the file (a plain store's are not
+/// sealed): arithmetic on them saturates.
 fn check(vault: &Vault, tag: &[u8], first: u64, end: u64, rows: Vec<Row>) -> Vec<HistoryItem> {
     let mut items = Vec::new();
     let mut next = first;
@@ -258,10 +259,10 @@ fn check(vault: &Vault, tag: &[u8], first: u64, end: u64, rows: Vec<Row>) -> Vec
         }
         if row.pos > next && next <= end {
             items.push(HistoryItem::Missing {
-                count: row.pos.min(end + 1) - next,
+                count: row.pos.min(end.saturating_add(1)) - next,
             });
         }
-        next = row.pos + 1;
+        next = row.pos.saturating_add(1);
         items.push(open(vault, tag, &row).unwrap_or(HistoryItem::Damaged {
             outgoing: row.outgoing,
             id: row.id,
@@ -269,7 +270,7 @@ fn check(vault: &Vault, tag: &[u8], first: u64, end: u64, rows: Vec<Row>) -> Vec
     }
     if next <= end {
         items.push(HistoryItem::Missing {
-            count: end + 1 - next,
+            count: end.saturating_add(1) - next,
         });
     }
     items
